@@ -1,0 +1,188 @@
+"""BERT-style tokenizer: ``bert-base-uncased`` when available, else a WordPiece trained offline.
+
+Both kinds are saved as a directory ``transformers.BertTokenizerFast.from_pretrained`` can load
+(``tokenizer.json``, ``vocab.txt``, ``tokenizer_config.json``, ``special_tokens_map.json``), so a
+runtime without storyedge can decode what an exported model writes. Inside storyedge the
+directory is read with the lightweight ``tokenizers`` library only (no ``transformers`` import).
+
+Special ids follow BERT: ``[PAD]`` pads, ``[CLS]`` starts a caption (BOS), ``[SEP]`` ends it (EOS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from storyedge.errors import UserError
+
+PAD, UNK, BOS, EOS, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = [PAD, UNK, BOS, EOS, MASK]
+PRETRAINED_NAME = "bert-base-uncased"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class StoryTokenizer:
+    """Wraps a ``tokenizers.Tokenizer`` with caption framing and the special ids."""
+
+    def __init__(self, tokenizer: Tokenizer, source: str, lowercase: bool = True) -> None:
+        self._tok = tokenizer
+        self.source = source
+        self.lowercase = lowercase
+        self.pad_id = self._require_id(PAD)
+        self.unk_id = self._require_id(UNK)
+        self.bos_id = self._require_id(BOS)
+        self.eos_id = self._require_id(EOS)
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def _require_id(self, token: str) -> int:
+        token_id = self._tok.token_to_id(token)
+        if token_id is None:
+            raise UserError(f"tokenizer ({self.source}): special token {token} is missing")
+        return token_id
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        """The ids a runtime needs: pad, unk, bos, eos, and the vocabulary size."""
+        return {
+            "pad_id": self.pad_id,
+            "unk_id": self.unk_id,
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
+            "vocab_size": self.vocab_size,
+        }
+
+    def tokenize(self, text: str) -> list[int]:
+        """Word-piece ids of ``text`` without special tokens."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_caption(self, text: str, max_len: int) -> list[int]:
+        """``[BOS] tokens [EOS]`` padded with ``[PAD]`` to ``max_len``; long text is truncated
+        so the result still ends with ``[EOS]``."""
+        if max_len < 3:
+            raise ValueError(f"max_len must be >= 3 to hold [BOS] x [EOS], got {max_len}")
+        ids = [self.bos_id, *self.tokenize(text)[: max_len - 2], self.eos_id]
+        return ids + [self.pad_id] * (max_len - len(ids))
+
+    def encode_text(self, text: str, max_len: int) -> list[int]:
+        """Plain token ids (no BOS/EOS) truncated and padded to ``max_len``."""
+        ids = self.tokenize(text)[:max_len]
+        return ids + [self.pad_id] * (max_len - len(ids))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``, stopping at the first ``[EOS]`` and skipping special tokens."""
+        kept: list[int] = []
+        for token_id in ids:
+            token_id = int(token_id)
+            if token_id == self.eos_id:
+                break
+            kept.append(token_id)
+        return self._tok.decode(kept, skip_special_tokens=True)
+
+    def fingerprint(self) -> str:
+        """sha256 of the vocabulary: tells whether two tokenizers map text to the same ids."""
+        import hashlib
+
+        vocab = sorted(self._tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+        return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a ``BertTokenizerFast``-loadable directory; returns it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._tok.save(str(directory / TOKENIZER_FILE))
+        vocab = sorted(self._tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+        (directory / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab))
+        special = {
+            "pad_token": PAD,
+            "unk_token": UNK,
+            "cls_token": BOS,
+            "sep_token": EOS,
+            "mask_token": MASK,
+        }
+        (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": self.lowercase,
+            "model_max_length": 512,
+            "storyedge_source": self.source,
+            **special,
+        }
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "StoryTokenizer":
+        """Load a directory written by :meth:`save` (or by ``save_pretrained``)."""
+        directory = Path(directory)
+        path = directory / TOKENIZER_FILE
+        if not path.is_file():
+            raise UserError(f"{directory}: no tokenizer found ({TOKENIZER_FILE} missing)")
+        config_path = directory / "tokenizer_config.json"
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        source = config.get("storyedge_source", str(directory))
+        return cls(Tokenizer.from_file(str(path)), source, config.get("do_lower_case", True))
+
+
+def train_wordpiece(
+    texts: Iterable[str], vocab_size: int, lowercase: bool = True
+) -> StoryTokenizer:
+    """Train a BERT-style WordPiece tokenizer on ``texts`` (offline, deterministic)."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=1, show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return StoryTokenizer(tokenizer, "wordpiece", lowercase)
+
+
+def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
+    """Load a pretrained BERT tokenizer from the HF cache, or the hub when reachable.
+
+    Unreachable and uncached → :class:`UserError` saying how to provide it (fast: the hub's
+    reachability is probed once instead of waiting through the client's retries).
+    """
+    from huggingface_hub import snapshot_download
+
+    patterns = [TOKENIZER_FILE, "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+    try:
+        local = snapshot_download(name, allow_patterns=patterns, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (any cache miss error)
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+            raise UserError(
+                f"tokenizer {name!r} is not in the Hugging Face cache and the hub is unreachable; "
+                "run once online to cache it, or set tokenizer.name: wordpiece"
+            ) from None
+        local = snapshot_download(name, allow_patterns=patterns)
+    if (Path(local) / TOKENIZER_FILE).is_file():
+        return StoryTokenizer(Tokenizer.from_file(str(Path(local) / TOKENIZER_FILE)), name, True)
+    from transformers import BertTokenizerFast  # vocab.txt only: let transformers build it
+
+    return StoryTokenizer(BertTokenizerFast.from_pretrained(local).backend_tokenizer, name, True)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def build_tokenizer(name: str, texts: Iterable[str], vocab_size: int, lowercase: bool = True) -> StoryTokenizer:
+    """The configured tokenizer: ``bert-base-uncased`` (pretrained) or ``wordpiece`` (trained)."""
+    if name == PRETRAINED_NAME:
+        return load_pretrained(name)
+    if name == "wordpiece":
+        return train_wordpiece(texts, vocab_size, lowercase)
+    raise UserError(f"tokenizer.name: unknown tokenizer {name!r}")

@@ -1,0 +1,90 @@
+"""Tokenizer: round trip, special ids, caption framing, BertTokenizerFast compatibility."""
+
+from pathlib import Path
+
+import pytest
+
+from storyedge.errors import UserError
+from storyedge.tokenizer import StoryTokenizer, build_tokenizer, load_pretrained, train_wordpiece
+
+TEXTS = [
+    "the red circle moves left",
+    "the blue square bounces off the top wall",
+    "a green triangle appears in the corner",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> StoryTokenizer:
+    return train_wordpiece(TEXTS, vocab_size=200)
+
+
+def test_special_ids_are_distinct_and_bert_named(tokenizer):
+    ids = tokenizer.special_ids
+    assert len({ids["pad_id"], ids["unk_id"], ids["bos_id"], ids["eos_id"]}) == 4
+    assert ids["pad_id"] == 0  # [PAD] is trained first
+    assert tokenizer.vocab_size == ids["vocab_size"] > 20
+
+
+def test_caption_framing_and_padding(tokenizer):
+    ids = tokenizer.encode_caption("the red circle moves left", max_len=10)
+    assert len(ids) == 10
+    assert ids[0] == tokenizer.bos_id
+    eos_at = ids.index(tokenizer.eos_id)
+    assert eos_at == 6  # five words, all in the vocabulary as whole pieces
+    assert ids[eos_at + 1 :] == [tokenizer.pad_id] * 3
+
+
+def test_long_caption_is_truncated_but_keeps_eos(tokenizer):
+    ids = tokenizer.encode_caption(" ".join(["red circle"] * 20), max_len=6)
+    assert len(ids) == 6 and ids[0] == tokenizer.bos_id and ids[-1] == tokenizer.eos_id
+
+
+def test_round_trip(tokenizer):
+    text = "the blue square bounces off the top wall"
+    assert tokenizer.decode(tokenizer.encode_caption(text, 16)) == text
+
+
+def test_unknown_word_maps_to_unk(tokenizer):
+    assert tokenizer.unk_id in tokenizer.tokenize("zebra")
+
+
+def test_save_load_and_bert_tokenizer_fast_compatibility(tokenizer, tmp_path):
+    from transformers import BertTokenizerFast
+
+    tokenizer.save(tmp_path)
+    again = StoryTokenizer.load(tmp_path)
+    assert again.fingerprint() == tokenizer.fingerprint()
+    text = "a green triangle appears in the corner"
+    hf = BertTokenizerFast.from_pretrained(str(tmp_path))
+    assert hf(text)["input_ids"] == tokenizer.encode_caption(text, 9)[:9]
+    assert hf.pad_token_id == tokenizer.pad_id and hf.cls_token_id == tokenizer.bos_id
+
+
+def test_load_missing_dir_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no tokenizer found"):
+        StoryTokenizer.load(tmp_path)
+
+
+def test_bert_base_uncased_uncached_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="not in the Hugging Face cache"):
+        build_tokenizer("bert-base-uncased", [], 100)
+
+
+def test_bert_base_uncased_loads_from_the_hf_cache(monkeypatch, tmp_path, tokenizer):
+    """The real loading code reads a cached snapshot (here one we lay out as the hub client does)."""
+    snapshot = tmp_path / "models--bert-base-uncased" / "snapshots" / "abc123"
+    tokenizer.save(snapshot)
+    (tmp_path / "models--bert-base-uncased" / "refs").mkdir()
+    (tmp_path / "models--bert-base-uncased" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    loaded = load_pretrained("bert-base-uncased")
+    assert loaded.source == "bert-base-uncased"
+    assert loaded.fingerprint() == tokenizer.fingerprint()
