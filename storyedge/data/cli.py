@@ -1,0 +1,79 @@
+"""``storyedge data``: generate the synthetic dataset, inspect the configured one."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import numpy as np
+
+from storyedge.errors import UserError
+
+
+@click.group("data")
+def data() -> None:
+    """Datasets: generate the embedded synthetic stories, inspect the configured dataset."""
+
+
+@data.command("synth")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Directory to write.")
+@click.option("--stories", default=1200, show_default=True, type=int, help="Stories in all splits.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--frame-size", default=64, show_default=True, type=int, help="Frame side in pixels.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing directory.")
+def synth(out: str, stories: int, seed: int, frame_size: int, overwrite: bool) -> None:
+    """Generate the synthetic visual-stories dataset (save_to_disk layout) at OUT."""
+    from tqdm import tqdm
+
+    from storyedge.data.synthetic import split_sizes, write_synthetic_dataset
+
+    if stories < 3:
+        raise UserError(f"--stories: must be >= 3 (one story per split), got {stories}")
+    sizes = split_sizes(stories)
+    start = time.perf_counter()
+    with tqdm(total=stories, desc="stories", unit="story") as bar:
+        path = write_synthetic_dataset(
+            out, stories, seed, frame_size=frame_size, overwrite=overwrite, progress=bar.update
+        )
+    elapsed = time.perf_counter() - start
+    click.echo(f"wrote {stories} synthetic stories (seed {seed}, {frame_size}px) to {path}")
+    for split, n in sizes.items():
+        click.echo(f"  {split:<10} {n:>6} stories")
+    click.echo(f"wall time: {elapsed:.1f} s")
+
+
+@data.command("info")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    help="Config YAML (path or shipped name); default: the quickstart config.",
+)
+def info(config_path: str | None) -> None:
+    """Load the configured dataset and print per-split stories, windows and caption lengths."""
+    from storyedge.config import load_config
+    from storyedge.data.loading import load_story_splits
+    from storyedge.data.windows import count_windows
+
+    cfg = load_config(config_path).dataset
+    splits = load_story_splits(cfg)
+    k = cfg.seq_len
+    click.echo(f"dataset: {cfg.name}" + (f" ({cfg.path})" if cfg.path else "") + f"  k={k}")
+    header = f"{'split':<10} {'stories':>8} {'windows':>8} {'skipped':>8}   caption words min/mean/p95/max"
+    click.echo(header)
+    for name, split in splits.items():
+        stats = count_windows(split, k)
+        lengths = np.array([len(c.split()) for caps in split["captions"] for c in caps], dtype=np.int64)
+        if lengths.size:
+            words = (
+                f"{lengths.min()}/{lengths.mean():.1f}/{int(np.percentile(lengths, 95))}/{lengths.max()}"
+            )
+        else:
+            words = "-"
+        click.echo(
+            f"{name:<10} {stats.stories:>8} {stats.windows:>8} {stats.skipped_stories:>8}   {words}"
+        )
+    click.echo(
+        f"(skipped: stories shorter than k+1 = {k + 1} frames; captions are truncated to "
+        f"dataset.max_caption_len = {cfg.max_caption_len} tokens incl. [BOS]/[EOS])"
+    )
