@@ -1,0 +1,299 @@
+"""The story model: k (frame, caption) pairs -> caption k+1, with three weight-sharing entry points.
+
+* :meth:`StoryModel.encode` - frames [B, k, S, S, 3] + captions [B, k, L] (+ reason [B, R]) ->
+  ``{h0, c0, context}``: per frame an :class:`ImageEncoder` and a :class:`CaptionEncoder` fused by
+  :class:`FrameFusion` (k folded into the batch dim with static reshapes), a temporal LSTM over
+  the k fused vectors, and the decoder's initial state from the context.
+* :meth:`StoryModel.decode_step` - one decoder step on a ``keras.layers.LSTMCell`` called
+  directly: x = embed(token) ++ context -> cell -> logits = Dense(V)(h_out).
+* :meth:`StoryModel.call` - ``encode`` then teacher-forced decoding of ``target[:, :-1]``,
+  predicting ``target[:, 1:]``, by a Python loop of the *same* cell over the static L-1
+  positions; so the trained graph is exactly the exported step (tested to < 1e-5).
+
+One ``Embedding`` table is shared by the caption encoder, the reason encoder and the decoder
+(same vocabulary; at the seed size it is 9.2M parameters that would otherwise be tripled).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from storyedge.config import Config, config_from_dict
+from storyedge.model.layers import CaptionEncoder, FrameFusion, ImageEncoder
+
+
+def reason_dim(cfg: Config) -> int:
+    """Size of the reason encoder's pooled vector (Bi-LSTM: 2 * text_hidden_dim)."""
+    return 2 * cfg.model.text_hidden_dim
+
+
+def context_dim(cfg: Config) -> int:
+    """C, the size of the per-story context vector fed to every decoder step.
+
+    The temporal LSTM's final output, plus the reason vector when ``use_reason`` is on and the
+    reason does not already enter the fusion.
+    """
+    m = cfg.model
+    extra = reason_dim(cfg) if (m.use_reason and not m.use_reason_in_fusion) else 0
+    return m.temporal_hidden_dim + extra
+
+
+class StoryModel(keras.Model):
+    """Cross-modal attention fusion model for sequential visual story generation.
+
+    Attributes: ``config`` (the :class:`~storyedge.config.Config`), ``vocab_size``, ``pad_id``.
+    Sublayers: ``token_embedding``, ``image_encoder`` (absent for ``text_only``),
+    ``caption_encoder``, ``reason_encoder`` (with ``use_reason``), ``fusion``, ``temporal_lstm``,
+    ``init_h`` / ``init_c``, ``decoder_cell``, ``logits_proj``.
+    """
+
+    def __init__(self, config: Config, vocab_size: int, pad_id: int, **kwargs: Any) -> None:
+        kwargs.setdefault("name", "story_model")
+        super().__init__(**kwargs)
+        if not 0 <= pad_id < vocab_size:
+            raise ValueError(f"pad_id {pad_id} outside the vocabulary [0, {vocab_size})")
+        self.config = config
+        self.vocab_size = int(vocab_size)
+        self.pad_id = int(pad_id)
+        m, d = config.model, config.dataset
+        self.token_embedding = layers.Embedding(vocab_size, m.text_embed_dim, name="token_embedding")
+        self.image_encoder: ImageEncoder | None = None
+        if m.fusion != "text_only":
+            self.image_encoder = ImageEncoder(
+                image_size=d.image_size,
+                feat_dim=m.image_feat_dim,
+                spatial_dim=m.image_spatial_dim,
+                base_filters=m.cnn_base_filters,
+                with_patches=m.fusion == "attention",
+                name="image_encoder",
+            )
+        self.caption_encoder = CaptionEncoder(
+            self.token_embedding, m.text_hidden_dim, self.pad_id, m.dropout, name="caption_encoder"
+        )
+        self.reason_encoder: CaptionEncoder | None = None
+        if m.use_reason:
+            self.reason_encoder = CaptionEncoder(
+                self.token_embedding, m.text_hidden_dim, self.pad_id, m.dropout, name="reason_encoder"
+            )
+        self.fusion = FrameFusion(
+            m.fusion, m.multimodal_dim, m.attention_heads, m.dropout, name="fusion"
+        )
+        self.temporal_lstm = layers.LSTM(m.temporal_hidden_dim, name="temporal_lstm")
+        self.init_h = layers.Dense(m.decoder_hidden_dim, activation="tanh", name="init_h")
+        self.init_c = layers.Dense(m.decoder_hidden_dim, name="init_c")
+        self.decoder_input_dropout = layers.Dropout(m.dropout, name="decoder_input_dropout")
+        # Dropout lives outside the cell: LSTMCell's own dropout masks are cached per RNN run,
+        # which is wrong for a cell called step by step.
+        self.decoder_cell = layers.LSTMCell(m.decoder_hidden_dim, name="decoder_cell")
+        self.decoder_output_dropout = layers.Dropout(m.dropout, name="decoder_output_dropout")
+        self.logits_proj = layers.Dense(vocab_size, name="logits_proj")
+
+    # -- static sizes ---------------------------------------------------------------------
+    @property
+    def seq_len(self) -> int:
+        """k, the number of (frame, caption) pairs given."""
+        return self.config.dataset.seq_len
+
+    @property
+    def context_dim(self) -> int:
+        """C, the context vector size."""
+        return context_dim(self.config)
+
+    @property
+    def hidden_dim(self) -> int:
+        """H, the decoder state size."""
+        return self.config.model.decoder_hidden_dim
+
+    # -- entry points ---------------------------------------------------------------------
+    def encode(
+        self,
+        frames: Any,
+        captions: Any,
+        reason: Any = None,
+        training: bool = False,
+    ) -> dict[str, Any]:
+        """Encode k frames and captions (and the reason) -> ``{h0 [B,H], c0 [B,H], context [B,C]}``.
+
+        ``frames`` [B, k, S, S, 3] float32 (about [0, 1]); ``captions`` [B, k, L] int32
+        right-padded with ``pad_id``; ``reason`` [B, R] int32, required iff ``use_reason``.
+        """
+        m = self.config.model
+        frames = ops.convert_to_tensor(frames, "float32")
+        captions = ops.convert_to_tensor(captions, "int32")
+        k, max_len = captions.shape[1], captions.shape[2]
+        if m.use_reason and reason is None:
+            raise ValueError("this model has use_reason=True: encode() needs reason tokens")
+        text_tokens, text_pooled, mask = self.caption_encoder(
+            ops.reshape(captions, (-1, max_len)), training=training
+        )
+        reason_vec = None
+        if self.reason_encoder is not None:
+            reason = ops.convert_to_tensor(reason, "int32")
+            reason_vec = self.reason_encoder(reason, training=training)[1]  # [B, Dr]
+        image_global = patches = None
+        if self.image_encoder is not None:
+            size = frames.shape[2:]
+            image_global, patches = self.image_encoder(
+                ops.reshape(frames, (-1, *size)), training=training
+            )
+        frame_reason = None
+        if reason_vec is not None and m.use_reason_in_fusion:
+            frame_reason = ops.reshape(
+                ops.tile(reason_vec[:, None, :], (1, k, 1)), (-1, reason_vec.shape[-1])
+            )
+        fused = self.fusion(
+            text_tokens,
+            text_pooled,
+            mask,
+            image_global=image_global,
+            patches=patches,
+            reason=frame_reason,
+            training=training,
+        )  # [B*k, D]
+        story = self.temporal_lstm(ops.reshape(fused, (-1, k, fused.shape[-1])), training=training)
+        context = story
+        if reason_vec is not None and not m.use_reason_in_fusion:
+            context = ops.concatenate([story, reason_vec], axis=-1)
+        return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+
+    def _cell_step(self, x: Any, h: Any, c: Any, training: bool) -> tuple[Any, Any]:
+        """One LSTMCell step on the (already embedded ++ context) input ``x`` [B, E+C]."""
+        _, (h_out, c_out) = self.decoder_cell(x, [h, c], training=training)
+        return h_out, c_out
+
+    def _project(self, h: Any, training: bool) -> Any:
+        """Decoder hidden state(s) -> logits over the vocabulary."""
+        return self.logits_proj(self.decoder_output_dropout(h, training=training))
+
+    def decode_step(
+        self,
+        token: Any,
+        h: Any,
+        c: Any,
+        context: Any,
+        training: bool = False,
+    ) -> dict[str, Any]:
+        """One decoder step: token [B] int32, h/c [B,H], context [B,C] -> ``{logits, h_out, c_out}``."""
+        token = ops.convert_to_tensor(token, "int32")
+        x = ops.concatenate([self.token_embedding(token), context], axis=-1)
+        x = self.decoder_input_dropout(x, training=training)
+        h_out, c_out = self._cell_step(x, h, c, training)
+        return {"logits": self._project(h_out, training), "h_out": h_out, "c_out": c_out}
+
+    def teacher_forced_logits(
+        self, state: dict[str, Any], target: Any, training: bool = False
+    ) -> Any:
+        """Logits [B, L-1, V] for ``target[:, 1:]`` given ``target[:, :-1]`` and an ``encode`` state.
+
+        The same computation as :meth:`decode_step` repeated (embedding and projection batched
+        over time, the cell looped over the static L-1 positions).
+        """
+        target = ops.convert_to_tensor(target, "int32")
+        steps = target.shape[1] - 1
+        context = state["context"]
+        emb = self.token_embedding(target[:, :-1])  # [B, T, E]
+        ctx = ops.tile(context[:, None, :], (1, steps, 1))
+        x = self.decoder_input_dropout(ops.concatenate([emb, ctx], axis=-1), training=training)
+        h, c = state["h0"], state["c0"]
+        hidden = []
+        for t in range(steps):
+            h, c = self._cell_step(x[:, t, :], h, c, training)
+            hidden.append(h)
+        return self._project(ops.stack(hidden, axis=1), training)
+
+    def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
+        """Teacher-forced logits [B, L-1, V] from ``{frames, captions, reason?, target [B, L]}``."""
+        state = self.encode(
+            inputs["frames"], inputs["captions"], inputs.get("reason"), training=training
+        )
+        return self.teacher_forced_logits(state, inputs["target"], training=training)
+
+    # -- serialisation --------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments as plain data (the Config as a nested dict)."""
+        return {
+            "config": self.config.to_dict(),
+            "vocab_size": self.vocab_size,
+            "pad_id": self.pad_id,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "StoryModel":
+        """Rebuild (and build the weights of) a model from :meth:`get_config` output."""
+        cfg = config_from_dict(config["config"])
+        return build_model(cfg, config["vocab_size"], config["pad_id"])
+
+
+def dummy_inputs(cfg: Config, batch: int = 1, pad_id: int = 0) -> dict[str, np.ndarray]:
+    """All-``pad_id`` tokens and zero frames with the config's static shapes (for building)."""
+    d = cfg.dataset
+    k, size, length = d.seq_len, d.image_size, d.max_caption_len
+    inputs = {
+        "frames": np.zeros((batch, k, size, size, 3), np.float32),
+        "captions": np.full((batch, k, length), pad_id, np.int32),
+        "target": np.full((batch, length), pad_id, np.int32),
+    }
+    if cfg.model.use_reason:
+        inputs["reason"] = np.full((batch, d.max_reason_len), pad_id, np.int32)
+    return inputs
+
+
+def build_model(cfg: Config, vocab_size: int, pad_id: int) -> StoryModel:
+    """Create a :class:`StoryModel` and build every weight by running it once on zeros.
+
+    Both ``call`` and ``decode_step`` run, so the model is ready for ``load_weights`` or export.
+    """
+    model = StoryModel(cfg, vocab_size, pad_id)
+    inputs = dummy_inputs(cfg, batch=1, pad_id=pad_id)
+    model(inputs, training=False)
+    return model
+
+
+def _unique_size(variables: list[Any], seen: set[int]) -> int:
+    total = 0
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            total += int(np.prod(v.shape))
+    return total
+
+
+def count_params(model: StoryModel) -> dict[str, int]:
+    """Parameter counts per component (all weights, BatchNorm statistics included).
+
+    Keys: ``embedding`` (the shared token table), ``image_encoder``, ``caption_encoder``,
+    ``reason_encoder``, ``fusion``, ``temporal`` (temporal LSTM + the h0/c0 bridge), ``decoder``
+    (LSTMCell + logits projection), ``total`` (each variable once) and ``trainable``.
+    """
+    seen: set[int] = set()
+    components: dict[str, list[Any]] = {
+        "embedding": [model.token_embedding],
+        "image_encoder": [model.image_encoder] if model.image_encoder is not None else [],
+        "caption_encoder": [model.caption_encoder],
+        "reason_encoder": [model.reason_encoder] if model.reason_encoder is not None else [],
+        "fusion": [model.fusion],
+        "temporal": [model.temporal_lstm, model.init_h, model.init_c],
+        "decoder": [model.decoder_cell, model.logits_proj],
+    }
+    counts = {
+        name: _unique_size([v for layer in group for v in layer.weights], seen)
+        for name, group in components.items()
+    }
+    counts["total"] = _unique_size(list(model.weights), set())
+    counts["trainable"] = _unique_size(list(model.trainable_weights), set())
+    return counts
+
+
+__all__ = [
+    "StoryModel",
+    "build_model",
+    "context_dim",
+    "count_params",
+    "dummy_inputs",
+    "reason_dim",
+]
