@@ -1,1 +1,23 @@
-"""storyedge.training."""
+"""storyedge.training: the ``storyedge train`` stage.
+
+Modules, one job each:
+
+* :mod:`~storyedge.training.cli` - the ``train`` click command (options → config overrides);
+* :mod:`~storyedge.training.run` - one run: device, run-dir checks, data, model, loop, summary;
+* :mod:`~storyedge.training.workspace` - run-dir checks (writable, fresh, resumable);
+* :mod:`~storyedge.training.prepare` - config → splits → tokenizer → encoded windows;
+* :mod:`~storyedge.training.batches` - deterministic, resumable batching;
+* :mod:`~storyedge.training.loss` - padding-masked cross-entropy, perplexity;
+* :mod:`~storyedge.training.unigram` - the unigram baseline perplexity;
+* :mod:`~storyedge.training.step` - optimizer, train / eval steps (eager, tf.function, XLA);
+* :mod:`~storyedge.training.checkpoint` - checkpoints of model, optimizer and loop position;
+* :mod:`~storyedge.training.loop` - the epoch loop (progress, validation, best model);
+* :mod:`~storyedge.training.signals` - Ctrl-C handling;
+* :mod:`~storyedge.training.history` - history.json / history.csv / curves.png;
+* :mod:`~storyedge.training.tensorboard` - TensorBoard scalars without the tensorboard package;
+* :mod:`~storyedge.training.report` - the final summary.
+
+Only :mod:`cli` (and what it imports at module level) is TensorFlow-free, so ``storyedge
+--help`` stays instant and a broken Metal plugin is handled by
+:func:`storyedge.devices.import_tensorflow` before TensorFlow is first imported.
+"""

@@ -1,0 +1,228 @@
+"""``storyedge train`` end to end (in process): artefacts, bundle, and one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from storyedge.cli import main
+from storyedge.config import load_config
+from training_testutil import tiny_config_dict, write_config
+
+EPOCHS = 2
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``storyedge <args>`` in process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+    return int(exit_info.value.code or 0), out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> str:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """name -> (size, mtime_ns) of every file under ``directory``."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_dir, tmp_path_factory):
+    """One tiny run through the CLI: (run dir, config path, stdout)."""
+    root = tmp_path_factory.mktemp("cli")
+    run_dir = root / "run"
+    config = write_config(
+        root / "tiny.yaml",
+        tiny_config_dict(tiny_data_dir, run_dir, training={"epochs": EPOCHS, "checkpoint_every_steps": 5}),
+    )
+    code, out, err = run_cli("train", "--config", str(config), "--no-progress")
+    assert code == 0, err
+    return run_dir, config, out
+
+
+def test_every_artefact_is_written(trained):
+    run_dir, _, out = trained
+    for name in ("config.yaml", "history.json", "history.csv", "curves.png", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    for name in ("tokenizer/tokenizer.json", "tokenizer/vocab.txt", "best/model.weights.h5",
+                 "best/config.yaml", "best/tokenizer/tokenizer.json", "best/meta.json",
+                 "checkpoints/checkpoint"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "checkpoints").glob("ckpt-*.index"))
+    png = (run_dir / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert "device: cpu" in out or "device: cuda" in out
+    assert "training summary" in out and "unigram" in out
+
+
+def test_history_is_consistent(trained):
+    run_dir, config, _ = trained
+    history = json.loads((run_dir / "history.json").read_text())
+    epochs = history["epochs"]
+    assert [r["epoch"] for r in epochs] == list(range(1, EPOCHS + 1))
+    for record in epochs:
+        assert record["val_ppl"] == pytest.approx(math.exp(record["val_loss"]), rel=1e-9)
+        assert record["train_ppl"] == pytest.approx(math.exp(record["train_loss"]), rel=1e-9)
+        assert record["tokens_per_s"] > 0
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]  # it learns something
+    csv_lines = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == EPOCHS + 1 and csv_lines[0].startswith("epoch,step,train_loss")
+    assert history["unigram_val_ppl"] > 1.0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    best = min(epochs, key=lambda r: r["val_loss"])
+    assert summary["status"] == "completed"
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best_val_loss"] == pytest.approx(best["val_loss"])
+    assert summary["unigram_val_ppl"] == pytest.approx(history["unigram_val_ppl"])
+    assert summary["steps"] == epochs[-1]["step"]
+    assert load_config(run_dir / "config.yaml") == load_config(config)
+
+
+def test_tensorboard_scalars(trained):
+    from storyedge.training.tensorboard import read_scalars
+
+    run_dir, _, _ = trained
+    scalars = read_scalars(run_dir / "tensorboard")
+    history = json.loads((run_dir / "history.json").read_text())["epochs"]
+    for tag in ("train/loss", "train/ppl", "epoch/train_loss", "epoch/val_loss", "epoch/val_ppl"):
+        assert tag in scalars, sorted(scalars)
+    assert [s for s, _ in scalars["epoch/val_loss"]] == [r["epoch"] for r in history]
+    assert scalars["epoch/val_loss"][-1][1] == pytest.approx(history[-1]["val_loss"], rel=1e-6)
+
+
+def test_best_bundle_reproduces_its_validation_loss(trained):
+    from storyedge.data.loading import load_story_splits
+    from storyedge.data.pipeline import encode_windows
+    from storyedge.run_dir import load_bundle
+    from storyedge.training.batches import iter_eval_batches
+    from storyedge.training.step import make_eval_step
+
+    run_dir, config, _ = trained
+    bundle = load_bundle(run_dir, expected_config=load_config(config))
+    cfg = bundle.config
+    windows = encode_windows(load_story_splits(cfg.dataset)["validation"], bundle.tokenizer, cfg.dataset)
+    evaluate = make_eval_step(bundle.model, bundle.tokenizer.pad_id, mode="eager")
+    total = count = 0.0
+    for batch in iter_eval_batches(windows, 7):  # another batching: same token-weighted mean
+        out = evaluate(batch)
+        total, count = total + float(out["loss_sum"]), count + float(out["count"])
+    history = json.loads((run_dir / "history.json").read_text())["epochs"]
+    best = min(history, key=lambda r: r["val_loss"])
+    assert bundle.meta["epoch"] == best["epoch"]
+    assert total / count == pytest.approx(best["val_loss"], rel=1e-5)
+    assert bundle.meta["val_loss"] == pytest.approx(best["val_loss"], rel=1e-9)
+
+
+def test_new_run_in_a_used_dir_is_refused_and_leaves_it_alone(trained):
+    run_dir, config, _ = trained
+    before = snapshot(run_dir)
+    code, _, err = run_cli("train", "--config", str(config), "--no-progress")
+    assert_one_line_error(code, err, "--resume", "--save-dir")
+    assert snapshot(run_dir) == before
+
+
+def test_resume_with_a_graph_changing_key_names_it(trained):
+    run_dir, config, _ = trained
+    before = snapshot(run_dir)
+    code, _, err = run_cli("train", "--config", str(config), "--fusion", "concat", "--resume")
+    assert_one_line_error(code, err, "model.fusion", "'attention'", "'concat'")
+    assert snapshot(run_dir) == before
+
+
+def test_resume_of_a_finished_run_trains_nothing_more(trained, tmp_path):
+    run_dir, config, _ = trained
+    copy = shutil.copytree(run_dir, tmp_path / "copy")
+    steps = json.loads((run_dir / "summary.json").read_text())["steps"]
+    code, out, err = run_cli("train", "--config", str(config), "--save-dir", str(copy),
+                             "--resume", "--no-progress")
+    assert code == 0, err
+    assert "nothing to train" in out
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["resumed_from_step"] == steps and summary["steps"] == steps
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def make_config(tiny_data_dir, tmp_path):
+    def make(run_dir: Path | None = None, **sections) -> Path:
+        data = tiny_config_dict(tiny_data_dir, run_dir or tmp_path / "run", **sections)
+        return write_config(tmp_path / "cfg.yaml", data)
+
+    return make
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(make_config):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible")
+    code, _, err = run_cli("train", "--config", str(make_config()), "--device", "cuda")
+    assert_one_line_error(code, err, "--device cuda")
+
+
+def test_unwritable_save_dir(make_config, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, _, err = run_cli("train", "--config", str(make_config()), "--save-dir", str(blocker / "run"))
+    assert_one_line_error(code, err, "save_dir", "cannot write")
+
+
+def test_resume_without_a_checkpoint(make_config, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("train", "--config", str(make_config(tmp_path / "empty")), "--resume")
+    assert_one_line_error(code, err, "no checkpoint")
+
+
+def test_missing_dataset_key(make_config):
+    code, _, err = run_cli(
+        "train", "--config", str(make_config(dataset={"captions_key": "story_text"})), "--no-progress"
+    )
+    assert_one_line_error(code, err, "story_text", "dataset.captions_key")
+
+
+def test_all_stories_too_short(make_config):
+    # synthetic stories have 5-7 frames: k = 7 leaves no window
+    code, _, err = run_cli("train", "--config", str(make_config(dataset={"seq_len": 7})), "--no-progress")
+    assert_one_line_error(code, err, "k+1 = 8")
+
+
+def test_corrupt_image(make_config, tmp_path):
+    import datasets
+
+    from storyedge.data.synthetic import generate_synthetic_dataset, story_features
+
+    splits = generate_synthetic_dataset(12, seed=5, frame_size=32)
+    raw = splits["train"].cast_column("frames", datasets.Sequence(datasets.Image(decode=False)))
+    columns = raw.to_dict()
+    columns["frames"][2][0] = {"bytes": b"\x89PNG but not really", "path": None}
+    splits["train"] = datasets.Dataset.from_dict(columns, features=story_features())
+    splits.save_to_disk(str(tmp_path / "corrupt"))
+    cfg = make_config(dataset={"name": str(tmp_path / "corrupt"), "path": None})
+    code, _, err = run_cli("train", "--config", str(cfg), "--no-progress")
+    line = assert_one_line_error(code, err, "frame 0", "not a readable image")
+    assert columns["story_id"][2] in line

@@ -1,0 +1,134 @@
+"""Per-epoch metrics history: ``history.json``, ``history.csv`` and ``curves.png``.
+
+One record per finished epoch (1-based ``epoch``). On ``--resume`` the history is reloaded and
+cut back to the epochs the restored checkpoint has finished, so a redone epoch is not doubled.
+Files are written through a temporary file and ``os.replace`` so a crash never leaves a
+truncated history.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+CURVES_PNG = "curves.png"
+
+FIELDS = (
+    "epoch",
+    "step",
+    "train_loss",
+    "train_ppl",
+    "val_loss",
+    "val_ppl",
+    "tokens_per_s",
+    "epoch_seconds",
+    "elapsed_seconds",
+)
+
+
+class History:
+    """Epoch records plus run-level facts (the unigram baseline) for the curves."""
+
+    def __init__(self, records: list[dict[str, Any]] | None = None, unigram_ppl: float | None = None):
+        self.records: list[dict[str, Any]] = list(records or [])
+        self.unigram_ppl = unigram_ppl
+
+    def append(self, record: dict[str, Any]) -> None:
+        missing = [f for f in FIELDS if f not in record]
+        if missing:
+            raise ValueError(f"history record lacks {', '.join(missing)}")
+        self.records.append(dict(record))
+
+    def truncate(self, epochs_done: int) -> None:
+        """Keep only the records of epochs ``1..epochs_done``."""
+        self.records = [r for r in self.records if int(r["epoch"]) <= epochs_done]
+
+    def best(self) -> dict[str, Any] | None:
+        """The record with the lowest val loss (first on ties), or None."""
+        finite = [r for r in self.records if not _bad(r["val_loss"])]
+        return min(finite, key=lambda r: r["val_loss"]) if finite else None
+
+    # -- files ----------------------------------------------------------------------------
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``history.json``, ``history.csv`` and ``curves.png`` into ``run_dir``."""
+        run_dir = Path(run_dir)
+        payload = {"unigram_val_ppl": self.unigram_ppl, "epochs": self.records}
+        _atomic_write(run_dir / HISTORY_JSON, json.dumps(_jsonable(payload), indent=2).encode())
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for record in self.records:
+            writer.writerow(record)
+        _atomic_write(run_dir / HISTORY_CSV, buffer.getvalue().encode())
+        _atomic_write(run_dir / CURVES_PNG, plot_curves(self.records, self.unigram_ppl))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "History":
+        """The history saved in ``run_dir`` (empty when there is none)."""
+        path = Path(run_dir) / HISTORY_JSON
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(data.get("epochs", []), data.get("unigram_val_ppl"))
+
+
+def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None) -> bytes:
+    """PNG bytes: loss (left) and perplexity (right), train vs val per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    ax_loss, ax_ppl = fig.subplots(1, 2)
+    epochs = [r["epoch"] for r in records]
+    for key, label, style in (("train", "train", "o-"), ("val", "val", "s-")):
+        ax_loss.plot(epochs, [r[f"{key}_loss"] for r in records], style, label=label)
+        ax_ppl.plot(epochs, [r[f"{key}_ppl"] for r in records], style, label=label)
+    if unigram_ppl is not None and math.isfinite(unigram_ppl):
+        ax_ppl.axhline(unigram_ppl, color="grey", linestyle="--", label=f"unigram ({unigram_ppl:.1f})")
+        ax_loss.axhline(math.log(unigram_ppl), color="grey", linestyle="--", label="unigram")
+    ax_loss.set(title="loss (mean token NLL)", xlabel="epoch", ylabel="loss")
+    ax_ppl.set(title="perplexity", xlabel="epoch", ylabel="PPL")
+    if any(r["train_ppl"] > 0 for r in records):
+        ax_ppl.set_yscale("log")
+    for ax in (ax_loss, ax_ppl):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _bad(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def _jsonable(value: Any) -> Any:
+    """Replace non-finite floats by None (strict JSON has no inf/nan)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomically write ``payload`` as indented strict JSON."""
+    _atomic_write(Path(path), json.dumps(_jsonable(payload), indent=2).encode())

@@ -1,0 +1,304 @@
+"""The training loop: epochs of compiled train steps, validation, checkpoints, best model.
+
+Per epoch: the deterministic shuffled batches (:mod:`storyedge.training.batches`) through the
+``tf.function`` train step (optionally XLA-compiled), a tqdm bar whose postfix shows the loss
+and perplexity of the last ``log_interval`` steps, then validation (masked mean NLL over *all*
+validation tokens), the history files, TensorBoard scalars, the best model (by val loss, written
+atomically with :func:`storyedge.run_dir.save_bundle`) and a checkpoint. Checkpoints are also
+written every ``checkpoint_every_steps`` steps and on Ctrl-C.
+
+Ctrl-C (:mod:`storyedge.training.signals`): the first SIGINT only raises a flag; the loop finishes the step in progress, writes a
+checkpoint and raises :class:`TrainingInterrupted` (the CLI exits 130 with the resume command).
+A second Ctrl-C interrupts at once (``KeyboardInterrupt``), and a checkpoint of the last
+completed step is still written: the step counter lives in the checkpoint and is incremented
+inside the compiled step, so weights, optimizer state and counter never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+from tqdm.auto import tqdm
+
+from storyedge.config import Config
+from storyedge.data.pipeline import WindowArrays
+from storyedge.run_dir import BEST_DIR, META_FILE, save_bundle
+from storyedge.tokenizer import StoryTokenizer
+from storyedge.training.batches import (
+    iter_eval_batches,
+    iter_train_batches,
+    train_batches_per_epoch,
+)
+from storyedge.training.checkpoint import CHECKPOINT_DIR, LoopState, TrainingCheckpoint
+from storyedge.training.history import History
+from storyedge.training.loss import perplexity
+from storyedge.training.signals import SigintFlag, TrainingInterrupted
+from storyedge.training.tensorboard import ScalarWriter
+from storyedge.training.step import build_optimizer, make_eval_step, make_optimizer, make_train_step
+from storyedge.training.unigram import unigram_perplexity
+
+TENSORBOARD_DIR = "tensorboard"
+
+
+@dataclass
+class TrainResult:
+    """How a ``fit`` ended."""
+
+    best_epoch: int
+    best_val_loss: float
+    best_val_ppl: float
+    epochs_done: int
+    steps: int
+    #: ``completed``, ``early_stopping`` or ``time_budget``
+    stopped: str
+    train_seconds: float
+    resumed_from_step: int | None
+
+
+def _echo(message: str) -> None:
+    """Print a line to stdout without breaking a live progress bar (bars are on stderr)."""
+    tqdm.write(message, file=sys.stdout)
+
+
+class Trainer:
+    """Owns the model, optimizer, checkpoint and history of one run directory."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        model: keras.Model,
+        tokenizer: StoryTokenizer,
+        train: WindowArrays,
+        validation: WindowArrays,
+        run_dir: str | Path,
+        precision: str = "float32",
+        echo: Callable[[str], None] = _echo,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.tokenizer = tokenizer
+        self.train_arrays = train
+        self.val_arrays = validation
+        self.run_dir = Path(run_dir)
+        self.precision = precision
+        self.echo = echo
+        self.progress = progress
+        t = cfg.training
+        self.optimizer = make_optimizer(t.lr, precision)
+        build_optimizer(self.optimizer, model)
+        self.ckpt = TrainingCheckpoint(
+            self.run_dir / CHECKPOINT_DIR, model, self.optimizer, keep=t.keep_checkpoints
+        )
+        mode = "jit" if t.jit_compile else "function"
+        pad = tokenizer.pad_id
+        self.train_step = make_train_step(model, self.optimizer, pad, t.clip_norm, self.ckpt.step, mode)
+        self.eval_step = make_eval_step(model, pad, mode)
+        self.unigram_ppl = unigram_perplexity(
+            train.target, validation.target, tokenizer.vocab_size, pad
+        )
+        self.history = History(unigram_ppl=self.unigram_ppl)
+        self.resumed_from_step: int | None = None
+        self._writer: Any = None
+
+    # -- state ----------------------------------------------------------------------------
+    def restore(self, batch_size_then: int | None = None) -> LoopState:
+        """Continue from the latest checkpoint: weights, optimizer, counters, history."""
+        state = self.ckpt.restore()
+        if batch_size_then and batch_size_then != self.cfg.dataset.batch_size and state.step_in_epoch:
+            # same windows done, counted in batches of the new size
+            skip = state.step_in_epoch * batch_size_then // self.cfg.dataset.batch_size
+            self.ckpt.step_in_epoch.assign(skip)
+        self.history = History.load(self.run_dir)
+        self.history.unigram_ppl = self.unigram_ppl
+        self.history.truncate(state.epoch)
+        self._adopt_saved_best()
+        self.resumed_from_step = state.step
+        return self.ckpt.state()
+
+    def _adopt_saved_best(self) -> None:
+        """A best/ bundle newer than the checkpoint (killed between the two) stays the best."""
+        import json
+
+        meta_path = self.run_dir / BEST_DIR / META_FILE
+        if not meta_path.is_file():
+            return
+        meta = json.loads(meta_path.read_text())
+        loss = meta.get("val_loss")
+        if isinstance(loss, (int, float)) and loss < float(self.ckpt.best_val_loss.numpy()):
+            self.ckpt.best_val_loss.assign(float(loss))
+            self.ckpt.best_epoch.assign(int(meta.get("epoch", 0)))
+            self.ckpt.bad_epochs.assign(0)
+
+    # -- evaluation -----------------------------------------------------------------------
+    def evaluate(self, arrays: WindowArrays | None = None) -> tuple[float, float, int]:
+        """(loss, ppl, tokens): masked mean NLL over every non-pad target token of ``arrays``."""
+        arrays = arrays if arrays is not None else self.val_arrays
+        total = count = 0.0
+        for batch in iter_eval_batches(arrays, self.cfg.dataset.batch_size, self.tokenizer.pad_id):
+            out = self.eval_step(batch)
+            total += float(out["loss_sum"])
+            count += float(out["count"])
+        loss = total / max(count, 1.0)
+        return loss, perplexity(loss), int(count)
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train from the current checkpoint state (zeros for a new run) to the end."""
+        t, d = self.cfg.training, self.cfg.dataset
+        n_batches = train_batches_per_epoch(len(self.train_arrays), d.batch_size)
+        state = self.ckpt.state()
+        epoch, start = state.epoch, min(state.step_in_epoch, n_batches)
+        elapsed_before, t0 = state.elapsed_seconds, time.monotonic()
+
+        def elapsed() -> float:
+            return elapsed_before + time.monotonic() - t0
+
+        self._writer = ScalarWriter(self.run_dir / TENSORBOARD_DIR)
+        stopped = "completed"
+        # (epoch in progress, global step at its start): replaced in one assignment, so a
+        # KeyboardInterrupt anywhere sees a consistent pair
+        position = (epoch, int(self.ckpt.step.numpy()) - start)
+        try:
+            with SigintFlag(self.echo) as sigint:
+                while epoch < t.epochs:
+                    train_loss, tokens, seconds = self._train_epoch(epoch, start, n_batches, sigint, elapsed)
+                    val_loss, val_ppl, _ = self.evaluate()
+                    self._end_epoch(epoch, train_loss, val_loss, val_ppl, tokens, seconds, elapsed())
+                    position = (epoch + 1, int(self.ckpt.step.numpy()))
+                    epoch, start = position[0], 0
+                    if sigint.raised:
+                        raise TrainingInterrupted(self.ckpt.latest or "", int(self.ckpt.step.numpy()))
+                    bad = int(self.ckpt.bad_epochs.numpy())
+                    if t.early_stopping_patience and bad >= t.early_stopping_patience:
+                        stopped = "early_stopping"
+                        self.echo(f"early stopping: no val-loss improvement for {bad} epochs")
+                        break
+                    if t.max_train_seconds and elapsed() >= t.max_train_seconds:
+                        stopped = "time_budget"
+                        self.echo(
+                            f"time budget: {elapsed():.0f}s >= training.max_train_seconds "
+                            f"({t.max_train_seconds:g}s); stopping after epoch {epoch}"
+                        )
+                        break
+        except KeyboardInterrupt:
+            # Second Ctrl-C (or no handler installed): save the last completed step.
+            epoch, start_step = position
+            done = int(self.ckpt.step.numpy()) - start_step
+            path = self.ckpt.save(epoch, min(done, n_batches), elapsed())
+            raise TrainingInterrupted(path, int(self.ckpt.step.numpy())) from None
+        finally:
+            self._writer.close()
+        best_loss = float(self.ckpt.best_val_loss.numpy())
+        return TrainResult(
+            best_epoch=int(self.ckpt.best_epoch.numpy()),
+            best_val_loss=best_loss,
+            best_val_ppl=perplexity(best_loss) if math.isfinite(best_loss) else math.inf,
+            epochs_done=epoch,
+            steps=int(self.ckpt.step.numpy()),
+            stopped=stopped,
+            train_seconds=elapsed(),
+            resumed_from_step=self.resumed_from_step,
+        )
+
+    def _train_epoch(
+        self, epoch: int, start: int, n_batches: int, sigint: SigintFlag, elapsed: Callable[[], float]
+    ) -> tuple[float, int, float]:
+        """Batches ``start..`` of ``epoch``; returns (token-weighted train loss, tokens, seconds)."""
+        t, d = self.cfg.training, self.cfg.dataset
+        total = count = 0.0
+        log_total = log_count = 0.0
+        t0 = time.monotonic()
+        bar = tqdm(
+            total=n_batches,
+            initial=start,
+            desc=f"epoch {epoch + 1}/{t.epochs}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            disable=not self.progress,
+        )
+        try:
+            batches = iter_train_batches(self.train_arrays, d.batch_size, t.seed, epoch, start)
+            for i, batch in enumerate(batches, start=start):
+                out = self.train_step(batch)
+                loss_sum, tokens = float(out["loss_sum"]), float(out["count"])
+                total, count = total + loss_sum, count + tokens
+                log_total, log_count = log_total + loss_sum, log_count + tokens
+                step = int(self.ckpt.step.numpy())
+                bar.update(1)
+                if (i + 1) % t.log_interval == 0 or i + 1 == n_batches:
+                    loss = log_total / max(log_count, 1.0)
+                    bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.2f}", step=step)
+                    self._writer.scalars(step, {"train/loss": loss, "train/ppl": perplexity(loss)})
+                    log_total = log_count = 0.0
+                if sigint.raised:
+                    path = self.ckpt.save(epoch, i + 1, elapsed())
+                    raise TrainingInterrupted(path, step)
+                every = t.checkpoint_every_steps
+                if every and step % every == 0 and i + 1 < n_batches:
+                    self.ckpt.save(epoch, i + 1, elapsed())
+        finally:
+            bar.close()
+        # nan when the epoch was resumed after its last batch (only validation was left)
+        train_loss = total / count if count else math.nan
+        return train_loss, int(count), time.monotonic() - t0
+
+    def _end_epoch(
+        self,
+        epoch: int,
+        train_loss: float,
+        val_loss: float,
+        val_ppl: float,
+        tokens: int,
+        seconds: float,
+        elapsed: float,
+    ) -> None:
+        """History, TensorBoard, best model, epoch checkpoint and the epoch's summary line."""
+        step = int(self.ckpt.step.numpy())
+        record = {
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": train_loss,
+            "train_ppl": perplexity(train_loss),
+            "val_loss": val_loss,
+            "val_ppl": val_ppl,
+            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+            "epoch_seconds": seconds,
+            "elapsed_seconds": elapsed,
+        }
+        best = float(self.ckpt.best_val_loss.numpy())
+        improved = math.isfinite(val_loss) and val_loss < best
+        if improved:
+            save_bundle(
+                self.run_dir,
+                self.model,
+                self.cfg,
+                self.tokenizer,
+                {"epoch": epoch + 1, "step": step, "val_loss": val_loss, "val_ppl": val_ppl,
+                 "unigram_val_ppl": self.unigram_ppl},
+            )
+            self.ckpt.set_best(val_loss, epoch + 1, 0)
+        else:
+            self.ckpt.bad_epochs.assign_add(1)
+        self.history.append(record)
+        self.history.save(self.run_dir)
+        keys = ("train_loss", "train_ppl", "val_loss", "val_ppl", "tokens_per_s")
+        self._writer.scalars(epoch + 1, {f"epoch/{key}": record[key] for key in keys})
+        self._writer.flush()
+        self.ckpt.save(epoch + 1, 0, elapsed)
+        mark = " *best*" if improved else ""
+        self.echo(
+            f"epoch {epoch + 1}/{self.cfg.training.epochs}: train loss {train_loss:.4f} "
+            f"ppl {record['train_ppl']:.2f} | val loss {val_loss:.4f} ppl {val_ppl:.2f} "
+            f"(unigram {self.unigram_ppl:.2f}) | {record['tokens_per_s']:.0f} tok/s | "
+            f"{seconds:.1f}s{mark}"
+        )
