@@ -1,4 +1,4 @@
-"""BERT-style tokenizer: ``bert-base-uncased`` when available, else a WordPiece trained offline.
+"""BERT-style tokenizer: ``bert-base-uncased`` when available, else a WordPiece built offline.
 
 Both kinds are saved as a directory ``transformers.BertTokenizerFast.from_pretrained`` can load
 (``tokenizer.json``, ``vocab.txt``, ``tokenizer_config.json``, ``special_tokens_map.json``), so a
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from storyedge.errors import UserError
 
@@ -130,15 +131,32 @@ class StoryTokenizer:
 def train_wordpiece(
     texts: Iterable[str], vocab_size: int, lowercase: bool = True
 ) -> StoryTokenizer:
-    """Train a BERT-style WordPiece tokenizer on ``texts`` (offline, deterministic)."""
+    """Build a BERT-style WordPiece tokenizer from ``texts``, offline and deterministically.
+
+    The vocabulary is: the special tokens, every character seen (plain and ``##``-continued, so
+    any word made of seen characters is representable), then whole words by descending
+    frequency (ties alphabetical) up to ``vocab_size``. ``tokenizers``' own WordPiece trainer
+    is not used because its merges break ties by hash-map order, so the same text gave a
+    different vocabulary in every process and fixed seeds could not reproduce a run.
+    """
     tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=1, show_progress=False
+    counts: Counter[str] = Counter()
+    for text in texts:
+        normalized = tokenizer.normalizer.normalize_str(text)
+        counts.update(word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized))
+    chars = sorted({char for word in counts for char in word})
+    vocab = SPECIAL_TOKENS + chars + [f"##{char}" for char in chars]
+    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    vocab += words[: max(0, vocab_size - len(vocab))]
+    tokenizer.model = models.WordPiece(
+        vocab={token: index for index, token in enumerate(vocab)},
+        unk_token=UNK,
+        max_input_chars_per_word=100,
     )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)  # never split, skipped by decode
     return StoryTokenizer(tokenizer, "wordpiece", lowercase)
 
 

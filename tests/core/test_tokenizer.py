@@ -88,3 +88,35 @@ def test_bert_base_uncased_loads_from_the_hf_cache(monkeypatch, tmp_path, tokeni
     loaded = load_pretrained("bert-base-uncased")
     assert loaded.source == "bert-base-uncased"
     assert loaded.fingerprint() == tokenizer.fingerprint()
+
+
+def test_wordpiece_is_identical_across_processes():
+    """Hash-seeded iteration order must not leak into the vocabulary (fixed seeds reproduce runs)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from storyedge.tokenizer import train_wordpiece\n"
+        "texts = ['the red circle moves left', 'the blue square bounces off the top wall',"
+        " 'a green triangle appears', 'the red circle takes the blue square'] * 7\n"
+        "print(train_wordpiece(texts, 60).fingerprint())\n"
+    )
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert len(prints) == 1
+
+
+def test_wordpiece_vocabulary_prefers_frequent_words_and_covers_characters(tokenizer):
+    vocab = tokenizer._tok.get_vocab()
+    assert {"the", "red", "circle", "##e", "z"} - {"z"} <= set(vocab)
+    base = 5 + 2 * len({c for t in TEXTS for c in t.replace(" ", "")})  # specials + chars + ##chars
+    small = train_wordpiece(TEXTS, vocab_size=base + 1)
+    assert small.vocab_size == base + 1
+    assert "the" in small._tok.get_vocab()  # the single most frequent word gets the one free slot
+    assert small.decode(small.encode_caption("the corner", 12)) == "the corner"  # pieces fall back to characters
