@@ -89,6 +89,9 @@ class Manifest:
     reference: dict[str, str] = field(default_factory=dict)  # {"weights": ..., "config": ...}
     created: str = ""
     multi_vs_separate: dict[str, Any] = field(default_factory=dict)
+    #: Files that failed export validation, moved under ``rejected/`` (never in ``files``, so
+    #: never offered as a backend); their ``validation`` says why.
+    rejected: list[ExportedFile] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def file(self, fmt: str, graph: str, precision: str) -> ExportedFile | None:
@@ -139,24 +142,26 @@ def read_manifest(export_dir: str | Path) -> Manifest:
         data = json.loads(path.read_text())
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"schema_version {data.get('schema_version')!r} != {SCHEMA_VERSION}")
-        files = [
-            ExportedFile(
-                **{
-                    **f,
-                    "signatures": {
-                        k: SignatureInfo(
-                            inputs=[TensorInfo(**t) for t in s["inputs"]],
-                            outputs=[TensorInfo(**t) for t in s["outputs"]],
-                        )
-                        for k, s in f["signatures"].items()
-                    },
-                }
-            )
-            for f in data.pop("files")
-        ]
-        return Manifest(files=files, **data)
+        files = [_file_entry(f) for f in data.pop("files")]
+        rejected = [_file_entry(f) for f in data.pop("rejected", [])]
+        return Manifest(files=files, rejected=rejected, **data)
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: malformed manifest ({exc})") from None
+
+
+def _file_entry(f: dict[str, Any]) -> ExportedFile:
+    return ExportedFile(
+        **{
+            **f,
+            "signatures": {
+                k: SignatureInfo(
+                    inputs=[TensorInfo(**t) for t in s["inputs"]],
+                    outputs=[TensorInfo(**t) for t in s["outputs"]],
+                )
+                for k, s in f["signatures"].items()
+            },
+        }
+    )
 
 
 def verify_files(export_dir: str | Path, manifest: Manifest, paths: list[str] | None = None) -> None:

@@ -1,0 +1,142 @@
+"""``storyedge export``: the click command (TensorFlow is imported only when it runs)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from storyedge.errors import UserError
+
+PRECISION_NAMES = ("none", "fp16", "int8-dynamic", "int8")
+
+HELP = """Export the trained model's encoder and decoder step to TFLite and/or ONNX, validated.
+
+\b
+Per format and precision, two static-shape graphs (batch --batch, default 1):
+  encoder       frames [B,k,S,S,3] f32, captions [B,k,L] i32, reason [B,R] i32 (use_reason only)
+                -> h0 [B,H], c0 [B,H], context [B,C]
+  decoder_step  token [B] i32, h [B,H], c [B,H], context [B,C] -> logits [B,V], h_out, c_out
+plus, for TFLite, one multi-signature file holding both over shared weights.
+
+\b
+Written to --out (atomically, via OUT.tmp-<pid>):
+  manifest.json  tokenizer/  reference/ (Keras weights + config.yaml)
+  tflite/{encoder,decoder_step,multi}.<precision>.tflite   (builtin ops only, never Flex)
+  onnx/{encoder,decoder_step}.<precision>.onnx             (opset --opset, LSTM nodes)
+  rejected/      files that failed validation (exit 1)
+
+\b
+--quantize (comma-separated): none (fp32), fp16 (float16 weights), int8-dynamic
+(dynamic-range int8 weights), int8 (full integer, calibrated on validation windows;
+TFLite only). ONNX gets none and int8-dynamic; fp16 / int8 are skipped there with a note.
+
+\b
+Validation: the TF reference and every exported file run the same validation windows
+(encoder outputs; decoder steps teacher-forced along the target). A file passes when every
+output's max |diff| is within its tolerance:
+  fp32           atol                           (--atol, default export.atol = 1e-4)
+  fp16           atol x 100  x max|reference|   (1% of the output's magnitude at the default)
+  int8-dynamic   atol x 2000 x max|reference|   (20%)
+  int8           atol x 6000 x max|reference|   (60%: a coarse check; the bench's PPL gates judge)
+--tolerance PRECISION=BASE replaces "atol x factor" for one precision. Over tolerance (or a
+file the runtime cannot run): it moves to rejected/, the table is printed, exit status 1.
+"""
+
+
+@click.command(name="export", help=HELP, short_help="Export encoder + decoder step to TFLite / ONNX.")
+@click.option("--checkpoint", required=True, metavar="RUN_DIR",
+              help="Run directory (its best/ bundle) or a bundle directory.")
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Export directory to write.")
+@click.option("--format", "fmt", type=click.Choice(["tflite", "onnx", "all"]),
+              help="Formats to write [export.formats; 'all' = tflite + onnx].")
+@click.option("--quantize", metavar="LIST",
+              help="Comma-separated: none, fp16, int8-dynamic, int8 [export.quantize].")
+@click.option("--config", "config_path", metavar="PATH",
+              help="Config the checkpoint must be compatible with; its export / dataset sections "
+                   "are used (default: the checkpoint's own config).")
+@click.option("--batch", type=click.IntRange(min=1), help="Static batch size of the graphs [export.batch].")
+@click.option("--opset", type=click.IntRange(13, 18), help="ONNX opset [export.opset].")
+@click.option("--atol", type=click.FloatRange(min=0, min_open=True),
+              help="fp32 tolerance on every output; quantized tolerances scale from it [export.atol].")
+@click.option("--tolerance", "tolerance", multiple=True, metavar="PRECISION=BASE",
+              help="Override one precision's base tolerance (fp32, fp16, int8-dynamic, int8). Repeatable.")
+@click.option("--validation-windows", type=click.IntRange(min=1),
+              help="Validation windows compared against the TF reference [export.validation_windows].")
+@click.option("--calibration-windows", type=click.IntRange(min=1),
+              help="Windows for full-int8 calibration (after the validation ones) [64].")
+@click.option("--validation-data", type=click.Choice(["split", "synthetic"]), default="split",
+              show_default=True,
+              help="split: windows of the dataset's validation split; synthetic: random inputs of "
+                   "the right shapes (no dataset needed; said so in the manifest).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out (swapped in at the end).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def export(
+    checkpoint: str,
+    out_dir: str,
+    fmt: str | None,
+    quantize: str | None,
+    config_path: str | None,
+    batch: int | None,
+    opset: int | None,
+    atol: float | None,
+    tolerance: tuple[str, ...],
+    validation_windows: int | None,
+    calibration_windows: int | None,
+    validation_data: str,
+    overwrite: bool,
+    no_progress: bool,
+) -> None:
+    from storyedge.config import load_config
+    from storyedge.export.exporter import check_out_dir, parse_formats, parse_quantize
+
+    check_out_dir(out_dir, overwrite)
+    if quantize is not None:
+        parse_quantize(quantize, [])
+    if fmt is not None:
+        parse_formats(fmt, [])
+    tolerances = _parse_tolerances(tolerance)
+    config = load_config(config_path) if config_path else None
+
+    from storyedge.export.exporter import export_from_checkpoint
+    from storyedge.export.report import format_table
+
+    start = time.perf_counter()
+    manifest = export_from_checkpoint(
+        checkpoint,
+        out_dir,
+        config,
+        formats=fmt,
+        quantize=quantize,
+        batch=batch,
+        opset=opset,
+        atol=atol,
+        tolerances=tolerances,
+        validation_data=validation_data,
+        validation_windows=validation_windows,
+        calibration_windows=calibration_windows,
+        overwrite=overwrite,
+        progress=not no_progress,
+    )
+    click.echo(format_table(manifest))
+    click.echo(f"wrote {out_dir} ({len(manifest.files)} files) in {time.perf_counter() - start:.1f}s")
+
+
+def _parse_tolerances(items: tuple[str, ...]) -> dict[str, float]:
+    from storyedge.manifest import PRECISIONS
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = PRECISIONS.get(name.strip(), name.strip())
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not sep or name not in PRECISIONS.values() or not number > 0:
+            raise UserError(
+                f"--tolerance {item!r}: expected PRECISION=BASE with PRECISION one of "
+                f"{', '.join(PRECISIONS.values())} and BASE > 0"
+            )
+        out[name] = number
+    return out

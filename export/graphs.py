@@ -1,0 +1,97 @@
+"""Export-time tracing switches that change how the same math is laid out as a graph.
+
+The story model's Keras 3 ``LSTM`` layers trace (TensorFlow backend, CPU) to a ``tf.while_loop``
+over ``TensorList`` ops. Each converter wants something different from that loop, and neither
+switch below changes a single number the graph computes (export validation checks it):
+
+* **TFLite** — :func:`tflite_rnn_layout`. By default the converter keeps the loop as a builtin
+  ``WHILE`` op (Keras 3 no longer tags its LSTM with ``tf._implements``, so there is no fused
+  ``UNIDIRECTIONAL_SEQUENCE_LSTM``): builtins only, and the fp32 / fp16 / dynamic-range files use
+  it (``loop``). Full-integer int8 cannot: TF 2.21's calibrator *segfaults* on a Keras LSTM
+  ``WHILE`` body (reproduced on a bare ``keras.layers.LSTM``). Every sequence length is static,
+  so for int8 the LSTMs are traced with ``unroll=True`` (``unrolled``): straight-line
+  ``FULLY_CONNECTED`` / ``LOGISTIC`` / ``TANH`` / ``MUL`` / ``ADD`` ops sharing one copy of the
+  weights, calibratable, and fully delegated to XNNPACK. Why not unroll everything: at the seed
+  size (L 32, R 64) the unrolled fp32 encoder ran at 314 ms vs 176 ms with ``WHILE`` (LiteRT,
+  2 threads) and converts 3x slower.
+* **ONNX** — :func:`onnx_fusable_lstms`. tf2onnx's TF2 LSTM rewriter turns the Keras while loop
+  into one ONNX ``LSTM`` node when the cell's ops match its pattern
+  ``MatMul(x, W) + MatMul(h, R)`` → ``BiasAdd``. Keras 3's TensorFlow ``ops.add`` rewrites
+  ``a + b`` as ``BiasAdd(a, squeeze(b))`` whenever ``b`` can be squeezed to a vector — which the
+  recurrent term ``h @ R`` of shape ``[1, 4H]`` can at batch 1. The LSTM whose batch is 1 (the
+  temporal LSTM at ``--batch 1``) then does not match and stays an ONNX ``Loop`` (the caption
+  LSTMs run at batch B·k and were fused). The switch makes ``ops.add`` of two same-rank tensors a
+  plain ``AddV2`` while tracing, so every LSTM layer becomes an ``LSTM`` node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+
+def rnn_layers(model: keras.Model) -> list[keras.layers.RNN]:
+    """Every Keras ``RNN`` layer (``LSTM`` ...) inside ``model``, each once."""
+    seen: dict[int, keras.layers.RNN] = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.RNN):
+            seen.setdefault(id(layer), layer)
+    return list(seen.values())
+
+
+def encoder_lstm_count(model: keras.Model) -> int:
+    """Number of ``keras.layers.LSTM`` layers (all in the encoder: the decoder is a cell)."""
+    return sum(isinstance(layer, keras.layers.LSTM) for layer in rnn_layers(model))
+
+
+@contextlib.contextmanager
+def unrolled_rnns(model: keras.Model) -> Iterator[None]:
+    """Trace every RNN layer of ``model`` unrolled (static lengths); restored on exit."""
+    layers = [layer for layer in rnn_layers(model) if not layer.unroll]
+    for layer in layers:
+        layer.unroll = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.unroll = False
+
+
+def tflite_rnn_layout(model: keras.Model, layout: str) -> contextlib.AbstractContextManager[None]:
+    """``loop`` (as traced: WHILE) or ``unrolled`` (:func:`unrolled_rnns`)."""
+    if layout == "unrolled":
+        return unrolled_rnns(model)
+    if layout == "loop":
+        return contextlib.nullcontext()
+    raise ValueError(f"unknown RNN layout {layout!r}")
+
+
+@contextlib.contextmanager
+def onnx_fusable_lstms() -> Iterator[None]:
+    """Trace ``keras.ops.add`` of two same-rank (≥ 2) tensors as ``AddV2``, not ``BiasAdd``."""
+    from keras.src.backend.common import dtypes
+    from keras.src.backend.tensorflow import numpy as tf_numpy
+
+    original = tf_numpy.add
+
+    def add(x1: Any, x2: Any) -> Any:
+        if (
+            tf.is_tensor(x1)
+            and tf.is_tensor(x2)
+            and x1.shape.rank is not None
+            and x1.shape.rank >= 2
+            and x1.shape.rank == x2.shape.rank
+        ):
+            dtype = dtypes.result_type(x1.dtype, x2.dtype)
+            return tf.add(tf.cast(x1, dtype), tf.cast(x2, dtype))
+        return original(x1, x2)
+
+    tf_numpy.add = add
+    try:
+        yield
+    finally:
+        tf_numpy.add = original

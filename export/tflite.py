@@ -1,0 +1,331 @@
+"""TFLite conversion (builtins only), quantization variants and flatbuffer inspection.
+
+The SavedModel comes from :func:`storyedge.model.signatures.make_export_archive` (endpoints
+``encoder`` / ``decoder_step``), traced with the LSTMs unrolled (see :mod:`.graphs`). Each file
+is converted from it with ``signature_keys``: one key for the separate files, both for the
+multi-signature file, whose signatures share one copy of the weights.
+
+Precisions (``--quantize`` name → label): ``none`` → fp32; ``fp16`` → float16 weights
+(dequantized at load, float math); ``int8-dynamic`` → int8 weights, activations quantized on the
+fly by the kernels that can (dynamic range); ``int8`` → full integer: int8 weights *and*
+activations calibrated on a representative dataset, ``TFLITE_BUILTINS_INT8`` with
+``TFLITE_BUILTINS`` as the fallback for ops without an int8 kernel, float32 inputs / outputs
+kept (``QUANTIZE`` / ``DEQUANTIZE`` at the edges). Never ``SELECT_TF_OPS`` (Flex).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storyedge.errors import CheckFailed
+
+#: One representative sample: (signature key, {input name: array}).
+Sample = tuple[str, dict[str, np.ndarray]]
+
+
+@dataclass
+class TFLiteInfo:
+    """What is inside a ``.tflite`` flatbuffer."""
+
+    #: op name → count over every subgraph (``WHILE`` bodies included).
+    ops: dict[str, int]
+    #: custom (non-builtin) op codes, ``Flex*`` among them; must be empty.
+    custom_ops: list[str]
+    #: ops (excluding QUANTIZE / DEQUANTIZE) with a float32 output: for int8, what stayed float.
+    float_ops: dict[str, int]
+    #: ops whose outputs are int8 / int16 (quantized kernels).
+    quantized_ops: dict[str, int] = field(default_factory=dict)
+    subgraphs: int = 1
+
+
+def _schema() -> Any:
+    """The TFLite flatbuffer schema module (ai-edge-litert's, else TensorFlow's copy)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # older ai-edge-litert
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
+def _builtin_names() -> dict[int, str]:
+    schema = _schema()
+    return {
+        value: name
+        for name, value in vars(schema.BuiltinOperator).items()
+        if not name.startswith("_") and isinstance(value, int)
+    }
+
+
+def inspect_tflite(content: bytes) -> TFLiteInfo:
+    """Op counts, custom ops and float/quantized ops of every subgraph of a flatbuffer."""
+    schema = _schema()
+
+    names = _builtin_names()
+    model = schema.Model.GetRootAs(content, 0)
+    ops: collections.Counter[str] = collections.Counter()
+    float_ops: collections.Counter[str] = collections.Counter()
+    quantized: collections.Counter[str] = collections.Counter()
+    custom: set[str] = set()
+    int_types = {schema.TensorType.INT8, schema.TensorType.INT16, schema.TensorType.UINT8}
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                name = (code.CustomCode() or b"?").decode()
+                custom.add(name)
+            else:
+                name = names.get(builtin, f"BUILTIN_{builtin}")
+            ops[name] += 1
+            outputs = [op.Outputs(i) for i in range(op.OutputsLength())]
+            types = {graph.Tensors(t).Type() for t in outputs if t >= 0}
+            if name in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            if schema.TensorType.FLOAT32 in types:
+                float_ops[name] += 1
+            elif types & int_types:
+                quantized[name] += 1
+    return TFLiteInfo(
+        ops=dict(sorted(ops.items())),
+        custom_ops=sorted(custom),
+        float_ops=dict(sorted(float_ops.items())),
+        quantized_ops=dict(sorted(quantized.items())),
+        subgraphs=model.SubgraphsLength(),
+    )
+
+
+def interpreter_op_names(path: str | Path) -> list[str]:
+    """Op names LiteRT reports for the file (``Interpreter._get_ops_details()``)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def check_builtins_only(path: str | Path, info: TFLiteInfo) -> None:
+    """:class:`CheckFailed` when a Flex (TF select) or any other custom op is in the file.
+
+    Two views: LiteRT's own op list (``_get_ops_details``, the primary subgraph) and the
+    flatbuffer's operator codes (every subgraph).
+    """
+    flex = [name for name in interpreter_op_names(path) if name.startswith("Flex") or name == "DELEGATE"]
+    flex += [name for name in info.custom_ops if name not in flex]
+    if flex:
+        raise CheckFailed(
+            f"{Path(path).name}: needs op(s) outside the TFLite builtins: {', '.join(flex)} "
+            "(Flex / custom ops are not available on edge runtimes)"
+        )
+
+
+def convert_tflite(
+    saved_model_dir: str | Path,
+    signature_keys: list[str],
+    precision: str,
+    representative: Callable[[], Iterable[Sample]] | None = None,
+) -> bytes:
+    """Convert signatures of a SavedModel to a builtins-only ``.tflite`` at ``precision``.
+
+    ``representative`` (``int8`` only) yields ``(signature_key, inputs)`` samples; samples of
+    keys not converted here are skipped.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(saved_model_dir), signature_keys=list(signature_keys)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp32":
+        pass
+    elif precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8-dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8":
+        if representative is None:
+            raise ValueError("int8 (full integer) needs a representative dataset")
+        return _convert_full_int8(converter, signature_keys, representative)
+    else:
+        raise ValueError(f"unknown TFLite precision {precision!r}")
+    return converter.convert()
+
+
+#: Ops kept float in full-int8 files. ``ONE_HOT`` (the Bi-LSTM's padding-aware reversal builds a
+#: permutation from it): the quantizer leaves its on/off values unquantized, so the int8 kernel
+#: writes raw 0/1 that dequantize to 0.50 / 0.51 and scramble the reversed sequence.
+INT8_DENYLISTED_OPS = ["ONE_HOT"]
+#: A calibrated range narrower than this (a tensor constant over the representative data, e.g.
+#: uniform attention at random init) is widened to it: a near-zero output scale makes
+#: ``input_scale * weight_scale / output_scale`` exceed what XNNPACK's int8 kernels accept
+#: (< 256), and the delegate then refuses the whole graph ("failed to create XNNPACK runtime").
+MIN_CALIBRATED_RANGE = 1e-3
+#: Calibrated ranges are widened by this fraction of their width (half each side; a range
+#: starting at >= 0 stays >= 0), so values a little outside what the representative data showed
+#: are not clipped.
+RANGE_MARGIN = 0.0
+
+
+def _convert_full_int8(converter: Any, signature_keys: list[str], representative: Callable[[], Iterable[Sample]]) -> bytes:
+    """Full-integer conversion in three explicit steps instead of ``convert()``'s one.
+
+    1. ``_experimental_calibrate_only``: the float model the quantizer works on (with its own
+       statistics, which we replace).
+    2. :func:`_calibration_ranges`: min / max of every float activation observed by LiteRT
+       (no delegate, all tensors preserved) over the representative samples, per signature.
+       TF 2.21's calibrator recorded ``[0, 1e-38]`` for a live conv output of our encoder
+       (a ResNet shortcut whose zero bias buffer is shared with two other convs) in some runs,
+       which zeroes that path and trips XNNPACK; LiteRT's own forward pass has no such problem.
+    3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with :data:`INT8_DENYLISTED_OPS`
+       kept float, float32 inputs / outputs, then read-only buffer de-duplication.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tfl_convert
+
+    samples = [(k, v) for k, v in representative() if k in signature_keys]
+    if not samples:
+        raise ValueError(f"no representative samples for {signature_keys}")
+    multi = len(signature_keys) > 1
+    first = {key: next(v for k, v in samples if k == key) for key in signature_keys}
+
+    def few() -> Iterator[Any]:  # the calibrator's statistics are replaced below: one sample each
+        for key, inputs in first.items():
+            yield (key, inputs) if multi else inputs
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.representative_dataset = few
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger path
+    calibrated = converter.convert()
+    calibrated = _calibration_ranges(calibrated, samples)
+    quantized = tfl_convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=False,
+        input_data_type=tf.float32,
+        output_data_type=tf.float32,
+        denylisted_ops=list(INT8_DENYLISTED_OPS),
+    )
+    try:
+        quantized = tfl_convert.deduplicate_readonly_buffers(quantized)
+    except Exception:  # noqa: BLE001 - an optimisation only
+        pass
+    return bytes(quantized)
+
+
+def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
+    """Overwrite the min / max statistics of every float activation with LiteRT-observed ones."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
+    interpreter = Interpreter(
+        model_content=bytes(calibrated),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
+    buffers = model.buffers or []
+
+    def is_activation(tensor: Any) -> bool:
+        if tensor.type != schema.TensorType.FLOAT32:
+            return False
+        buf = buffers[tensor.buffer] if 0 <= tensor.buffer < len(buffers) else None
+        if buf is None:
+            return True
+        return (buf.data is None or len(buf.data) == 0) and not getattr(buf, "size", 0)
+
+    ranges: dict[tuple[int, int], list[float]] = {}
+    runners: dict[str, Any] = {}
+    for key, inputs in samples:
+        runner = runners.get(key) or runners.setdefault(key, interpreter.get_signature_runner(key))
+        feeds = {n: np.asarray(inputs[n], d["dtype"]) for n, d in runner.get_input_details().items()}
+        runner(**feeds)
+        sg = runner._subgraph_index  # noqa: SLF001
+        for index, tensor in enumerate(model.subgraphs[sg].tensors):
+            if not is_activation(tensor):
+                continue
+            try:
+                value = interpreter.get_tensor(index, sg)
+            except ValueError:
+                continue
+            if value.size == 0:
+                continue
+            lo, hi = float(np.min(value)), float(np.max(value))
+            seen = ranges.get((sg, index))
+            ranges[(sg, index)] = [lo, hi] if seen is None else [min(seen[0], lo), max(seen[1], hi)]
+    _table_ranges(model, schema, ranges)
+    for (sg, index), (lo, hi) in ranges.items():
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            continue
+        if RANGE_MARGIN:
+            pad = (hi - lo) * RANGE_MARGIN / 2
+            lo, hi = (lo - pad if lo < 0 else max(0.0, lo - pad)), hi + pad
+        if hi - lo < MIN_CALIBRATED_RANGE:
+            if lo >= 0:
+                hi = lo + MIN_CALIBRATED_RANGE
+            else:
+                mid = (lo + hi) / 2
+                lo, hi = mid - MIN_CALIBRATED_RANGE / 2, mid + MIN_CALIBRATED_RANGE / 2
+        tensor = model.subgraphs[sg].tensors[index]
+        if tensor.quantization is None:
+            tensor.quantization = schema.QuantizationParametersT()
+        tensor.quantization.min = [lo]
+        tensor.quantization.max = [hi]
+    import flatbuffers
+
+    builder = flatbuffers.Builder(max(1024, len(calibrated)))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _table_ranges(model: Any, schema: Any, ranges: dict[tuple[int, int], list[float]]) -> None:
+    """A ``GATHER`` from a constant float table (the shared token embedding) gets the whole
+    table's range, not the range of the rows the samples happened to look up.
+
+    The quantizer gives the table the range of the gather's output, so with observed ranges
+    each lookup (captions, reason, decoder token) gets its own int8 copy of the embedding
+    (3 x 9.2 MB at the seed size). With one range the copies are byte-identical and buffer
+    de-duplication keeps one.
+    """
+    names = _builtin_names()
+    for sg_index, graph in enumerate(model.subgraphs):
+        for op in graph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            if names.get(builtin) != "GATHER" or op.inputs is None or len(op.inputs) < 1:
+                continue
+            table = graph.tensors[op.inputs[0]]
+            buf = model.buffers[table.buffer] if 0 <= table.buffer < len(model.buffers) else None
+            if table.type != schema.TensorType.FLOAT32 or buf is None or buf.data is None or len(buf.data) == 0:
+                continue
+            values = np.frombuffer(bytes(np.asarray(buf.data, np.uint8)), dtype=np.float32)
+            for out in op.outputs:
+                if (sg_index, out) in ranges:
+                    ranges[(sg_index, out)] = [float(values.min()), float(values.max())]
+
+
+def tflite_io(path: str | Path) -> dict[str, dict[str, dict[str, tuple[list[int], str]]]]:
+    """``{signature: {"inputs": {name: (shape, dtype)}, "outputs": {...}}}`` as LiteRT sees them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    out: dict[str, dict[str, dict[str, tuple[list[int], str]]]] = {}
+    for key in interpreter.get_signature_list():
+        runner = interpreter.get_signature_runner(key)
+        out[key] = {
+            kind: {
+                name: ([int(d) for d in detail["shape"]], np.dtype(detail["dtype"]).name)
+                for name, detail in details.items()
+            }
+            for kind, details in (
+                ("inputs", runner.get_input_details()),
+                ("outputs", runner.get_output_details()),
+            )
+        }
+    return out

@@ -1,0 +1,244 @@
+"""The full export (every format x quantization), made once per session: files, ops, manifest,
+validation numbers (from the manifest and recomputed through the backends)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storyedge.errors import UserError
+from storyedge.manifest import backend_specs, read_manifest, sha256_file, verify_files
+
+ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+
+
+@pytest.fixture(scope="module")
+def manifest(full_export: Path):
+    return read_manifest(full_export)
+
+
+def test_layout_and_manifest(full_export: Path, manifest, export_env) -> None:
+    assert (full_export / "tokenizer" / "tokenizer.json").is_file()
+    assert (full_export / "reference" / "model.weights.h5").is_file()
+    assert (full_export / "reference" / "config.yaml").read_text() == (
+        export_env.run_dir / "best" / "config.yaml"
+    ).read_text()
+    assert manifest.reference == {"weights": "reference/model.weights.h5", "config": "reference/config.yaml"}
+    assert not manifest.rejected and not (full_export / "rejected").exists()
+    assert not list(full_export.parent.glob("full.tmp-*"))
+    names = {(f.format, f.graph, f.precision) for f in manifest.files}
+    for p in ALL_PRECISIONS:
+        for graph in ("encoder", "decoder_step", "multi"):
+            assert ("tflite", graph, p) in names
+    for p in ("fp32", "int8-dynamic"):
+        for graph in ("encoder", "decoder_step"):
+            assert ("onnx", graph, p) in names
+    assert ("onnx", "encoder", "fp16") not in names
+    assert {s["precision"] for s in manifest.source["skipped"]} == {"fp16", "int8"}
+    for key in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "storyedge"):
+        assert manifest.versions[key]
+    tok = manifest.tokenizer
+    assert tok["dir"] == "tokenizer" and len(tok["fingerprint"]) == 64
+    assert {"pad_id", "unk_id", "bos_id", "eos_id", "vocab_size"} <= set(tok)
+    assert manifest.config["model"]["use_reason"] is True
+    assert manifest.source["checkpoint"].endswith("best")
+    assert manifest.source["validation"]["data"] == "validation split"
+    assert manifest.batch == 1
+    assert set(manifest.multi_vs_separate) == {f"tflite-{p}" for p in ALL_PRECISIONS}
+    for cmp in manifest.multi_vs_separate.values():
+        assert cmp["multi_bytes"] < cmp["separate_bytes"] * 1.05
+
+
+def test_signatures_are_static_and_named(manifest) -> None:
+    cfg = manifest.config
+    H, V = cfg["model"]["decoder_hidden_dim"], manifest.tokenizer["vocab_size"]
+    d = cfg["dataset"]
+    for entry in manifest.files:
+        for graph, sig in entry.signatures.items():
+            ins = {t.name: (t.shape, t.dtype) for t in sig.inputs}
+            outs = {t.name: (t.shape, t.dtype) for t in sig.outputs}
+            if graph == "encoder":
+                assert ins == {
+                    "frames": ([1, d["seq_len"], d["image_size"], d["image_size"], 3], "float32"),
+                    "captions": ([1, d["seq_len"], d["max_caption_len"]], "int32"),
+                    "reason": ([1, d["max_reason_len"]], "int32"),
+                }
+                assert list(outs) == ["h0", "c0", "context"] and outs["h0"] == ([1, H], "float32")
+            else:
+                assert list(ins) == ["token", "h", "c", "context"] and ins["token"] == ([1], "int32")
+                assert list(outs) == ["logits", "h_out", "c_out"] and outs["logits"] == ([1, V], "float32")
+
+
+def test_hashes_match(full_export: Path, manifest) -> None:
+    for entry in manifest.files:
+        path = full_export / entry.path
+        assert path.stat().st_size == entry.size_bytes
+        assert sha256_file(path) == entry.sha256
+    verify_files(full_export, manifest)
+
+
+def test_corrupted_and_truncated_files_are_detected(full_export: Path, manifest, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(full_export, copy)
+    target = next(f for f in manifest.files if f.graph == "decoder_step" and f.format == "tflite")
+    path = copy / target.path
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="size"):
+        verify_files(copy, manifest)
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    with pytest.raises(UserError, match="sha256"):
+        verify_files(copy, manifest)
+    path.unlink()
+    with pytest.raises(UserError, match="missing"):
+        verify_files(copy, manifest)
+
+
+def test_tflite_builtins_only(full_export: Path, manifest) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from storyedge.export.tflite import inspect_tflite
+
+    for entry in (f for f in manifest.files if f.format == "tflite"):
+        path = full_export / entry.path
+        names = {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+        assert not [n for n in names if n.startswith("Flex")], entry.path
+        info = inspect_tflite(path.read_bytes())
+        assert info.custom_ops == [], entry.path
+        assert not [op for op in info.ops if op.startswith("Flex")]
+        assert entry.ops == info.ops
+        if entry.precision == "int8":
+            # full integer: the heavy ops run in int8, what stayed float is recorded
+            assert info.quantized_ops.get("FULLY_CONNECTED", 0) > 0
+            assert "WHILE" not in info.ops  # LSTMs unrolled for the calibrator
+            assert entry.float_ops == sorted(info.float_ops)
+            assert "FULLY_CONNECTED" not in entry.float_ops
+        elif entry.graph != "decoder_step":
+            assert "WHILE" in info.ops  # LSTM loops as builtin WHILE
+        if entry.precision != "int8":
+            assert entry.float_ops == []
+
+
+def test_onnx_checker_lstm_nodes_no_leftovers(full_export: Path, manifest) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from storyedge.export.onnx_export import onnx_ops
+
+    for entry in (f for f in manifest.files if f.format == "onnx"):
+        model = onnx.load(str(full_export / entry.path))
+        onnx.checker.check_model(model, full_check=True)
+        ops = onnx_ops(model)
+        assert ops == entry.ops
+        assert not [op for op in ops if "TensorList" in op or op.endswith(("Loop", "Scan"))], ops
+        if entry.graph == "encoder":
+            # caption fwd/bwd + reason fwd/bwd + temporal: five Keras LSTM layers
+            lstm = ops.get("LSTM", 0) if entry.precision == "fp32" else ops.get("com.microsoft.DynamicQuantizeLSTM", 0)
+            assert lstm == 5, ops
+        assert [i.name for i in model.graph.input] == [t.name for t in entry.signatures[entry.graph].inputs]
+        assert [o.name for o in model.graph.output] == [t.name for t in entry.signatures[entry.graph].outputs]
+        ort.InferenceSession(str(full_export / entry.path), providers=["CPUExecutionProvider"])
+
+
+def test_manifest_validation_within_tolerance(manifest) -> None:
+    for entry in manifest.files:
+        v = entry.validation
+        assert v["passed"] is True, (entry.path, v)
+        assert v["windows"] == 4
+        assert (v["decoder_steps"] > 0) == (entry.graph != "encoder")
+        outputs = {"encoder": {"h0", "c0", "context"}, "decoder_step": {"logits", "h_out", "c_out"}}
+        want = outputs.get(entry.graph, outputs["encoder"] | outputs["decoder_step"])
+        assert set(v["max_abs_diff"]) == want
+        for name, diff in v["max_abs_diff"].items():
+            assert diff <= v["tolerance"][name]
+        if entry.precision == "fp32":
+            assert max(v["max_abs_diff"].values()) < 1e-4
+
+
+def _reference(export_dir: Path, manifest):
+    from storyedge.bench.tf_backend import TFReferenceBackend
+    from storyedge.config import config_from_dict
+    from storyedge.model.story_model import build_model
+
+    cfg = config_from_dict(manifest.config)
+    model = build_model(cfg, manifest.tokenizer["vocab_size"], manifest.tokenizer["pad_id"])
+    model.load_weights(str(export_dir / manifest.reference["weights"]))
+    return cfg, TFReferenceBackend(model, manifest.batch)
+
+
+def test_validation_recomputed_through_backends(full_export: Path, manifest, export_env) -> None:
+    """Re-run every backend (separate pairs and multi files) on validation windows."""
+    from storyedge.bench.backends import load_backend
+    from storyedge.export.exporter import load_validation_windows
+    from storyedge.export.validation import tolerance_for
+    from storyedge.tokenizer import StoryTokenizer
+
+    cfg, reference = _reference(full_export, manifest)
+    tokenizer = StoryTokenizer.load(full_export / "tokenizer")
+    windows = load_validation_windows(export_env.config, tokenizer, 2)
+    pad = tokenizer.pad_id
+    specs = backend_specs(full_export, manifest)
+    assert {s.name for s in specs} >= {f"tflite-{p}" for p in ALL_PRECISIONS} | {
+        f"tflite-{p}-multi" for p in ALL_PRECISIONS
+    } | {"onnx-fp32", "onnx-int8-dynamic"}
+    results: dict[str, dict[str, float]] = {}
+    for spec in specs:
+        backend = load_backend(spec, threads=1)
+        worst: dict[str, float] = {}
+        ref_max: dict[str, float] = {}
+        for i in range(len(windows)):
+            inputs = {"frames": windows.frames[i:i + 1], "captions": windows.captions[i:i + 1],
+                      "reason": windows.reason[i:i + 1]}
+            ref_state = reference.encode(inputs)
+            state = backend.encode(inputs)
+            for name, key in (("h0", "h"), ("c0", "c"), ("context", "context")):
+                assert state[key].shape == ref_state[key].shape
+                worst[name] = max(worst.get(name, 0.0), float(np.abs(state[key] - ref_state[key]).max()))
+                ref_max[name] = max(ref_max.get(name, 0.0), float(np.abs(ref_state[key]).max()))
+            target = windows.target[i:i + 1]
+            ref_s, got_s = ref_state, dict(ref_state)
+            for t in range(target.shape[1] - 1):
+                if target[0, t + 1] == pad:
+                    break
+                ref_logits, ref_s = reference.step(target[:, t], ref_s)
+                logits, got_s = backend.step(target[:, t], got_s)
+                assert logits.shape == ref_logits.shape == (1, manifest.tokenizer["vocab_size"])
+                worst["logits"] = max(worst.get("logits", 0.0), float(np.abs(logits - ref_logits).max()))
+                ref_max["logits"] = max(ref_max.get("logits", 0.0), float(np.abs(ref_logits).max()))
+        atol = manifest.files[0].validation["atol"]
+        for name, diff in worst.items():
+            assert diff <= tolerance_for(spec.precision, atol, ref_max[name]), (spec.name, name, diff)
+        results[spec.name] = worst
+    # the multi-signature file computes what the two separate files compute
+    for p in ALL_PRECISIONS:
+        for name in ("h0", "context", "logits"):
+            assert results[f"tflite-{p}-multi"][name] == pytest.approx(results[f"tflite-{p}"][name], abs=1e-6)
+
+
+def test_multi_signature_file_runs_both_signatures(full_export: Path, manifest) -> None:
+    from storyedge.bench.backends import TFLiteBackend
+
+    specs = {s.name: s for s in backend_specs(full_export, manifest)}
+    multi = TFLiteBackend(specs["tflite-fp32-multi"], threads=1)
+    separate = TFLiteBackend(specs["tflite-fp32"], threads=1)
+    assert specs["tflite-fp32-multi"].encoder_path == specs["tflite-fp32-multi"].decoder_path
+    cfg = manifest.config
+    rng = np.random.default_rng(3)
+    d = cfg["dataset"]
+    inputs = {
+        "frames": rng.random((1, d["seq_len"], d["image_size"], d["image_size"], 3), dtype=np.float32),
+        "captions": rng.integers(5, 50, (1, d["seq_len"], d["max_caption_len"])).astype(np.int32),
+        "reason": rng.integers(5, 50, (1, d["max_reason_len"])).astype(np.int32),
+    }
+    a, b = multi.encode(inputs), separate.encode(inputs)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-6)
+    token = np.array([manifest.tokenizer["bos_id"]], np.int32)
+    for _ in range(3):
+        la, a = multi.step(token, a)
+        lb, b = separate.step(token, b)
+        np.testing.assert_allclose(la, lb, atol=1e-6)
+        token = la.argmax(-1).astype(np.int32)
