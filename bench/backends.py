@@ -115,7 +115,8 @@ class TFLiteBackend(Backend):
 
 def _litert_interpreter(interpreter_cls: Any, path: Path, threads: int | None) -> Any:
     try:
-        return interpreter_cls(model_path=str(path), num_threads=threads or -1)
+        # num_threads=None lets LiteRT choose; ai-edge-litert 2.3 rejects -1 (older versions' "default").
+        return interpreter_cls(model_path=str(path), num_threads=threads if threads else None)
     except Exception as exc:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError on bad files
         raise UserError(f"{path}: LiteRT cannot load this file ({str(exc).splitlines()[0][:160]})") from None
 

@@ -1,0 +1,134 @@
+"""``storyedge bench``: perplexity parity and decoding latency of every exported backend.
+
+TensorFlow-free at import; ``--latency-only`` never imports it (nor ``datasets``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from storyedge.errors import UserError
+
+GATE_OPTIONS = {
+    "gate_fp32_ppl_tol": "fp32_ppl_ratio_tol",
+    "gate_fp32_greedy": "fp32_greedy_agreement",
+    "gate_fp16_ppl_max": "fp16_ppl_ratio_max",
+    "gate_int8_dynamic_ppl_max": "int8_dynamic_ppl_ratio_max",
+    "gate_int8_dynamic_top1_min": "int8_dynamic_top1_min",
+    "gate_int8_ppl_max": "int8_ppl_ratio_max",
+}
+
+
+@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--exports", "exports", type=click.Path(path_type=Path), default=None,
+              help="Export directory (manifest.json, tflite/, onnx/, reference/, tokenizer/).")
+@click.option("--config", "config_path", default=None,
+              help="Config YAML (path or shipped name). With --exports: must be compatible with the export; "
+                   "its dataset and bench sections are used. With --random-init: the model to build.")
+@click.option("--random-init", is_flag=True,
+              help="Build the --config model with random weights, export it into OUT/exports and bench it "
+                   "(latency of the real configuration without a trained model; parity on synthetic stories).")
+@click.option("--vocab-size", type=int, default=None,
+              help="--random-init: vocabulary size of the model. Default: the config tokenizer's when it can be "
+                   "loaded (cached bert-base-uncased: 30522), else 30522 for bert-base-uncased configs (a WordPiece "
+                   "trained on the synthetic captions, padded with [unused] tokens), else the trained WordPiece's.")
+@click.option("--stories", type=int, default=40, show_default=True,
+              help="--random-init: synthetic stories generated for the parity windows.")
+@click.option("--quantize", default=None,
+              help="--random-init: comma list of none,fp16,int8-dynamic,int8 (default: the config's export.quantize).")
+@click.option("--formats", default=None,
+              help="--random-init: comma list of tflite,onnx (default: the config's export.formats).")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("bench_report"), show_default=True,
+              help="Directory for report.json, report.md and the plots.")
+@click.option("--split", default=None, help="Eval split for parity [default: bench.split].")
+@click.option("--max-windows", type=int, default=None, help="Eval windows for parity [default: bench.max_windows].")
+@click.option("--threads", type=int, default=None, help="Runtime threads [default: bench.threads].")
+@click.option("--warmup", type=int, default=None, help="Untimed warm-up captions [default: bench.warmup].")
+@click.option("--runs", type=int, default=None, help="Timed captions per backend [default: bench.runs].")
+@click.option("--caption-tokens", type=int, default=None,
+              help="Decoder steps per timed caption [default: dataset.max_caption_len].")
+@click.option("--backends", default=None,
+              help="Only these exported backends: comma list of name patterns, e.g. 'tflite-*,onnx-fp32'.")
+@click.option("--latency-only", is_flag=True,
+              help="Time the exported files only: no TF reference, no dataset, no parity (no TensorFlow import).")
+@click.option("--compare", "compare", type=click.Path(path_type=Path), default=None,
+              help="A previous report.json (or its directory): print latency and PPL-ratio deltas per backend.")
+@click.option("--bandwidth-mb", type=int, default=256, show_default=True,
+              help="Array size for the memory-bandwidth measurement (roofline floor).")
+@click.option("--gate-fp32-ppl-tol", type=float, default=None, help="fp32: |PPL ratio - 1| <= this [1e-3].")
+@click.option("--gate-fp32-greedy", type=float, default=None, help="fp32: greedy-caption agreement >= this [1.0].")
+@click.option("--gate-fp16-ppl-max", type=float, default=None, help="fp16: PPL ratio <= this [1.005].")
+@click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help="int8-dynamic: PPL ratio <= this [1.02].")
+@click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help="int8-dynamic: top-1 agreement >= this [0.95].")
+@click.option("--gate-int8-ppl-max", type=float, default=None, help="static int8: PPL ratio <= this [1.05].")
+def bench(
+    exports: Path | None,
+    config_path: str | None,
+    random_init: bool,
+    vocab_size: int | None,
+    stories: int,
+    quantize: str | None,
+    formats: str | None,
+    out: Path,
+    split: str | None,
+    max_windows: int | None,
+    threads: int | None,
+    warmup: int | None,
+    runs: int | None,
+    caption_tokens: int | None,
+    backends: str | None,
+    latency_only: bool,
+    compare: Path | None,
+    bandwidth_mb: int,
+    **gate_flags: float | None,
+) -> None:
+    """Perplexity parity and decoding latency per backend of an export.
+
+    Every exported (encoder, decoder_step) pair (separate and multi-signature files, each
+    precision) is a backend, ONNX once per available provider; the TF reference is rebuilt from
+    the export's reference/ weights. Parity: teacher-forced PPL, PPL ratio, KL, top-1 and
+    greedy-caption agreement, max |dlogit| on the eval windows, with gates (exit 1 after the
+    report when one fails). Latency: load, first inference, encoder, decoder step (percentiles),
+    first token, greedy caption, tokens/s, size, RSS, and the roofline floor of a step.
+
+    \b
+    storyedge bench --exports exports/quickstart --out bench_report
+    storyedge bench --exports exports/quickstart --latency-only --runs 200
+    storyedge bench --config storyreasoning.yaml --random-init --out bench_seed
+    """
+    from storyedge.bench.runner import BenchOptions, run_bench
+    from storyedge.config import load_config
+
+    for name, value in (("--max-windows", max_windows), ("--threads", threads), ("--runs", runs),
+                        ("--caption-tokens", caption_tokens), ("--stories", stories), ("--bandwidth-mb", bandwidth_mb)):
+        if value is not None and value < 1:
+            raise UserError(f"{name}: must be >= 1, got {value}")
+    if warmup is not None and warmup < 0:
+        raise UserError(f"--warmup: must be >= 0, got {warmup}")
+    config = load_config(config_path) if config_path else None
+    if random_init:
+        if exports is not None:
+            raise UserError("--random-init builds its own export: give --config, not --exports")
+        if config is None:
+            raise UserError("--random-init needs --config (e.g. quickstart.yaml or storyreasoning.yaml)")
+        from storyedge.bench.random_init import random_init_export_isolated
+
+        exports = random_init_export_isolated(
+            config, out / "exports", threads=threads or config.bench.threads, vocab_size=vocab_size,
+            stories=stories, quantize=quantize,
+            formats=[f.strip() for f in formats.split(",") if f.strip()] if formats else None, echo=click.echo,
+        )
+        config = None  # the export's own (synthetic-data) config drives the bench
+    elif exports is None:
+        raise UserError("give --exports DIR (an export directory) or --config CFG --random-init")
+    elif vocab_size is not None or quantize is not None or formats is not None:
+        raise UserError("--vocab-size, --quantize and --formats only apply with --random-init")
+    opts = BenchOptions(
+        exports=exports, out=out, config=config, split=split, max_windows=max_windows, threads=threads,
+        warmup=warmup, runs=runs, caption_tokens=caption_tokens, latency_only=latency_only,
+        backends=backends, compare=compare, bandwidth_mb=bandwidth_mb,
+        gate_overrides={GATE_OPTIONS[k]: v for k, v in gate_flags.items()},
+    )
+    run_bench(opts, echo=click.echo)

@@ -1,0 +1,235 @@
+"""Latency, memory and the roofline floor, against the :class:`Backend` interface (numpy only).
+
+What is measured per backend (all wall-clock, ``time.perf_counter``, batch = the export's):
+
+* ``load_seconds``: creating the runtime session(s) / interpreter(s) (TF: building the model,
+  loading weights and tracing the ``tf.function`` s).
+* ``first_encode_ms`` / ``first_step_ms``: the very first calls after loading (allocation,
+  XNNPACK weight packing, graph optimisation happen here).
+* after ``warmup`` untimed greedy captions, ``runs`` timed greedy captions of ``caption_tokens``
+  decoder steps each, forced to full length (no stop at ``[EOS]``), argmax fed back:
+
+  - ``encoder``: the encoder call of each run (``runs`` samples);
+  - ``step``: every decoder step of every run (``runs × caption_tokens`` samples);
+  - ``first_token``: encoder + first step + its argmax;
+  - ``caption``: encoder + all ``caption_tokens`` steps: the latency of one caption.
+
+* ``tokens_per_s``: ``caption_tokens / median caption time`` (encoder included; the mean-based
+  figure is ``tokens_per_s_mean``); ``decode_tokens_per_s``: ``1000 / median step ms``.
+* ``rss_delta_mb``: growth of the process's *current* resident set (``/proc/self/statm``) from
+  just before the backend was created to just after its first encoder + step call, so it
+  counts the weights, arenas and packed kernels that backend keeps resident. Allocators may
+  reuse memory freed by earlier backends, so it is a lower bound; where ``/proc`` is absent
+  it is the growth of peak RSS (``ru_maxrss``) instead. The report also gives the process's
+  peak RSS (``ru_maxrss``) at the end.
+
+Roofline floor (``roofline``): a decoder step must read every weight it uses once; at batch 1
+nothing is reused, so ``step >= weight bytes read / memory read bandwidth``. Bytes read per step
+are counted from the decoder graph's weights: LSTM cell kernel ``(E+C)×4H``, recurrent kernel
+``H×4H``, logits projection ``H×V`` at the precision's bytes per weight (fp32 4, fp16 2, int8 1)
+plus fp32 biases ``4H + V`` and one embedding row ``E`` (the step gathers one token's row; the
+rest of the table is not read). ``E`` comes from the config, ``H``, ``C``, ``V`` from the
+decoder signature. An fp16 TFLite file is usually dequantised to fp32 at load time by
+XNNPACK, so its own-precision floor is optimistic; every step is therefore also given as a
+multiple of the fp32 floor. The decoder file's size is reported as an upper bound of the bytes
+(it also holds the whole embedding table). Read bandwidth is measured in the same run with
+numpy streaming reductions over a 256 MB array (:func:`memory_bandwidth`). Multiples use the
+step's *median* (p50), which interference from other processes moves least. When a step's
+weights fit in the last-level cache (``fits_in_llc``), they can stay there between steps and
+be read faster than DRAM: the floor does not bind and multiples below 1 are possible.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storyedge.bench.backends import Backend
+from storyedge.bench.metrics import latency_stats
+
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8-dynamic": 1, "int8": 1}
+
+
+# ------------------------------------------------------------------------------------ memory
+
+
+def current_rss_bytes() -> int | None:
+    """Resident set size now (Linux ``/proc/self/statm``), None where unavailable."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (``ru_maxrss``: kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def rss_probe() -> int:
+    """Current RSS when measurable, else peak RSS (see the module doc)."""
+    current = current_rss_bytes()
+    return current if current is not None else peak_rss_bytes()
+
+
+# ------------------------------------------------------------------------------- bandwidth
+
+
+def memory_bandwidth(size_mb: int = 256, repeats: int = 5, threads: int = 1) -> dict[str, Any]:
+    """Measured memory read bandwidth (GB/s, 1e9 bytes) of this machine, numpy only.
+
+    Best of ``repeats`` passes of two streaming reductions (``np.sum`` over float64, ``np.max``
+    over float32) over a ``size_mb`` array, on 1 thread and split over ``threads`` threads
+    (numpy releases the GIL in reductions); ``read_gbps`` is the fastest of them, so the
+    floor derived from it is never inflated by a slow method.
+    """
+    n_bytes = size_mb * (1 << 20)
+    data = np.ones(n_bytes // 8, np.float64)
+    as_f32 = data.view(np.float32)
+    data.sum()  # fault the pages in
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return data.nbytes / min(times) / 1e9
+
+    methods = {"sum_f64_1thread": best(data.sum), "max_f32_1thread": best(as_f32.max)}
+    if threads > 1:
+        sums, maxes = np.array_split(data, threads), np.array_split(as_f32, threads)
+        with ThreadPoolExecutor(threads) as pool:
+            methods[f"sum_f64_{threads}threads"] = best(lambda: list(pool.map(np.sum, sums)))
+            methods[f"max_f32_{threads}threads"] = best(lambda: list(pool.map(np.max, maxes)))
+    dst = np.empty_like(data)
+    copy = 2 * best(lambda: np.copyto(dst, data))
+    del data, dst
+    single = max(v for k, v in methods.items() if k.endswith("_1thread"))
+    return {
+        "size_mb": size_mb,
+        "repeats": repeats,
+        "threads": threads,
+        "methods_gbps": methods,
+        "read_gbps_1thread": single,
+        "read_gbps": max(methods.values()),
+        "copy_gbps": copy,
+        "method": f"best of {repeats} np.sum (float64) / np.max (float32) passes over {size_mb} MB, "
+        f"1 and {threads} thread(s)",
+        "last_level_cache_bytes": last_level_cache_bytes(),
+    }
+
+
+def last_level_cache_bytes() -> int | None:
+    """Size of the largest CPU cache (Linux sysfs; None elsewhere). Weights that fit in it can be
+    read faster than the DRAM bandwidth, so the roofline floor does not bind them."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    best: tuple[int, int] | None = None
+    try:
+        for index in base.glob("index*"):
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip().upper()
+            size = int(text.rstrip("KMG")) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
+            if best is None or level > best[0]:
+                best = (level, size)
+    except (OSError, ValueError):
+        return None
+    return best[1] if best else None
+
+
+def decoder_weight_counts(embed_dim: int, context_dim: int, hidden: int, vocab: int) -> dict[str, int]:
+    """Weights one decoder step reads: matrices (quantisable) and fp32 vectors."""
+    matrices = (embed_dim + context_dim) * 4 * hidden + hidden * 4 * hidden + hidden * vocab
+    vectors = 4 * hidden + vocab
+    return {"matrix_params": matrices, "vector_params": vectors, "embedding_row": embed_dim}
+
+
+def step_weight_bytes(counts: dict[str, int], precision: str) -> int:
+    """Bytes a decoder step reads at a precision (embedding row at the matrix precision)."""
+    bpw = BYTES_PER_WEIGHT.get(precision, 4)
+    return (counts["matrix_params"] + counts["embedding_row"]) * bpw + counts["vector_params"] * 4
+
+
+def roofline_floor_ms(weight_bytes: int, read_gbps: float) -> float:
+    return weight_bytes / (read_gbps * 1e9) * 1e3
+
+
+# ----------------------------------------------------------------------------------- timing
+
+
+def first_inference(backend: Backend, inputs: dict[str, np.ndarray], bos_id: int) -> dict[str, float]:
+    """Time the first encoder and decoder-step calls of a freshly loaded backend."""
+    start = time.perf_counter()
+    state = backend.encode(inputs)
+    mid = time.perf_counter()
+    batch = int(state["h"].shape[0])
+    backend.step(np.full((batch,), bos_id, np.int32), state)
+    end = time.perf_counter()
+    return {"first_encode_ms": (mid - start) * 1e3, "first_step_ms": (end - mid) * 1e3}
+
+
+def timed_caption(
+    backend: Backend, inputs: dict[str, np.ndarray], bos_id: int, tokens: int
+) -> tuple[float, float, float, list[float]]:
+    """One forced-length greedy caption → (encoder s, first-token s, caption s, step s list)."""
+    clock = time.perf_counter
+    start = clock()
+    state = backend.encode(inputs)
+    after_encoder = clock()
+    batch = int(state["h"].shape[0])
+    token = np.full((batch,), bos_id, np.int32)
+    steps: list[float] = []
+    first_token = 0.0
+    for i in range(tokens):
+        t0 = clock()
+        logits, state = backend.step(token, state)
+        token = logits.argmax(axis=-1).astype(np.int32)
+        t1 = clock()
+        steps.append(t1 - t0)
+        if i == 0:
+            first_token = t1 - start
+    end = clock()
+    return after_encoder - start, first_token, end - start, steps
+
+
+def measure_latency(
+    backend: Backend,
+    inputs: dict[str, np.ndarray],
+    bos_id: int,
+    caption_tokens: int,
+    warmup: int,
+    runs: int,
+) -> dict[str, Any]:
+    """Warm-up, then ``runs`` timed forced-length greedy captions (see the module doc)."""
+    for _ in range(warmup):
+        timed_caption(backend, inputs, bos_id, caption_tokens)
+    encoder, first, caption, steps = [], [], [], []
+    for _ in range(runs):
+        e, f, c, s = timed_caption(backend, inputs, bos_id, caption_tokens)
+        encoder.append(e)
+        first.append(f)
+        caption.append(c)
+        steps.extend(s)
+    step_stats = latency_stats(steps)
+    caption_stats = latency_stats(caption)
+    return {
+        "caption_tokens": caption_tokens,
+        "warmup": warmup,
+        "runs": runs,
+        "encoder": latency_stats(encoder),
+        "step": step_stats,
+        "first_token": latency_stats(first),
+        "caption": caption_stats,
+        "tokens_per_s": caption_tokens / (caption_stats["p50_ms"] / 1e3),
+        "decode_tokens_per_s": 1e3 / step_stats["p50_ms"],
+        "tokens_per_s_mean": caption_tokens / (caption_stats["mean_ms"] / 1e3),
+    }

@@ -1,0 +1,111 @@
+"""Teacher-forced perplexity and greedy-caption parity of every backend against the reference.
+
+One pass over the eval windows drives all backends side by side: per static batch of windows
+each backend encodes, then steps through the target ``[BOS] … [EOS]`` (teacher forcing: the
+true token is fed at each position, position t's logits predict ``target[t+1]``), and each
+backend's logits are compared with the reference's at the same position, so no logits are
+stored. Then each backend greedy-decodes a caption per window from its own encoder state, and
+its captions are compared with the reference's. Written against :class:`Backend` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from storyedge.bench.backends import Backend
+from storyedge.bench.decoding import greedy_decode
+from storyedge.bench.inputs import encoder_feed, iter_batches, num_windows
+from storyedge.bench.metrics import ParityResult, TokenStats, parity_result
+
+
+@dataclass
+class ParityRun:
+    """Results of :func:`run_parity`."""
+
+    results: list[ParityResult]
+    windows: int
+    #: a few windows' greedy captions per backend (token ids), for the report
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_parity(
+    reference: Backend,
+    backends: list[Backend],
+    windows: dict[str, np.ndarray],
+    *,
+    batch: int,
+    pad_id: int,
+    bos_id: int,
+    eos_id: int,
+    max_new: int,
+    samples: int = 3,
+    progress: Callable[[int], Any] | None = None,
+) -> ParityRun:
+    """Parity of ``backends`` against ``reference`` on ``windows`` (see module doc).
+
+    ``max_new``: greedy captions stop after this many tokens (``max_caption_len - 1``: the
+    framed caption ``[BOS] … [EOS]`` then fits the caption length).
+    """
+    import time
+
+    everyone = [reference, *backends]
+    stats = {b.name: TokenStats() for b in everyone}
+    greedy_same = {b.name: 0 for b in backends}
+    seconds = {b.name: 0.0 for b in everyone}
+    sample_rows: list[dict[str, Any]] = []
+    seen = 0
+    for chunk, valid in iter_batches(windows, batch):
+        feed = encoder_feed(chunk)
+        target = chunk["target"].astype(np.int32)
+        states = {}
+        for b in everyone:
+            start = time.perf_counter()
+            states[b.name] = b.encode(feed)
+            seconds[b.name] += time.perf_counter() - start
+        # Teacher forcing, stopping after the last real target token of the batch.
+        real = (target[:, 1:] != pad_id) & valid[:, None]
+        last = int(np.nonzero(real.any(axis=0))[0].max()) + 1 if real.any() else 0
+        tf_states = dict(states)
+        for t in range(last):
+            token, next_token, mask = target[:, t], target[:, t + 1], real[:, t]
+            ref_logits = None
+            for b in everyone:
+                start = time.perf_counter()
+                logits, tf_states[b.name] = b.step(token, tf_states[b.name])
+                seconds[b.name] += time.perf_counter() - start
+                if b is reference:
+                    ref_logits = logits
+                    stats[b.name].add(logits, next_token, mask, None)
+                else:
+                    stats[b.name].add(logits, next_token, mask, ref_logits)
+        # Greedy captions from each backend's own encoder state.
+        captions = {}
+        for b in everyone:
+            start = time.perf_counter()
+            captions[b.name] = [h.tokens for h in greedy_decode(b, states[b.name], bos_id, eos_id, max_new)]
+            seconds[b.name] += time.perf_counter() - start
+        for row in np.nonzero(valid)[0]:
+            for b in backends:
+                greedy_same[b.name] += int(captions[b.name][row] == captions[reference.name][row])
+            if len(sample_rows) < samples:
+                sample_rows.append(
+                    {
+                        "window": seen + int(row),
+                        "target": [int(x) for x in target[row]],
+                        "greedy": {name: caps[row] for name, caps in captions.items()},
+                    }
+                )
+        seen += int(valid.sum())
+        if progress is not None:
+            progress(int(valid.sum()))
+    n = num_windows(windows)
+    ref_stats = stats[reference.name]
+    results = [parity_result(reference.name, reference.precision, ref_stats, None, 0, n)]
+    results += [
+        parity_result(b.name, b.precision, stats[b.name], ref_stats, greedy_same[b.name], n) for b in backends
+    ]
+    return ParityRun(results, n, sample_rows, seconds)

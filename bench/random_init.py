@@ -1,0 +1,266 @@
+"""``storyedge bench --config CFG --random-init``: bench the real configuration before (or without)
+a trained model.
+
+The model of ``CFG`` is built with random weights (seed ``training.seed``), exported through the
+exporter's Python API into ``OUT/exports``, and benchmarked like any export. Latency of these
+graphs depends on the shapes only (vocabulary size included), not on the weights or on which
+string each token id stands for, so it is the edge latency of the real configuration. Parity
+(exported vs TF reference) is checked as well, on windows of the embedded synthetic stories
+(the configured dataset, e.g. StoryReasoning, need not be available): it measures conversion and
+quantisation error of these graphs, although a random model's PPL itself means nothing.
+
+Vocabulary: the tokenizer of ``CFG`` when it can be had offline (``bert-base-uncased`` from the
+Hugging Face cache: V = 30522). Otherwise a WordPiece tokenizer is trained on the synthetic
+stories' text (no download), and for a ``bert-base-uncased`` config (or with ``--vocab-size``)
+its vocabulary is padded with never-produced ``[unusedN]`` entries, as BERT's own vocabulary
+has, up to ``--vocab-size`` (default 30522), so the graphs have the real configuration's V. The
+token→string mapping is then not BERT's; the shapes and the latency are the same. The written
+config says ``tokenizer.name: wordpiece`` with the padded ``vocab_size``, so nothing claims to
+be BERT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from storyedge.config import SYNTHETIC_DATASET, Config
+from storyedge.errors import UserError
+from storyedge.tokenizer import PRETRAINED_NAME, StoryTokenizer, load_pretrained, train_wordpiece
+
+log = logging.getLogger(__name__)
+
+BERT_VOCAB_SIZE = 30522
+#: Windows handed to the exporter for full-int8 calibration (after its validation windows).
+CALIBRATION_WINDOWS = 32
+
+
+def synthetic_data_config(config: Config, data_dir: Path, stories: int) -> Config:
+    """``config`` with the embedded synthetic stories as its dataset (same k, S, L, R) at ``data_dir``."""
+    return config.replace(
+        **{
+            "dataset.name": SYNTHETIC_DATASET,
+            "dataset.path": str(data_dir),
+            "dataset.schema": "auto",
+            "dataset.synthetic_stories": stories,
+            "bench.split": "validation",
+        }
+    )
+
+
+def pad_vocabulary(tokenizer: StoryTokenizer, vocab_size: int) -> StoryTokenizer:
+    """The same WordPiece tokenizer with ``[unusedN]`` entries appended up to ``vocab_size``."""
+    if vocab_size < tokenizer.vocab_size:
+        raise UserError(
+            f"--vocab-size {vocab_size} is smaller than the trained WordPiece vocabulary ({tokenizer.vocab_size})"
+        )
+    if vocab_size == tokenizer.vocab_size:
+        return tokenizer
+    from tokenizers import Tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save(tmp)
+        data = json.loads((Path(tmp) / "tokenizer.json").read_text())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    next_id = max(vocab.values()) + 1
+    extra = 0
+    while next_id < vocab_size:
+        token = f"[unused{extra}]"
+        extra += 1
+        if token not in vocab:
+            vocab[token] = next_id
+            next_id += 1
+    padded = StoryTokenizer(Tokenizer.from_str(json.dumps(data)), tokenizer.source, tokenizer.lowercase)
+    if padded.vocab_size != vocab_size:
+        raise RuntimeError(f"padded vocabulary has {padded.vocab_size} entries, wanted {vocab_size}")
+    return padded
+
+
+def random_init_tokenizer(
+    config: Config, texts: Callable[[], list[str]], vocab_size: int | None, echo: Callable[[str], Any]
+) -> tuple[StoryTokenizer, str]:
+    """(tokenizer, how it was made) for a random-init model (see module doc)."""
+    if config.tokenizer.name == PRETRAINED_NAME:
+        try:
+            tok = load_pretrained(PRETRAINED_NAME)
+            if vocab_size is not None and vocab_size != tok.vocab_size:
+                raise UserError(
+                    f"--vocab-size {vocab_size}: the cached {PRETRAINED_NAME} has {tok.vocab_size} tokens "
+                    "(--vocab-size only sizes the offline WordPiece fallback)"
+                )
+            return tok, f"{PRETRAINED_NAME} (Hugging Face cache)"
+        except UserError as exc:
+            if "--vocab-size" in str(exc):
+                raise
+            echo(f"{PRETRAINED_NAME} unavailable offline ({exc}); training a WordPiece on the synthetic stories")
+        target = vocab_size or BERT_VOCAB_SIZE
+    else:
+        target = vocab_size
+    tok = train_wordpiece(texts(), config.tokenizer.vocab_size, config.tokenizer.lowercase)
+    trained = tok.vocab_size
+    if target is not None:
+        tok = pad_vocabulary(tok, target)
+        return tok, f"WordPiece trained on the synthetic stories ({trained} tokens) padded with [unused] to {target}"
+    return tok, f"WordPiece trained on the synthetic stories ({trained} tokens)"
+
+
+def random_init_export(
+    config: Config,
+    out_dir: Path,
+    *,
+    vocab_size: int | None = None,
+    stories: int = 40,
+    quantize: str | None = None,
+    formats: list[str] | None = None,
+    echo: Callable[[str], Any] = print,
+) -> Path:
+    """Build ``config``'s model with random weights, export it to ``out_dir``; returns ``out_dir``."""
+    from storyedge.bench.loading import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    from storyedge.data.loading import load_story_splits
+    from storyedge.model.story_model import build_model, count_params
+
+    out_dir = Path(out_dir)
+    work = out_dir.parent
+    data_cfg = synthetic_data_config(config, work / "synthetic_data", stories)
+    echo(f"random init: synthetic stories ({stories}) at {data_cfg.dataset.path}")
+    splits = load_story_splits(data_cfg.dataset)
+
+    def texts() -> list[str]:
+        train = splits["train"]
+        out = [c for caps in train["captions"] for c in caps]
+        return out + [r for r in train["reason"] if r]
+
+    tokenizer, how = random_init_tokenizer(config, texts, vocab_size, echo)
+    final = data_cfg.replace(**{"tokenizer.name": "wordpiece", "tokenizer.vocab_size": tokenizer.vocab_size}) \
+        if tokenizer.source != PRETRAINED_NAME else data_cfg
+    if quantize:
+        final = final.replace(**{"export.quantize": [q.strip() for q in quantize.split(",") if q.strip()]})
+    if formats:
+        final = final.replace(**{"export.formats": formats})
+    keras.utils.set_random_seed(final.training.seed)
+    model = build_model(final, tokenizer.vocab_size, tokenizer.pad_id)
+    params = count_params(model)
+    echo(f"random init: tokenizer {how}; model V={tokenizer.vocab_size}, {params['total']:,} parameters "
+         f"(decoder {params['decoder']:,})")
+    source = {"random_init": True, "seed": final.training.seed, "tokenizer": how, "params": params}
+    # Validation / int8 calibration windows: synthetic *train* stories (the model is random, so
+    # train vs held-out means nothing; train has the most windows). Parity later uses validation.
+    from storyedge.data.pipeline import encode_windows
+
+    windows = encode_windows(splits["train"], tokenizer, final.dataset,
+                             final.export.validation_windows + CALIBRATION_WINDOWS, "train")
+    echo(f"exporting {', '.join(final.export.formats)} x {', '.join(final.export.quantize)} to {out_dir} ...")
+    export_random_model(model, final, tokenizer, out_dir, source, echo, windows)
+    return out_dir
+
+
+def export_random_model(
+    model: Any, config: Config, tokenizer: StoryTokenizer, out_dir: Path, source: dict[str, Any],
+    echo: Callable[[str], Any] = print,
+    windows: Any = None,
+) -> None:
+    """Export through the exporter's Python API (``storyedge.export``)."""
+    from storyedge.errors import CheckFailed
+    from storyedge.export import export_model
+
+    try:
+        export_model(
+            model,
+            config,
+            tokenizer,
+            out_dir,
+            formats=list(config.export.formats),
+            quantize=list(config.export.quantize),
+            batch=config.export.batch,
+            overwrite=True,
+            source=source,
+            validation=windows,
+            progress=False,
+        )
+    except CheckFailed as exc:
+        # Files that failed the exporter's validation are in rejected/ and not in the manifest;
+        # the ones that passed are still worth timing.
+        echo(f"warning: {exc}")
+        if not (Path(out_dir) / "manifest.json").is_file():
+            raise
+
+
+# ------------------------------------------------------------------- isolated (child process)
+
+
+def random_init_export_isolated(
+    config: Config, out_dir: Path, *, threads: int, echo: Callable[[str], Any] = print, **kwargs: Any
+) -> Path:
+    """:func:`random_init_export` in a spawned child process, its messages echoed here.
+
+    Converting a seed-size model takes GBs of memory and initialises TensorFlow's runtime; in a
+    child, neither pollutes the benchmark that follows in this process (its peak RSS, the RSS
+    deltas of the backends, the TF reference's thread settings).
+    """
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("spawn")
+    messages = ctx.Queue()
+    child = ctx.Process(target=_child, args=(messages, config, Path(out_dir), threads, kwargs), daemon=True)
+    child.start()
+    try:
+        while True:
+            try:
+                kind, payload = messages.get(timeout=1.0)
+            except queue_mod.Empty:
+                if not child.is_alive():
+                    raise UserError(
+                        f"--random-init: the export process died (exit code {child.exitcode}) without a result"
+                    ) from None
+                continue
+            if kind == "echo":
+                echo(payload)
+            elif kind == "done":
+                return Path(payload)
+            else:
+                raise _rebuild_error(*payload)
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.terminate()
+
+
+def _child(messages: Any, config: Config, out_dir: Path, threads: int, kwargs: dict[str, Any]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("absl", "tensorflow", "h5py", "datasets", "urllib3", "httpx", "tf2onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        from storyedge.bench.loading import import_tensorflow
+        from storyedge.bench.runner import set_tf_threads
+
+        set_tf_threads(import_tensorflow(), threads)
+        path = random_init_export(config, out_dir, echo=lambda text: messages.put(("echo", str(text))), **kwargs)
+        messages.put(("done", str(path)))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        import traceback
+
+        messages.put(("error", (type(exc).__name__, str(exc), _kind(exc), traceback.format_exc())))
+
+
+def _kind(exc: BaseException) -> str:
+    from storyedge.errors import CheckFailed
+
+    return "user" if isinstance(exc, UserError) else "check" if isinstance(exc, CheckFailed) else "other"
+
+
+def _rebuild_error(name: str, message: str, kind: str, trace: str) -> Exception:
+    from storyedge.errors import CheckFailed
+
+    if kind == "user":
+        return UserError(message)
+    if kind == "check":
+        return CheckFailed(message)
+    return RuntimeError(f"--random-init export failed in its child process: {name}: {message}\n{trace}")

@@ -1,0 +1,306 @@
+"""Unit tests of the bench metrics, decoding, parity and latency code on hand-made numbers and
+numpy toy backends (fast; no TensorFlow, no exported files)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bench_testutil import MarkovBackend, ToyBackend, toy_windows
+
+from storyedge.bench.decoding import Hypothesis, beam_search, greedy_decode
+from storyedge.bench.inputs import iter_batches
+from storyedge.bench.latency import (
+    decoder_weight_counts,
+    first_inference,
+    measure_latency,
+    memory_bandwidth,
+    roofline_floor_ms,
+    step_weight_bytes,
+)
+from storyedge.bench.metrics import (
+    Gates,
+    ParityResult,
+    TokenStats,
+    kl_divergence,
+    latency_stats,
+    log_softmax,
+    parity_result,
+    perplexity,
+    token_nll,
+)
+from storyedge.bench.parity import run_parity
+from storyedge.config import BenchConfig
+
+# ------------------------------------------------------------------------------- metrics
+
+
+def test_log_softmax_and_nll_by_hand() -> None:
+    logits = np.array([[0.0, math.log(3.0)], [5.0, 5.0]])
+    assert np.allclose(np.exp(log_softmax(logits)), [[0.25, 0.75], [0.5, 0.5]])
+    assert np.allclose(token_nll(logits, np.array([1, 0])), [-math.log(0.75), math.log(2)])
+    # huge logits stay finite
+    assert np.isfinite(log_softmax(np.array([[1e4, 0.0]]))).all()
+
+
+def test_perplexity_of_uniform_is_vocab_size() -> None:
+    vocab = 13
+    logits = np.zeros((5, vocab))
+    nll = token_nll(logits, np.arange(5))
+    assert perplexity(float(nll.sum()), 5) == pytest.approx(vocab)
+    assert math.isnan(perplexity(0.0, 0))
+
+
+def test_kl_by_hand() -> None:
+    p = np.log(np.array([[0.5, 0.5]]))
+    q = np.log(np.array([[0.25, 0.75]]))
+    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert kl_divergence(p, q)[0] == pytest.approx(expected)
+    assert kl_divergence(p, p)[0] == pytest.approx(0.0, abs=1e-15)
+    # KL is invariant to adding a constant to the logits
+    assert kl_divergence(p + 3.0, q - 1.0)[0] == pytest.approx(expected)
+
+
+def test_token_stats_masks_and_agreement() -> None:
+    ref = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 0.0], [9.0, 0.0, 0.0]])
+    other = np.array([[2.0, 1.5, 0.0], [3.5, 3.0, 0.0], [0.0, 0.0, 99.0]])
+    targets = np.array([0, 1, 2])
+    mask = np.array([True, True, False])  # the third row is padding: ignored everywhere
+    ref_stats, stats = TokenStats(), TokenStats()
+    ref_stats.add(ref, targets, mask, None)
+    stats.add(other, targets, mask, ref)
+    assert stats.count == ref_stats.count == 2
+    assert stats.top1_agree == 1  # row 0 agrees (argmax 0), row 1 does not (0 vs 1)
+    assert stats.max_abs_logit_diff == pytest.approx(3.5)
+    expected_nll = token_nll(other[:2], targets[:2]).sum()
+    assert stats.nll_sum == pytest.approx(expected_nll)
+    result = parity_result("b", "fp32", stats, ref_stats, greedy_same=3, windows=4)
+    assert result.ppl_ratio == pytest.approx(math.exp(expected_nll / 2) / ref_stats.ppl)
+    assert result.top1_agreement == 0.5
+    assert result.greedy_agreement == 0.75
+    assert result.kl == pytest.approx(kl_divergence(ref[:2], other[:2]).mean())
+    empty = TokenStats()
+    empty.add(ref, targets, np.zeros(3, bool), ref)
+    assert empty.count == 0 and math.isnan(empty.ppl)
+
+
+def _result(precision: str, **metrics: float) -> ParityResult:
+    r = ParityResult("x", precision, ppl=10.0, mean_nll=2.3, tokens=100, windows=10)
+    for k, v in metrics.items():
+        setattr(r, k, v)
+    return r
+
+
+@pytest.mark.parametrize(
+    "precision, metrics, passed",
+    [
+        ("fp32", {"ppl_ratio": 1.0005, "greedy_agreement": 1.0}, True),
+        ("fp32", {"ppl_ratio": 0.9995, "greedy_agreement": 1.0}, True),
+        ("fp32", {"ppl_ratio": 1.002, "greedy_agreement": 1.0}, False),
+        ("fp32", {"ppl_ratio": 0.998, "greedy_agreement": 1.0}, False),
+        ("fp32", {"ppl_ratio": 1.0, "greedy_agreement": 0.99}, False),
+        ("fp16", {"ppl_ratio": 1.004}, True),
+        ("fp16", {"ppl_ratio": 1.006}, False),
+        ("int8-dynamic", {"ppl_ratio": 1.019, "top1_agreement": 0.96}, True),
+        ("int8-dynamic", {"ppl_ratio": 1.019, "top1_agreement": 0.94}, False),
+        ("int8-dynamic", {"ppl_ratio": 1.03, "top1_agreement": 0.99}, False),
+        ("int8", {"ppl_ratio": 1.05}, True),
+        ("int8", {"ppl_ratio": 1.06}, False),
+        ("int8", {"ppl_ratio": float("nan")}, False),
+    ],
+)
+def test_default_gates(precision: str, metrics: dict[str, float], passed: bool) -> None:
+    gates = Gates.from_bench_config(BenchConfig())
+    assert gates.apply(_result(precision, **metrics)).passed is passed
+
+
+def test_gate_overrides_and_lines() -> None:
+    gates = Gates.from_bench_config(BenchConfig(), fp32_ppl_ratio_tol=0.0, int8_ppl_ratio_max=None)
+    assert gates.int8_ppl_ratio_max == 1.05  # None keeps the config value
+    assert gates.apply(_result("fp32", ppl_ratio=1.0, greedy_agreement=1.0)).passed
+    assert not gates.apply(_result("fp32", ppl_ratio=1.0 + 1e-9, greedy_agreement=1.0)).passed
+    assert gates.lines("fp32") == [1.0, 1.0]
+    assert gates.lines("int8") == [1.05]
+    assert Gates().checks("unknown") == []
+
+
+def test_latency_stats_fields_and_order() -> None:
+    samples = np.random.default_rng(0).exponential(1e-3, size=500)
+    stats = latency_stats(samples)
+    assert stats["count"] == 500
+    assert stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p95_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+    assert stats["mean_ms"] == pytest.approx(samples.mean() * 1e3)
+    assert stats["stdev_ms"] > 0
+    assert latency_stats([0.002])["stdev_ms"] == 0.0
+    assert latency_stats([])["count"] == 0
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+def _markov() -> MarkovBackend:
+    # ids: 0 pad, 1 unused, 2 BOS, 3 EOS, 4 A, 5 B
+    p = np.full((6, 6), 1e-9)
+    p[2, [4, 5]] = [0.55, 0.45]  # BOS → A (greedy) or B
+    p[4, [4, 5, 3]] = [0.36, 0.34, 0.30]  # A → A … (greedy never ends well)
+    p[5, [3, 4]] = [0.99, 0.01]  # B → EOS almost surely
+    return MarkovBackend(p / p.sum(axis=1, keepdims=True))
+
+
+def _state(b: int = 1) -> dict[str, np.ndarray]:
+    z = np.zeros((b, 1), np.float32)
+    return {"h": z, "c": z, "context": z}
+
+
+def test_greedy_decode_follows_argmax_and_stops_at_eos() -> None:
+    backend = _markov()
+    hyp = greedy_decode(backend, _state(), bos_id=2, eos_id=3, max_new=5)[0]
+    assert hyp.tokens == [4, 4, 4, 4, 4] and not hyp.finished
+    assert hyp.logprob == pytest.approx(math.log(0.55) + 4 * math.log(0.36), rel=1e-5)
+    backend.logp[4] = np.log(np.array([1e-9, 1e-9, 1e-9, 0.9, 0.05, 0.05]))
+    backend.calls = 0
+    hyp = greedy_decode(backend, _state(), 2, 3, max_new=5)[0]
+    assert hyp.tokens == [4, 3] and hyp.finished and hyp.caption_ids(3) == [4]
+    assert backend.calls == 2
+    backend.calls = 0
+    greedy_decode(backend, _state(), 2, 3, max_new=5, force_full=True)
+    assert backend.calls == 5  # timing mode runs the full length
+
+
+def test_beam_search_beats_greedy_and_beam1_is_greedy() -> None:
+    backend = _markov()
+    greedy = greedy_decode(backend, _state(), 2, 3, max_new=6)[0]
+    one = beam_search(backend, _state(), 2, 3, max_new=6, beam=1)[0]
+    assert one.tokens == greedy.tokens and one.logprob == pytest.approx(greedy.logprob)
+    best = beam_search(backend, _state(), 2, 3, max_new=6, beam=2)[0]
+    assert best.tokens == [5, 3] and best.finished
+    assert best.score() > greedy.score()
+    # raw log-prob ranking (length_penalty 0) also prefers B EOS here
+    assert beam_search(backend, _state(), 2, 3, max_new=6, beam=3, length_penalty=0.0)[0].tokens == [5, 3]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_beam_never_below_greedy_on_random_models(seed: int) -> None:
+    backend = ToyBackend(vocab=9, seed=seed)
+    state = backend.encode(toy_windows(1, vocab=9, seed=seed))
+    greedy = greedy_decode(backend, state, 2, 3, max_new=6)[0]
+    for width in (1, 2, 3, 5):
+        hyps = beam_search(backend, state, 2, 3, max_new=6, beam=width)
+        assert hyps[0].score() >= greedy.score() - 1e-9
+        assert [h.score() for h in hyps] == sorted((h.score() for h in hyps), reverse=True)
+    assert beam_search(backend, state, 2, 3, 6, beam=1)[0].tokens == greedy.tokens
+
+
+def test_hypothesis_score() -> None:
+    h = Hypothesis([4, 5, 3], -3.0, True)
+    assert h.score() == -1.0 and h.score(0.0) == -3.0 and h.caption_ids(3) == [4, 5]
+    with pytest.raises(ValueError):
+        beam_search(_markov(), _state(), 2, 3, 4, beam=0)
+
+
+# -------------------------------------------------------------------------------- parity
+
+
+def test_parity_identical_backend_is_perfect() -> None:
+    windows = toy_windows(5)
+    ref, same = ToyBackend("ref"), ToyBackend("copy")
+    run = run_parity(ref, [same], windows, batch=1, pad_id=0, bos_id=2, eos_id=3, max_new=6)
+    r = run.results[1]
+    assert r.ppl_ratio == 1.0 and r.kl == pytest.approx(0.0, abs=1e-12)
+    assert r.top1_agreement == 1.0 and r.greedy_agreement == 1.0 and r.max_abs_logit_diff == 0.0
+    assert run.results[0].tokens == int((windows["target"][:, 1:] != 0).sum())
+    assert run.windows == 5 and len(run.samples) == 3
+
+
+def test_parity_perturbed_backend_and_batching_agree() -> None:
+    windows = toy_windows(5)
+    ref = ToyBackend("ref")
+    noisy = ToyBackend("noisy", precision="int8-dynamic", noise=0.5)
+    one = run_parity(ref, [noisy], windows, batch=1, pad_id=0, bos_id=2, eos_id=3, max_new=6).results
+    two = run_parity(ref, [noisy], windows, batch=2, pad_id=0, bos_id=2, eos_id=3, max_new=6).results
+    assert one[1].ppl_ratio != 1.0 and one[1].kl > 0 and one[1].max_abs_logit_diff > 0
+    for a, b in zip(one, two):  # the padded last batch (5 = 2+2+1) is masked out
+        assert a.ppl == pytest.approx(b.ppl)
+        assert a.tokens == b.tokens
+        assert a.top1_agreement == pytest.approx(b.top1_agreement)
+        assert a.greedy_agreement == pytest.approx(b.greedy_agreement)
+        assert a.kl == pytest.approx(b.kl)
+
+
+def test_iter_batches_pads_last_batch() -> None:
+    windows = toy_windows(5)
+    batches = list(iter_batches(windows, 2))
+    assert len(batches) == 3
+    last, valid = batches[-1]
+    assert valid.tolist() == [True, False]
+    assert np.array_equal(last["target"][1], windows["target"][4])
+
+
+# ------------------------------------------------------------------------------- latency
+
+
+def test_measure_latency_fields() -> None:
+    backend = ToyBackend()
+    inputs = {k: v[:1] for k, v in toy_windows(1).items() if k != "target"}
+    first = first_inference(backend, inputs, bos_id=2)
+    assert first["first_encode_ms"] > 0 and first["first_step_ms"] > 0
+    lat = measure_latency(backend, inputs, bos_id=2, caption_tokens=5, warmup=1, runs=4)
+    assert lat["step"]["count"] == 20 and lat["encoder"]["count"] == 4 and lat["caption"]["count"] == 4
+    for key in ("encoder", "step", "first_token", "caption"):
+        s = lat[key]
+        assert s["mean_ms"] > 0 and s["p50_ms"] <= s["p90_ms"] <= s["p95_ms"] <= s["p99_ms"]
+    assert lat["caption"]["mean_ms"] >= lat["first_token"]["mean_ms"] >= lat["encoder"]["min_ms"]
+    assert lat["tokens_per_s"] > 0 and lat["decode_tokens_per_s"] > 0
+
+
+def test_roofline_bytes_and_bandwidth() -> None:
+    counts = decoder_weight_counts(embed_dim=300, context_dim=1536, hidden=512, vocab=30522)
+    assert counts["matrix_params"] == (300 + 1536) * 2048 + 512 * 2048 + 512 * 30522
+    fp32, int8 = step_weight_bytes(counts, "fp32"), step_weight_bytes(counts, "int8-dynamic")
+    assert fp32 == (counts["matrix_params"] + 300) * 4 + counts["vector_params"] * 4
+    assert int8 < fp32 / 3
+    assert roofline_floor_ms(10**9, 10.0) == pytest.approx(100.0)
+    bw = memory_bandwidth(size_mb=16, repeats=2, threads=2)
+    assert bw["read_gbps"] > 0.1 and bw["copy_gbps"] > 0.1
+    assert set(bw["methods_gbps"]) == {"sum_f64_1thread", "max_f32_1thread", "sum_f64_2threads", "max_f32_2threads"}
+    assert bw["read_gbps"] == max(bw["methods_gbps"].values()) >= bw["read_gbps_1thread"]
+    llc = bw["last_level_cache_bytes"]
+    assert llc is None or llc >= 1 << 16
+
+
+# ------------------------------------------------------------------------- backend plans
+
+
+def _spec(name: str, fmt: str) -> Any:
+    from storyedge.manifest import BackendSpec
+
+    return BackendSpec(name, fmt, "fp32", "separate", Path("e"), Path("d"), 1)
+
+
+def test_backend_plans_one_instance_per_accelerator_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from storyedge.bench import loading
+
+    specs = [_spec("tflite-fp32", "tflite"), _spec("onnx-fp32", "onnx"), _spec("onnx-int8-dynamic", "onnx")]
+    monkeypatch.setattr(loading, "extra_providers", lambda: [])
+    assert [(s.name, p) for s, p in loading.backend_plans(specs)] == [
+        ("tflite-fp32", None), ("onnx-fp32", ["CPUExecutionProvider"]), ("onnx-int8-dynamic", ["CPUExecutionProvider"])]
+    monkeypatch.setattr(loading, "extra_providers", lambda: ["CUDAExecutionProvider"])
+    plans = [(s.name, p[0] if p else None) for s, p in loading.backend_plans(specs)]
+    assert plans == [("tflite-fp32", None), ("onnx-fp32", "CPUExecutionProvider"), ("onnx-fp32", "CUDAExecutionProvider"),
+                     ("onnx-int8-dynamic", "CPUExecutionProvider"), ("onnx-int8-dynamic", "CUDAExecutionProvider")]
+    # onnxruntime's CPU build lists AzureExecutionProvider: not an accelerator, no extra instance
+    monkeypatch.undo()
+    assert "AzureExecutionProvider" not in loading.extra_providers()
+
+
+def test_select_specs_patterns() -> None:
+    from storyedge.bench.loading import select_specs
+
+    specs = [_spec("tflite-fp32", "tflite"), _spec("tflite-fp32-multi", "tflite"), _spec("onnx-fp32", "onnx")]
+    assert [s.name for s in select_specs(specs, None)] == ["tflite-fp32", "tflite-fp32-multi", "onnx-fp32"]
+    assert [s.name for s in select_specs(specs, "tflite-*")] == ["tflite-fp32", "tflite-fp32-multi"]
+    assert [s.name for s in select_specs(specs, "onnx-fp32, tflite-fp32")] == ["tflite-fp32", "onnx-fp32"]
+    assert select_specs(specs, "nothing") == []
