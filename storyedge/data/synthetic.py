@@ -4,7 +4,9 @@ World
 -----
 Each story happens on a ``GRID`` x ``GRID`` board drawn on a plain dark background. One *actor*
 (a coloured shape) moves one cell per frame in one of four directions; one or two *items* (other
-coloured shapes, never the actor's colour) sit still on the board. Per step, in this order:
+coloured shapes, never the actor's colour) sit still on the board. At each frame, with
+probability ``P_SPAWN``, a fresh item (random colour other than the actor's, random shape) appears
+in the empty on-board cell ahead of the actor, drawn in that frame. Per step, in this order:
 
 1. if the next cell in the actor's direction is off the board, the actor **bounces**: it stays
    in its cell and reverses direction ("the red circle bounces off the left wall");
@@ -22,7 +24,8 @@ Caption t+1 is a deterministic function of caption t (actor identity and directi
 :func:`next_caption_from_window`, which reads the frame's *pixels*. The positions and the items'
 colours/shapes appear in no caption before they matter, so a text-only model must guess whether
 the next step is a plain move, a bounce or a take, and which item is taken; a model that reads
-the frames need not. :func:`learnability_report` measures both sides on generated data.
+the frames need not. Because items keep appearing ahead of the actor, about half of the next
+captions (k = 3) take an item that no caption so far names. :func:`learnability_report` measures both sides on generated data.
 
 Objects fill ~76% of a cell (``frame_size / GRID`` pixels): at 64 px frames a 16 px cell, at the
 quickstart's 32 px model input an 8 px cell, with saturated colours, so a tiny CNN can read them.
@@ -83,11 +86,13 @@ WALL = {"left": "left", "right": "right", "up": "top", "down": "bottom"}
 WALL_TO_DIRECTION = {wall: d for d, wall in WALL.items()}
 #: Probability that an item is placed on the actor's line of motion (so it may get taken).
 P_ITEM_ON_PATH = 0.6
+#: Probability that, after a step, a fresh item appears in the empty cell ahead of the actor.
+P_SPAWN = 0.7
 SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 #: Written beside ``save_to_disk`` output: what was generated (for cache checks).
 META_FILE = "storyedge_synthetic.json"
 #: Bump when the generated content changes for a given seed.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 Cell = tuple[int, int]
 
@@ -228,6 +233,26 @@ def _reason(actor: Thing, start_direction: str, events: list[str]) -> str:
     return text + "".join(f", then {event}" for event in events)
 
 
+def _spawn_ahead(
+    rng: np.random.Generator, actor: Thing, pos: Cell, direction: str, items: dict[Cell, Thing]
+) -> None:
+    """With probability :data:`P_SPAWN`, drop a fresh item into the empty cell ahead of the actor.
+
+    The item (any colour but the actor's, any shape) is drawn in this frame, so the next caption
+    ("... and takes the <item>") is read off this frame's pixels; no earlier caption names it.
+    """
+    dx, dy = DIRECTIONS[direction]
+    ahead = (pos[0] + dx, pos[1] + dy)
+    if not (0 <= ahead[0] < GRID and 0 <= ahead[1] < GRID) or ahead in items:
+        rng.random()  # keep the draw count fixed per step
+        return
+    if rng.random() < P_SPAWN:
+        colours = [c for c in COLOURS if c != actor.colour]
+        items[ahead] = Thing(
+            colours[int(rng.integers(len(colours)))], SHAPES[int(rng.integers(len(SHAPES)))]
+        )
+
+
 def generate_story(seed: int, index: int, frame_size: int = 64) -> Story:
     """Story ``index`` of ``seed`` (independent of how many stories are generated)."""
     rng = np.random.default_rng([seed, index])
@@ -252,10 +277,11 @@ def generate_story(seed: int, index: int, frame_size: int = 64) -> Story:
         items[cell] = Thing(colours[int(picked[1 + j])], SHAPES[int(rng.integers(len(SHAPES)))])
 
     start_direction = direction
+    _spawn_ahead(rng, actor, pos, direction, items)
     frames = [_png(render_frame({**items, pos: actor}, frame_size))]
     captions = [_start_caption(actor, direction)]
     events: list[str] = []
-    for _ in range(1, n_frames):
+    for t in range(1, n_frames):
         old_direction = direction
         pos, direction, caption, taken, bounced = _step(actor, pos, direction, items)
         if taken is not None:
@@ -263,6 +289,8 @@ def generate_story(seed: int, index: int, frame_size: int = 64) -> Story:
             events.append(f"takes the {taken.name}")
         if bounced:
             events.append(f"bounces off the {WALL[old_direction]} wall")
+        if t < n_frames - 1:
+            _spawn_ahead(rng, actor, pos, direction, items)
         frames.append(_png(render_frame({**items, pos: actor}, frame_size)))
         captions.append(caption)
     return Story(
@@ -472,8 +500,23 @@ def next_caption_from_window(captions: Sequence[str], last_frame: Image.Image | 
 ACTOR_PLACEHOLDER = "actor"
 
 
+ITEM_PLACEHOLDER = "item"
+
+
 def _abstract_caption(caption: str, actor: Thing) -> str:
     return caption.replace(f" {actor.name} ", f" {ACTOR_PLACEHOLDER} ", 1)
+
+
+def _abstract_context(caption: str, actor: Thing) -> str:
+    """Context caption with the actor and any taken item replaced by placeholders.
+
+    A taken item is gone from the board and never named again, so which one it was does not
+    bear on what follows; pooling over it keeps the text-only groups from being singletons.
+    """
+    caption = _abstract_caption(caption, actor)
+    if " takes the " in caption:
+        caption = caption.split(" takes the ", 1)[0] + f" takes the {ITEM_PLACEHOLDER}"
+    return caption
 
 
 @dataclass
@@ -482,8 +525,9 @@ class LearnabilityReport:
 
     Windows are grouped by what a model sees; a group whose windows have different next
     captions is ambiguous for that view. The actor's name is replaced by a placeholder in both
-    keys and targets (it is copied from the context, and the dynamics do not depend on it), so
-    groups pool windows that only differ by which shape plays the actor.
+    keys and targets (it is copied from the context, and the dynamics do not depend on it), and
+    the names of items taken within the context are replaced in the keys (those items are gone),
+    so groups pool windows that only differ by which shape plays the actor or by what it took.
     """
 
     windows: int
@@ -501,6 +545,9 @@ class LearnabilityReport:
     text_ambiguous_window_fraction: float
     #: the best any text-only predictor does on these windows: majority next caption per group
     text_majority_accuracy: float
+    #: share of windows whose next caption takes an item no caption of the window names
+    #: (its colour and shape are visible only in the frames)
+    image_only_target_fraction: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """Plain dict (JSON-serialisable)."""
@@ -514,7 +561,7 @@ def learnability_report(split: datasets.Dataset, k: int) -> LearnabilityReport:
     """
     full: dict[Any, Counter[str]] = defaultdict(Counter)
     text: dict[Any, Counter[str]] = defaultdict(Counter)
-    windows = correct = 0
+    windows = correct = image_only = 0
     for row in iter_raw_rows(split):
         captions = list(row["captions"])
         frames = row["frames"]
@@ -525,12 +572,15 @@ def learnability_report(split: datasets.Dataset, k: int) -> LearnabilityReport:
             last = frames[start + k - 1]["bytes"]
             correct += next_caption_from_window(context, last) == target
             windows += 1
+            if " takes the " in target:
+                taken = target.split(" takes the ", 1)[1]
+                image_only += not any(taken in c for c in context)
             if parsed is None:
                 key_text, key_target = context, target
                 board: tuple[Any, ...] = read_frame_state(last).objects
             else:
                 actor = parsed[0]
-                key_text = tuple(_abstract_caption(c, actor) for c in context)
+                key_text = tuple(_abstract_context(c, actor) for c in context)
                 key_target = _abstract_caption(target, actor)
                 board = tuple(
                     (cell, Thing(ACTOR_PLACEHOLDER, ACTOR_PLACEHOLDER) if thing == actor else thing)
@@ -550,4 +600,5 @@ def learnability_report(split: datasets.Dataset, k: int) -> LearnabilityReport:
         text_ambiguous_group_fraction=len(ambiguous) / len(text),
         text_ambiguous_window_fraction=sum(sum(c.values()) for c in ambiguous) / windows,
         text_majority_accuracy=sum(c.most_common(1)[0][1] for c in text.values()) / windows,
+        image_only_target_fraction=image_only / windows,
     )

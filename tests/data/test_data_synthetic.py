@@ -122,11 +122,13 @@ def test_learnability_precondition() -> None:
     # the frames + captions determine the next caption ...
     assert report.oracle_accuracy >= 0.99
     assert report.full_deterministic_fraction >= 0.95
-    # ... the captions alone do not: many windows sit in groups with several next captions,
-    # and even the in-sample best text-only guess misses a sizeable share.
-    assert report.text_ambiguous_window_fraction >= 0.25
-    assert report.text_ambiguous_group_fraction >= 0.05
-    assert report.text_majority_accuracy <= 0.92
+    # ... the captions alone do not: about half the next captions take an item that only the
+    # frames show, most windows sit in groups with several next captions, and even the
+    # in-sample best text-only guess is right for well under two thirds of the windows.
+    assert report.image_only_target_fraction >= 0.4
+    assert report.text_ambiguous_window_fraction >= 0.6
+    assert report.text_ambiguous_group_fraction >= 0.4
+    assert report.text_majority_accuracy <= 0.6
 
 
 def test_learnability_needs_long_enough_stories(tiny_synthetic: datasets.DatasetDict) -> None:

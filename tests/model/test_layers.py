@@ -56,7 +56,8 @@ def test_image_encoder_without_patches_has_no_spatial_weights() -> None:
     full(x)
     g, p = lean(x)
     assert p is None and tuple(g.shape) == (1, 4)
-    assert full.count_params() - lean.count_params() == 2 * 2**1 * 5 + 5  # the 1x1 projection
+    # the 1x1 projection and the per-patch position embedding
+    assert full.count_params() - lean.count_params() == 2 * 2**1 * 5 + 5 + full.num_patches * 5
 
 
 def test_reverse_real_tokens_matches_reverse_sequence_and_is_involution() -> None:
