@@ -37,7 +37,7 @@ from storyedge.bench.latency import (
     rss_probe,
     step_weight_bytes,
 )
-from storyedge.bench.loading import ExportDir, backend_plans, build_reference, create_backend, open_export, select_specs
+from storyedge.bench.loading import backend_plans, build_reference, create_backend, open_export, select_specs
 from storyedge.bench.metrics import Gates
 from storyedge.bench.report import compare_reports, compare_text, terminal_text, write_reports
 from storyedge.config import Config

@@ -14,7 +14,8 @@ Seed-size benchmarks run only when selected with ``-m seed_size`` (or with
 ``STORYEDGE_SEED_SIZE=1``); setup.cfg's ``--benchmark-disable`` makes CI run each benchmark
 once as a smoke test. Groups are ``decoder_step-<size>`` / ``encoder-<size>``, so
 ``--benchmark-compare`` shows the backends side by side. ``STORYEDGE_BENCH_EXPORTS=DIR`` keeps
-the exports in ``DIR/<size>`` and reuses them across sessions.
+the exports in ``DIR/<size>-<key>`` and reuses them across sessions (the key hashes the config
+and the model / exporter source, so a code change re-exports).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def export_for(tmp_path_factory: pytest.TempPathFactory) -> Any:
         config = load_config(spec["config"]).replace(**{"export.quantize": ["none", "int8-dynamic"],
                                                         "export.formats": ["tflite", "onnx"]})
         base = os.environ.get("STORYEDGE_BENCH_EXPORTS")
-        root = Path(base) / size if base else tmp_path_factory.mktemp(f"bench_{size}")
+        root = Path(base) / f"{size}-{_code_key(config)}" if base else tmp_path_factory.mktemp(f"bench_{size}")
         out = root / "exports"
         if not (out / "manifest.json").is_file():
             vocab = spec["vocab_size"] or config.tokenizer.vocab_size
@@ -68,6 +69,22 @@ def export_for(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return out
 
     return get
+
+
+def _code_key(config: Any) -> str:
+    """Cache key of an export: the config and the model / export source code (a model change
+    makes old reference weights unloadable, so a stale export must not be reused)."""
+    import hashlib
+    import importlib.util
+    import json
+
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for package in ("storyedge.model", "storyedge.export"):
+        spec = importlib.util.find_spec(package)
+        for directory in spec.submodule_search_locations or []:
+            for source in sorted(Path(directory).glob("*.py")):
+                digest.update(source.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _backend(export_dir: Path, name: str) -> Any:
