@@ -73,14 +73,17 @@ VALIDATION_THREADS = max(1, min(4, os.cpu_count() or 1))
 # ------------------------------------------------------------------------------ arguments
 
 
+def _split_list(value: str | list[str] | tuple[str, ...] | None, default: list[str]) -> list[str]:
+    """A comma-separated string or a sequence → stripped, non-empty items (``None``: default)."""
+    if value is None:
+        return list(default)
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [p.strip() for p in parts if p.strip()]
+
+
 def parse_formats(formats: str | list[str] | tuple[str, ...] | None, default: list[str]) -> list[str]:
     """``tflite`` / ``onnx`` / ``all`` (or a list / comma list of them) → ordered formats."""
-    if formats is None:
-        items = list(default)
-    elif isinstance(formats, str):
-        items = [f.strip() for f in formats.split(",") if f.strip()]
-    else:
-        items = [str(f).strip() for f in formats]
+    items = _split_list(formats, default)
     out: list[str] = []
     for item in items:
         names = list(FORMATS) if item == "all" else [item]
@@ -96,12 +99,7 @@ def parse_formats(formats: str | list[str] | tuple[str, ...] | None, default: li
 
 def parse_quantize(quantize: str | list[str] | tuple[str, ...] | None, default: list[str]) -> list[str]:
     """``none,fp16,int8-dynamic,int8`` names (list or comma list) → precision labels, ordered."""
-    if quantize is None:
-        items = list(default)
-    elif isinstance(quantize, str):
-        items = [q.strip() for q in quantize.split(",") if q.strip()]
-    else:
-        items = [str(q).strip() for q in quantize]
+    items = _split_list(quantize, default)
     labels: list[str] = []
     for item in items:
         if item not in PRECISIONS:

@@ -11,7 +11,6 @@ Special ids follow BERT: ``[PAD]`` pads, ``[CLS]`` starts a caption (BOS), ``[SE
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from storyedge.errors import UserError
+from storyedge.hub import hub_reachable, offline_env
 
 PAD, UNK, BOS, EOS, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS, MASK]
@@ -172,7 +172,7 @@ def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
     try:
         local = snapshot_download(name, allow_patterns=patterns, local_files_only=True)
     except Exception:  # noqa: BLE001 - not cached (any cache miss error)
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+        if offline_env() or not hub_reachable():
             raise UserError(
                 f"tokenizer {name!r} is not in the Hugging Face cache and the hub is unreachable; "
                 "run once online to cache it, or set tokenizer.name: wordpiece"
@@ -183,18 +183,6 @@ def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
     from transformers import BertTokenizerFast  # vocab.txt only: let transformers build it
 
     return StoryTokenizer(BertTokenizerFast.from_pretrained(local).backend_tokenizer, name, True)
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    import socket
-    from urllib.parse import urlparse
-
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def build_tokenizer(name: str, texts: Iterable[str], vocab_size: int, lowercase: bool = True) -> StoryTokenizer:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +42,7 @@ from storyedge.data.synthetic import (
     write_synthetic_dataset,
 )
 from storyedge.errors import DataError
+from storyedge.hub import hub_reachable, offline_env
 
 log = logging.getLogger(__name__)
 
@@ -193,26 +193,6 @@ def find_parquet_files(directory: str | Path) -> dict[str, list[str]]:
     return {}
 
 
-def _offline_env() -> bool:
-    truthy = {"1", "true", "yes", "on"}
-    return any(
-        os.environ.get(var, "").strip().lower() in truthy
-        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    import socket
-    from urllib.parse import urlparse
-
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def _hub_offline_mode() -> Iterator[None]:
     """Make ``datasets``/``huggingface_hub`` use their cache only (their offline flags are read
@@ -233,7 +213,7 @@ def _load_hub(name: str) -> datasets.DatasetDict:
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    offline = datasets.config.HF_HUB_OFFLINE or _offline_env() or not _hub_reachable()
+    offline = datasets.config.HF_HUB_OFFLINE or offline_env(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")) or not hub_reachable()
     hint = (
         "download it where the hub is reachable, or point at a local copy with "
         "dataset.path: /dir (a folder with its parquet files, e.g. data/train-*.parquet, "
