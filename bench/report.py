@@ -38,8 +38,9 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _table(headers: list[str], rows: list[list[str]], markdown: bool = False) -> str:
     if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        esc = lambda cells: [c.replace("|", "\\|") for c in cells]  # noqa: E731
+        lines = ["| " + " | ".join(esc(headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(esc(r)) + " |" for r in rows]
         return "\n".join(lines)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
@@ -134,7 +135,7 @@ def markdown_text(report: dict[str, Any]) -> str:
     lines = [
         "# storyedge bench report",
         "",
-        f"- export: `{report['export_dir']}` (source: {json.dumps(report.get('source', {}))})",
+        f"- export: `{report['export_dir']}` (source: {_source_text(report.get('source') or {})})",
         f"- created: {report['created']}; host: {report['host'].get('platform')}, "
         f"{report['host'].get('cpu_count')} CPUs; storyedge {report['storyedge_version']}",
         f"- runtimes: {', '.join(f'{k} {v}' for k, v in report['host'].get('versions', {}).items())}",
@@ -200,6 +201,18 @@ def markdown_text(report: dict[str, Any]) -> str:
     for note in report.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines) + "\n"
+
+
+def _source_text(source: dict[str, Any]) -> str:
+    """One-line provenance of the exported model (the manifest's ``source``, abridged)."""
+    if source.get("random_init"):
+        return f"random init, seed {source.get('seed')}; tokenizer: {source.get('tokenizer', '?')}"
+    if source.get("checkpoint"):
+        meta = source.get("meta") or {}
+        extra = ", ".join(f"{k} {meta[k]}" for k in ("epoch", "val_ppl") if k in meta)
+        return f"checkpoint {source['checkpoint']}" + (f" ({extra})" if extra else "")
+    short = {k: v for k, v in source.items() if isinstance(v, (str, int, float, bool))}
+    return json.dumps(short) if short else "unknown"
 
 
 # ---------------------------------------------------------------------------------- plots

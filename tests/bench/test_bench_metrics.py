@@ -265,8 +265,10 @@ def test_roofline_bytes_and_bandwidth() -> None:
     assert roofline_floor_ms(10**9, 10.0) == pytest.approx(100.0)
     bw = memory_bandwidth(size_mb=16, repeats=2, threads=2)
     assert bw["read_gbps"] > 0.1 and bw["copy_gbps"] > 0.1
-    assert set(bw["methods_gbps"]) == {"sum_f64_1thread", "max_f32_1thread", "sum_f64_2threads", "max_f32_2threads"}
+    assert set(bw["methods_gbps"]) == {"sum_f64_1thread", "max_f32_1thread", "sum_f64_2threads", "max_f32_2threads",
+                                      "copy_read_1thread"}
     assert bw["read_gbps"] == max(bw["methods_gbps"].values()) >= bw["read_gbps_1thread"]
+    assert bw["methods_gbps"]["copy_read_1thread"] == pytest.approx(bw["copy_gbps"] / 2)
     llc = bw["last_level_cache_bytes"]
     assert llc is None or llc >= 1 << 16
 
