@@ -580,6 +580,14 @@ def _export_into(
         (stage / "onnx").mkdir()
         lstms = encoder_lstm_count(model)
         fp32_paths: dict[str, Path] = {}
+
+        def record_onnx(rel: str, path: Path, graph: str, precision: str, ops: dict[str, int], seconds: float) -> None:
+            """List one written ONNX file: its manifest entry (size, sha256, signature) and timing."""
+            timings[rel] = round(seconds, 2)
+            entry = ExportedFile(rel, "onnx", graph, precision, {graph: signatures[graph]},
+                                 path.stat().st_size, sha256_file(path), ops=ops)
+            built.append(_Built(entry, seconds))
+
         for graph in ("encoder", "decoder_step"):
             prog.stage(f"onnx {graph} fp32: convert")
             t0 = time.perf_counter()
@@ -595,16 +603,8 @@ def _export_into(
             release_memory()
             fp32_paths[graph] = path
             _check_io(path, ox.onnx_io(path), signatures[graph], graph)
-            seconds = time.perf_counter() - t0
             if listed:
-                timings[rel] = round(seconds, 2)
-                built.append(
-                    _Built(
-                        ExportedFile(rel, "onnx", graph, "fp32", {graph: signatures[graph]},
-                                     path.stat().st_size, sha256_file(path), ops=ops),
-                        seconds,
-                    )
-                )
+                record_onnx(rel, path, graph, "fp32", ops, time.perf_counter() - t0)
             prog.done()
         if "int8-dynamic" in onnx_precisions:
             for graph in ("encoder", "decoder_step"):
@@ -616,15 +616,7 @@ def _export_into(
                     ox.quantize_onnx_dynamic(fp32_paths[graph], path)
                 ops = ox.check_onnx(onnx.load(str(path)), graph, lstms, "int8-dynamic")
                 _check_io(path, ox.onnx_io(path), signatures[graph], graph)
-                seconds = time.perf_counter() - t0
-                timings[rel] = round(seconds, 2)
-                built.append(
-                    _Built(
-                        ExportedFile(rel, "onnx", graph, "int8-dynamic", {graph: signatures[graph]},
-                                     path.stat().st_size, sha256_file(path), ops=ops),
-                        seconds,
-                    )
-                )
+                record_onnx(rel, path, graph, "int8-dynamic", ops, time.perf_counter() - t0)
                 prog.done()
         shutil.rmtree(stage / ".work", ignore_errors=True)
 
