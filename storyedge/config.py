@@ -100,6 +100,9 @@ class ModelConfig:
     image_spatial_dim: int = 64
     #: Filters of the first CNN stage; later stages double it.
     cnn_base_filters: int = 16
+    #: Stride of the CNN's stem conv (1, 2 or 4); 2 halves the resolution before the first
+    #: residual stage, as ResNet's stem does (one stage fewer, ~4x cheaper at 32 px).
+    cnn_stem_stride: int = 2
     text_embed_dim: int = 64
     #: Hidden size of each direction of the caption (and reason) Bi-LSTM.
     text_hidden_dim: int = 64
@@ -131,6 +134,7 @@ class ModelConfig:
         ):
             _positive(f"model.{name}", getattr(self, name))
         _choice("model.fusion", self.fusion, FUSION_MODES)
+        _choice("model.cnn_stem_stride", self.cnn_stem_stride, (1, 2, 4))
         if self.multimodal_dim % self.attention_heads:
             raise ConfigError(
                 f"model.attention_heads: must divide model.multimodal_dim "
@@ -393,6 +397,6 @@ def _at_least(key: str, value: int, minimum: int) -> None:
         raise ConfigError(f"{key}: must be >= {minimum}, got {value}")
 
 
-def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+def _choice(key: str, value: object, choices: tuple[object, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}, got {value!r}")

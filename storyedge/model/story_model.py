@@ -69,6 +69,7 @@ class StoryModel(keras.Model):
                 spatial_dim=m.image_spatial_dim,
                 base_filters=m.cnn_base_filters,
                 with_patches=m.fusion == "attention",
+                stem_stride=m.cnn_stem_stride,
                 name="image_encoder",
             )
         self.caption_encoder = CaptionEncoder(

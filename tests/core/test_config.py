@@ -32,6 +32,7 @@ def test_default_is_quickstart():
         ({"training": {"lr": 0}}, r"training\.lr: must be > 0"),
         ({"training": {"jit_compile": "yes"}}, r"training\.jit_compile: expected true/false"),
         ({"model": {"fusion": "sum"}}, r"model\.fusion: must be one of attention, concat, text_only"),
+        ({"model": {"cnn_stem_stride": 3}}, r"model\.cnn_stem_stride: must be one of 1, 2, 4, got 3"),
         ({"model": {"multimodal_dim": 10, "attention_heads": 3}}, r"model\.attention_heads: must divide"),
         ({"model": {"use_reason_in_fusion": True}}, r"requires model\.use_reason"),
         ({"export": {"quantize": ["int4"]}}, r"export\.quantize: must be one of"),

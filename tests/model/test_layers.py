@@ -26,10 +26,24 @@ def _encoder(vocab: int = 30, emb: int = 6, hidden: int = 5, seed: int = 1) -> C
     return CaptionEncoder(layers.Embedding(vocab, emb), hidden, pad_id=PAD)
 
 
-@pytest.mark.parametrize(("size", "stages", "grid"), [(32, 3, 4), (64, 4, 4), (128, 4, 8), (16, 2, 4)])
-def test_cnn_stages_and_patch_grid(size: int, stages: int, grid: int) -> None:
-    assert cnn_num_stages(size) == stages
-    enc = ImageEncoder(size, feat_dim=7, spatial_dim=5, base_filters=2)
+@pytest.mark.parametrize(
+    ("size", "stem_stride", "stages", "grid"),
+    [
+        (32, 1, 3, 4),
+        (64, 1, 4, 4),
+        (128, 1, 4, 8),
+        (16, 1, 2, 4),
+        # a strided stem does the first halving: one residual stage fewer, the same grid
+        (32, 2, 2, 4),
+        (64, 2, 3, 4),
+        (128, 2, 3, 8),
+        (16, 2, 1, 4),
+        (32, 4, 1, 4),
+    ],
+)
+def test_cnn_stages_and_patch_grid(size: int, stem_stride: int, stages: int, grid: int) -> None:
+    assert cnn_num_stages(size, stem_stride) == stages
+    enc = ImageEncoder(size, feat_dim=7, spatial_dim=5, base_filters=2, stem_stride=stem_stride)
     g, p = enc(np.random.default_rng(0).random((3, size, size, 3), dtype=np.float32))
     assert enc.grid == grid
     assert tuple(g.shape) == (3, 7)
