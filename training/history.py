@@ -56,8 +56,11 @@ class History:
         return min(finite, key=lambda r: r["val_loss"]) if finite else None
 
     # -- files ----------------------------------------------------------------------------
-    def save(self, run_dir: str | Path) -> None:
-        """Write ``history.json``, ``history.csv`` and ``curves.png`` into ``run_dir``."""
+    def save(self, run_dir: str | Path, curves: bool = True) -> None:
+        """Write ``history.json``, ``history.csv`` and (with ``curves``) ``curves.png`` into ``run_dir``.
+
+        Rendering the plot costs ~0.5 s (matplotlib), so the loop asks for it only now and then.
+        """
         run_dir = Path(run_dir)
         payload = {"unigram_val_ppl": self.unigram_ppl, "epochs": self.records}
         _atomic_write(run_dir / HISTORY_JSON, json.dumps(_jsonable(payload), indent=2).encode())
@@ -67,7 +70,12 @@ class History:
         for record in self.records:
             writer.writerow(record)
         _atomic_write(run_dir / HISTORY_CSV, buffer.getvalue().encode())
-        _atomic_write(run_dir / CURVES_PNG, plot_curves(self.records, self.unigram_ppl))
+        if curves:
+            self.plot(run_dir)
+
+    def plot(self, run_dir: str | Path) -> None:
+        """Write ``curves.png`` (loss and perplexity per epoch, train vs val) into ``run_dir``."""
+        _atomic_write(Path(run_dir) / CURVES_PNG, plot_curves(self.records, self.unigram_ppl))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "History":

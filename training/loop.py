@@ -45,6 +45,9 @@ from storyedge.training.step import build_optimizer, make_eval_step, make_optimi
 from storyedge.training.unigram import unigram_perplexity
 
 TENSORBOARD_DIR = "tensorboard"
+#: curves.png is re-rendered at most this often during training (a render costs ~0.5 s, a third
+#: of a quickstart text_only epoch) and always when training stops.
+CURVES_EVERY_SECONDS = 30.0
 
 
 @dataclass
@@ -105,6 +108,7 @@ class Trainer:
             train.target, validation.target, tokenizer.vocab_size, pad
         )
         self.history = History(unigram_ppl=self.unigram_ppl)
+        self._curves_at: float | None = None  # when curves.png was last rendered (monotonic)
         self.resumed_from_step: int | None = None
         self._writer: Any = None
 
@@ -196,6 +200,8 @@ class Trainer:
             raise TrainingInterrupted(path, int(self.ckpt.step.numpy())) from None
         finally:
             self._writer.close()
+            if self.history.records:
+                self.history.plot(self.run_dir)
         best_loss = float(self.ckpt.best_val_loss.numpy())
         return TrainResult(
             best_epoch=int(self.ckpt.best_epoch.numpy()),
@@ -290,7 +296,11 @@ class Trainer:
         else:
             self.ckpt.bad_epochs.assign_add(1)
         self.history.append(record)
-        self.history.save(self.run_dir)
+        now = time.monotonic()
+        plot = self._curves_at is None or now - self._curves_at >= CURVES_EVERY_SECONDS
+        self.history.save(self.run_dir, curves=plot)
+        if plot:
+            self._curves_at = now
         keys = ("train_loss", "train_ppl", "val_loss", "val_ppl", "tokens_per_s")
         self._writer.scalars(epoch + 1, {f"epoch/{key}": record[key] for key in keys})
         self._writer.flush()

@@ -226,3 +226,28 @@ def test_corrupt_image(make_config, tmp_path):
     code, _, err = run_cli("train", "--config", str(cfg), "--no-progress")
     line = assert_one_line_error(code, err, "frame 0", "not a readable image")
     assert columns["story_id"][2] in line
+
+
+def test_curves_are_throttled_during_training_and_complete_at_the_end(
+    tiny_data_dir, tmp_path, monkeypatch
+):
+    from storyedge.training import loop
+    from storyedge.training.history import History
+
+    rendered: list[int] = []  # number of epochs in each rendered curves.png
+    real_plot = History.plot
+
+    def recording_plot(self, run_dir):
+        rendered.append(len(self.records))
+        real_plot(self, run_dir)
+
+    monkeypatch.setattr(History, "plot", recording_plot)
+    monkeypatch.setattr(loop, "CURVES_EVERY_SECONDS", 1e9)
+    run_dir = tmp_path / "run"
+    config = write_config(tmp_path / "tiny.yaml", tiny_config_dict(tiny_data_dir, run_dir, training={"epochs": 3}))
+    code, _, err = run_cli("train", "--config", str(config), "--no-progress")
+    assert code == 0, err
+    # epoch 1 renders, epochs 2 and 3 are within the interval, the end of training renders all 3
+    assert rendered == [1, 3]
+    assert len(json.loads((run_dir / "history.json").read_text())["epochs"]) == 3
+    assert (run_dir / "curves.png").read_bytes().startswith(b"\x89PNG")
