@@ -37,10 +37,6 @@ SIZES = {
 THREADS = 2
 
 
-def _seed_selected(config: pytest.Config) -> bool:
-    return "seed_size" in (config.getoption("markexpr") or "") or os.environ.get("STORYEDGE_SEED_SIZE") == "1"
-
-
 class _Cache:
     exports: dict[str, Path] = {}
     backends: dict[tuple[str, str], Any] = {}
@@ -127,8 +123,7 @@ def _size_params() -> list[Any]:
 
 @pytest.fixture(params=_size_params())
 def size(request: pytest.FixtureRequest) -> str:
-    if request.param == "seed" and not _seed_selected(request.config):
-        pytest.skip("seed-size benchmarks run with -m seed_size (or STORYEDGE_SEED_SIZE=1)")
+    """The model size; "seed" is skipped unless selected (see conftest.py)."""
     return request.param
 
 

@@ -20,11 +20,6 @@ pytestmark = pytest.mark.seed_size
 SEED_VOCAB = 30522
 
 
-@pytest.fixture(autouse=True)
-def _only_when_selected(request: pytest.FixtureRequest) -> None:
-    if "seed_size" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("seed-size export: run with -m seed_size")
-
 
 def test_seed_size_export(tmp_path: Path) -> None:
     import keras

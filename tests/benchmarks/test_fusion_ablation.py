@@ -24,11 +24,6 @@ MODES = ("attention", "concat", "text_only")
 TRAINING_LIMIT_SECONDS = 300.0
 
 
-@pytest.fixture(autouse=True)
-def _only_when_selected(request: pytest.FixtureRequest) -> None:
-    if "ablation" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("fusion ablation: run with -m ablation")
-
 
 def test_attention_fusion_beats_text_only_within_the_quickstart_budget(tmp_path: Path) -> None:
     from storyedge.config import load_config
