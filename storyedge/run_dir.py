@@ -118,8 +118,8 @@ SHAPE_KEYS = {
     "dataset": ("seq_len", "image_size", "max_caption_len", "max_reason_len"),
     "model": (
         "image_feat_dim", "image_spatial_dim", "cnn_base_filters", "cnn_stem_stride",
-        "text_embed_dim", "text_hidden_dim", "multimodal_dim", "temporal_hidden_dim", "decoder_hidden_dim",
-        "attention_heads", "fusion", "use_reason", "use_reason_in_fusion",
+        "text_embed_dim", "text_hidden_dim", "multimodal_dim", "temporal_hidden_dim",
+        "decoder_hidden_dim", "attention_heads", "fusion", "use_reason", "use_reason_in_fusion",
     ),
     "tokenizer": ("name", "vocab_size", "lowercase"),
 }
