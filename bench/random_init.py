@@ -125,6 +125,7 @@ def random_init_export(
 
     from storyedge.data.loading import load_story_splits
     from storyedge.model.story_model import build_model, count_params
+    from storyedge.training.prepare import tokenizer_texts
 
     out_dir = Path(out_dir)
     work = out_dir.parent
@@ -133,9 +134,7 @@ def random_init_export(
     splits = load_story_splits(data_cfg.dataset)
 
     def texts() -> list[str]:
-        train = splits["train"]
-        out = [c for caps in train["captions"] for c in caps]
-        return out + [r for r in train["reason"] if r]
+        return list(tokenizer_texts(splits["train"]))
 
     tokenizer, how = random_init_tokenizer(config, texts, vocab_size, echo)
     final = data_cfg.replace(**{"tokenizer.name": "wordpiece", "tokenizer.vocab_size": tokenizer.vocab_size}) \

@@ -31,6 +31,7 @@ def bench_env(tmp_path_factory: pytest.TempPathFactory) -> BenchEnv:
     from storyedge.export import export_model
     from storyedge.model.story_model import build_model
     from storyedge.tokenizer import train_wordpiece
+    from storyedge.training.prepare import tokenizer_texts
 
     root = tmp_path_factory.mktemp("bench_env")
     data_dir = write_synthetic_dataset(root / "data", 20, seed=0, frame_size=32)
@@ -38,8 +39,7 @@ def bench_env(tmp_path_factory: pytest.TempPathFactory) -> BenchEnv:
     config_path = root / "config.yaml"
     cfg.save(config_path)
     splits = load_story_splits(cfg.dataset)
-    texts = [c for caps in splits["train"]["captions"] for c in caps] + list(splits["train"]["reason"])
-    tokenizer = train_wordpiece(texts, cfg.tokenizer.vocab_size)
+    tokenizer = train_wordpiece(list(tokenizer_texts(splits["train"])), cfg.tokenizer.vocab_size)
     keras.utils.set_random_seed(0)
     model = build_model(cfg, tokenizer.vocab_size, tokenizer.pad_id)
     exports = root / "exports"

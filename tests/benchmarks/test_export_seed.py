@@ -31,7 +31,9 @@ def test_seed_size_export(tmp_path: Path) -> None:
     from storyedge.export.report import format_table
     from storyedge.manifest import read_manifest, verify_files
     from storyedge.model.story_model import build_model, count_params
-    from storyedge.tokenizer import StoryTokenizer, train_wordpiece
+    from storyedge.bench.random_init import pad_vocabulary
+    from storyedge.tokenizer import train_wordpiece
+    from storyedge.training.prepare import tokenizer_texts
 
     cfg = load_config("storyreasoning.yaml").replace(
         **{
@@ -44,8 +46,7 @@ def test_seed_size_export(tmp_path: Path) -> None:
         }
     )
     splits = load_story_splits(cfg.dataset)
-    texts = [c for caps in splits["train"]["captions"] for c in caps] + list(splits["train"]["reason"])
-    tokenizer = _padded(train_wordpiece(texts, 1000), SEED_VOCAB, StoryTokenizer)
+    tokenizer = pad_vocabulary(train_wordpiece(list(tokenizer_texts(splits["train"])), 1000), SEED_VOCAB)
     assert tokenizer.vocab_size == SEED_VOCAB
     windows = encode_windows(splits["validation"], tokenizer, cfg.dataset, max_windows=80)
     keras.utils.set_random_seed(0)
@@ -84,22 +85,3 @@ def test_seed_size_export(tmp_path: Path) -> None:
     logits = manifest.file("tflite", "decoder_step", "fp32").signatures["decoder_step"].outputs[0]
     assert logits.shape == [1, SEED_VOCAB]
 
-
-def _padded(tokenizer, size: int, cls):
-    """The WordPiece vocabulary padded with never-produced ``[unusedN]`` entries to ``size``."""
-    from tokenizers import Tokenizer
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save(tmp)
-        data = json.loads((Path(tmp) / "tokenizer.json").read_text())
-    vocab = data["model"]["vocab"]
-    next_id, n = max(vocab.values()) + 1, 0
-    while next_id < size:
-        token = f"[unused{n}]"
-        n += 1
-        if token not in vocab:
-            vocab[token] = next_id
-            next_id += 1
-    return cls(Tokenizer.from_str(json.dumps(data)), tokenizer.source, tokenizer.lowercase)

@@ -63,12 +63,12 @@ def export_env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     from storyedge.model.story_model import build_model
     from storyedge.run_dir import save_bundle
     from storyedge.tokenizer import train_wordpiece
+    from storyedge.training.prepare import tokenizer_texts
 
     root = tmp_path_factory.mktemp("export_env")
     cfg = tiny_config(root / "data")
     splits = load_story_splits(cfg.dataset)
-    texts = [c for caps in splits["train"]["captions"] for c in caps] + list(splits["train"]["reason"])
-    tokenizer = train_wordpiece(texts, cfg.tokenizer.vocab_size)
+    tokenizer = train_wordpiece(list(tokenizer_texts(splits["train"])), cfg.tokenizer.vocab_size)
     keras.utils.set_random_seed(0)
     model = build_model(cfg, tokenizer.vocab_size, tokenizer.pad_id)
     run_dir = root / "run"
