@@ -1,8 +1,7 @@
-"""storyedge.bench: parity and latency of every backend of an export, and caption generation.
+"""storyedge.bench: parity and latency of every backend of an export.
 
-Modules: ``backends`` (the Backend interface, LiteRT and ONNX Runtime; TensorFlow-free),
-``tf_backend`` (the TF reference), ``loading`` (export directory checks, backend creation),
-``metrics`` / ``parity`` / ``latency`` / ``decoding`` (written once against Backend),
-``report`` (tables, JSON, markdown, plots, compare), ``runner`` (``storyedge bench``),
-``random_init`` (``--random-init``), ``cli`` / ``generate_cli`` (the commands). See README.md.
+Written once against :class:`storyedge.runtime.Backend` (the runtime lives in core):
+``inputs`` (eval windows, timing inputs), ``metrics`` / ``parity`` / ``latency``, ``report``
+(tables, JSON, markdown, plots, compare) and ``runner`` (``run_bench``, what ``storyedge bench``
+calls). The command itself and the ``--random-init`` pipeline are in :mod:`storyedge.app`.
 """

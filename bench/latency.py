@@ -25,11 +25,10 @@ What is measured per backend (all wall-clock, ``time.perf_counter``, batch = the
 
 Roofline floor (``roofline``): a decoder step must read every weight it uses once; at batch 1
 nothing is reused, so ``step >= weight bytes read / memory read bandwidth``. Bytes read per step
-are counted from the decoder graph's weights: LSTM cell kernel ``(E+C)×4H``, recurrent kernel
-``H×4H``, logits projection ``H×V`` at the precision's bytes per weight (fp32 4, fp16 2, int8 1)
-plus fp32 biases ``4H + V`` and one embedding row ``E`` (the step gathers one token's row; the
-rest of the table is not read). ``E`` comes from the config, ``H``, ``C``, ``V`` from the
-decoder signature. An fp16 TFLite file is usually dequantised to fp32 at load time by
+are the manifest's ``decoder.step_weights`` (the model declares them; for the LSTM decoder: cell
+kernel ``(E+C)×4H``, recurrent kernel ``H×4H``, logits projection ``H×V``) at the precision's
+bytes per weight (fp32 4, fp16 2, int8 1) plus fp32 biases and one embedding row (the step
+gathers one token's row; the rest of the table is not read). An fp16 TFLite file is usually dequantised to fp32 at load time by
 XNNPACK, so its own-precision floor is optimistic; every step is therefore also given as a
 multiple of the fp32 floor. The decoder file's size is reported as an upper bound of the bytes
 (it also holds the whole embedding table). Read bandwidth is measured in the same run with
@@ -51,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from storyedge.bench.backends import Backend
+from storyedge.runtime import Backend, state_batch
 from storyedge.bench.metrics import latency_stats
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8-dynamic": 1, "int8": 1}
@@ -150,13 +149,6 @@ def last_level_cache_bytes() -> int | None:
     return best[1] if best else None
 
 
-def decoder_weight_counts(embed_dim: int, context_dim: int, hidden: int, vocab: int) -> dict[str, int]:
-    """Weights one decoder step reads: matrices (quantisable) and fp32 vectors."""
-    matrices = (embed_dim + context_dim) * 4 * hidden + hidden * 4 * hidden + hidden * vocab
-    vectors = 4 * hidden + vocab
-    return {"matrix_params": matrices, "vector_params": vectors, "embedding_row": embed_dim}
-
-
 def step_weight_bytes(counts: dict[str, int], precision: str) -> int:
     """Bytes a decoder step reads at a precision (embedding row at the matrix precision)."""
     bpw = BYTES_PER_WEIGHT.get(precision, 4)
@@ -175,7 +167,7 @@ def first_inference(backend: Backend, inputs: dict[str, np.ndarray], bos_id: int
     start = time.perf_counter()
     state = backend.encode(inputs)
     mid = time.perf_counter()
-    batch = int(state["h"].shape[0])
+    batch = state_batch(state)
     backend.step(np.full((batch,), bos_id, np.int32), state)
     end = time.perf_counter()
     return {"first_encode_ms": (mid - start) * 1e3, "first_step_ms": (end - mid) * 1e3}
@@ -189,7 +181,7 @@ def timed_caption(
     start = clock()
     state = backend.encode(inputs)
     after_encoder = clock()
-    batch = int(state["h"].shape[0])
+    batch = state_batch(state)
     token = np.full((batch,), bos_id, np.int32)
     steps: list[float] = []
     first_token = 0.0

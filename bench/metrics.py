@@ -24,12 +24,7 @@ from typing import Any
 
 import numpy as np
 
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable log-softmax over the last axis (float64)."""
-    x = np.asarray(logits, np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+from storyedge.runtime.decoding import log_softmax
 
 
 def token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:

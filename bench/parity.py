@@ -15,10 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from storyedge.bench.backends import Backend
-from storyedge.bench.decoding import greedy_decode
 from storyedge.bench.inputs import encoder_feed, iter_batches, num_windows
 from storyedge.bench.metrics import ParityResult, TokenStats, parity_result
+from storyedge.runtime import Backend, greedy_decode
 
 
 @dataclass

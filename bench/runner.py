@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storyedge import __version__
-from storyedge.bench.backends import Backend
-from storyedge.bench.inputs import synthetic_inputs, signature_shapes, window_dict
+from storyedge.devices import import_tensorflow, set_tf_threads
+from storyedge.runtime import Backend, backend_plans, build_reference, load_backend, open_export, select_specs
+from storyedge.runtime.export_dir import REFERENCE_NEEDS_TF
+from storyedge.bench.inputs import synthetic_inputs, window_dict
 from storyedge.bench.latency import (
     BYTES_PER_WEIGHT,
-    decoder_weight_counts,
     first_inference,
     measure_latency,
     memory_bandwidth,
@@ -37,7 +38,6 @@ from storyedge.bench.latency import (
     rss_probe,
     step_weight_bytes,
 )
-from storyedge.bench.loading import backend_plans, build_reference, create_backend, open_export, select_specs
 from storyedge.bench.metrics import Gates
 from storyedge.bench.report import compare_reports, compare_text, terminal_text, write_reports
 from storyedge.config import Config
@@ -88,15 +88,6 @@ def _host() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "versions": versions,
     }
-
-
-def set_tf_threads(tf: Any, threads: int) -> None:
-    """Ask TF for ``threads`` intra-op threads (ignored once TF's runtime is initialised)."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        log.info("TensorFlow already initialised: its thread settings stay as they are")
 
 
 def load_eval_windows(config: Config, tokenizer: Any, split: str, max_windows: int) -> dict[str, Any]:
@@ -168,9 +159,7 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> dict[st
     loaded: list[tuple[Backend, dict[str, Any]]] = []
     reference: Backend | None = None
     if not opts.latency_only:
-        from storyedge.bench.loading import import_tensorflow
-
-        set_tf_threads(import_tensorflow(), threads)
+        set_tf_threads(import_tensorflow(needed_for=REFERENCE_NEEDS_TF), threads)
         echo("building the TF reference from reference/ ...")
         reference, info = _new_backend(
             lambda: build_reference(export, batch), timing_inputs, tok.bos_id,
@@ -180,7 +169,7 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> dict[st
     for spec, providers in backend_plans(specs):
         echo(f"loading {spec.name}{'' if not providers or len(providers) == 1 else ' on ' + providers[0]} ...")
         backend, info = _new_backend(
-            lambda: create_backend(spec, threads, providers), timing_inputs, tok.bos_id,
+            lambda: load_backend(spec, threads, providers), timing_inputs, tok.bos_id,
             {"layout": spec.layout, "providers": providers, "reference": False,
              "decoder_file_bytes": spec.decoder_path.stat().st_size if spec.layout != "multi" else None},
         )
@@ -220,23 +209,19 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> dict[st
         ]
 
     # ---- latency
-    shapes = signature_shapes(export.manifest)
-    hidden = int(shapes["decoder_step"]["h"][-1])
-    context = int(shapes["decoder_step"]["context"][-1])
-    counts = decoder_weight_counts(export.config.model.text_embed_dim, context, hidden, export.vocab_size)
+    counts = export.manifest.decoder.step_weights
     read_gbps = bandwidth["read_gbps"]
     fp32_bytes = step_weight_bytes(counts, "fp32")
     int8_bytes = step_weight_bytes(counts, "int8")
     roofline = {
         "counts": counts,
-        "dims": {"E": export.config.model.text_embed_dim, "C": context, "H": hidden, "V": export.vocab_size},
         "read_gbps": read_gbps,
         "fp32_weight_bytes": fp32_bytes,
         "fp32_floor_ms": roofline_floor_ms(fp32_bytes, read_gbps),
         "int8_weight_bytes": int8_bytes,
         "int8_floor_ms": roofline_floor_ms(int8_bytes, read_gbps),
         "note": (
-            "Bytes per step = LSTM cell kernels (E+C)x4H + recurrent Hx4H + logits projection HxV at the "
+            "Bytes per step = the step's matrices (as the manifest's decoder declares them) at the "
             "precision's bytes/weight + fp32 biases + one embedding row (see storyedge.bench.latency). "
             "The decoder file size (whole embedding table included) is an upper bound. Multiples use the step "
             "p50. Weights that fit in the last-level cache can be read faster than DRAM (the floor does not bind)."

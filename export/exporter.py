@@ -44,7 +44,6 @@ from storyedge.errors import CheckFailed, DataError, UserError
 from storyedge.manifest import (
     FORMATS,
     PRECISIONS,
-    BackendSpec,
     ExportedFile,
     Manifest,
     SignatureInfo,
@@ -52,6 +51,7 @@ from storyedge.manifest import (
     sha256_file,
     write_manifest,
 )
+from storyedge.runtime.specs import BackendSpec, backend_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from storyedge.data.pipeline import WindowArrays
@@ -462,7 +462,7 @@ def _export_into(
     timings: dict[str, float],
     prog: _Progress,
 ) -> Manifest:
-    from storyedge.bench.tf_backend import TFReferenceBackend
+    from storyedge.runtime.tf_reference import TFReferenceBackend
     from storyedge.export import validation as val
 
     # -- tokenizer + reference ------------------------------------------------------------
@@ -495,7 +495,7 @@ def _export_into(
         + (f"; int8 calibration on {cset.windows}" if "int8" in tflite_precisions else "")
     )
     ref_trace = val.run_trace(reference, vset)
-    ref_states = val.reference_states(ref_trace)
+    ref_states = val.reference_states(reference, ref_trace)
     prog.done()
 
     signatures = signature_infos(model, batch)
@@ -639,8 +639,8 @@ def _export_into(
         else:
             enc, dec = by_key[(fmt, "encoder", precision)], by_key[(fmt, "decoder_step", precision)]
             enc_path, dec_path, size = stage / enc.path, stage / dec.path, enc.size_bytes + dec.size_bytes
-        spec = BackendSpec(f"{fmt}-{precision}" + ("-multi" if layout == "multi" else ""), fmt, precision,
-                           layout, enc_path, dec_path, size)
+        spec = BackendSpec(backend_name(fmt, precision, layout), fmt, precision, layout, enc_path, dec_path,
+                           size, reference.decoder)
         enc_cmp, dec_cmp = _validate_backend(spec, ref_trace, ref_states, vset, tokenizer.pad_id)
         if layout == "multi":
             records[multi.path] = val.judge([enc_cmp, dec_cmp], precision, atol, tolerances, vset)
@@ -702,6 +702,7 @@ def _export_into(
         versions=versions(),
         source=src,
         files=good,
+        decoder=reference.decoder,
         reference={"weights": f"{REFERENCE_DIR}/model.weights.h5", "config": f"{REFERENCE_DIR}/config.yaml"},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         multi_vs_separate=multi_vs_separate,
@@ -718,7 +719,7 @@ def _validate_backend(
 ) -> tuple[Any, Any]:
     """(encoder, decoder) comparisons of one backend. A runtime that fails to load or run a
     graph (e.g. a delegate refusing it) is recorded as that graph's error, not raised."""
-    from storyedge.bench.backends import load_backend
+    from storyedge.runtime import load_backend
     from storyedge.export import validation as val
 
     def failed(where: str, exc: BaseException) -> Any:

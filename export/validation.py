@@ -1,16 +1,17 @@
 """Export-time validation: the TF reference vs each exported backend, on the same inputs.
 
-Everything runs through the one backend interface (``encode`` / ``step``) of
-:mod:`storyedge.bench.backends`: :class:`~storyedge.bench.tf_backend.TFReferenceBackend` is the
-reference, :func:`~storyedge.bench.backends.load_backend` runs the exported files.
+Everything runs through the one backend interface of :mod:`storyedge.runtime`:
+:class:`~storyedge.runtime.tf_reference.TFReferenceBackend` is the reference,
+:func:`~storyedge.runtime.load_backend` runs the exported files. Graph outputs are compared by
+name, and the decoder state is whatever the manifest's decoder declares.
 
 Per backend two comparisons, so that a difference is attributed to the file that makes it:
 
-* **encoder** — ``encode(window)`` → ``h0, c0, context`` vs the reference's.
+* **encoder** — every encoder output (e.g. ``h0, c0, context``) vs the reference's.
 * **decoder_step** — starting from the *reference* encoder state, the decoder is teacher-forced
   along the window's target caption (``[BOS] w… [EOS]``): the input token at step t is
   ``target[t]``, the recurrent state is the backend's own (so drift accumulates as it would
-  when decoding). ``logits, h_out, c_out`` are compared at every step whose next target token is
+  when decoding). Every step output (e.g. ``logits, h_out, c_out``) is compared at every step whose next target token is
   not padding (the positions perplexity counts).
 
 Reported per output: max |exported − reference| and the reference's max |value|.
@@ -37,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from storyedge.model.signatures import DECODER_STEP_OUTPUTS, ENCODER_OUTPUTS, encoder_input_names
+from storyedge.model.signatures import encoder_input_names
+from storyedge.runtime.backend import Backend
 
 if TYPE_CHECKING:  # pragma: no cover
-    from storyedge.bench.backends import Backend
     from storyedge.config import Config
     from storyedge.data.pipeline import WindowArrays
 
@@ -48,8 +49,6 @@ if TYPE_CHECKING:  # pragma: no cover
 TOLERANCE_FACTORS: dict[str, float] = {"fp32": 1.0, "fp16": 100.0, "int8-dynamic": 2000.0, "int8": 6000.0}
 #: Floor of max|reference| in the relative rule (an all-zero output must still match closely).
 MIN_REFERENCE_SCALE = 1e-3
-
-ENCODER_KEYS = {"h0": "h0", "c0": "c0", "context": "context"}
 
 
 @dataclass
@@ -147,16 +146,12 @@ class Trace:
     """A backend's outputs over a :class:`ValidationSet`."""
 
     encoder: list[dict[str, np.ndarray]] = field(default_factory=list)
-    #: per batch, per step: {logits, h_out, c_out}
+    #: per batch, per step: the decoder step's outputs by name
     steps: list[list[dict[str, np.ndarray]]] = field(default_factory=list)
 
 
-def _encoder_outputs(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {"h0": state["h"], "c0": state["c"], "context": state["context"]}
-
-
 def run_trace(
-    backend: "Backend",
+    backend: Backend,
     vset: ValidationSet,
     initial_states: list[dict[str, np.ndarray]] | None = None,
     encoder: bool = True,
@@ -171,8 +166,9 @@ def run_trace(
     for i, (inputs, target) in enumerate(zip(vset.batches, vset.targets)):
         state = None
         if encoder:
-            state = backend.encode(inputs)
-            trace.encoder.append(_encoder_outputs(state))
+            outputs = backend.run_encoder(inputs)
+            trace.encoder.append(outputs)
+            state = backend.decoder.initial_state(outputs)
         if not decoder:
             continue
         if initial_states is not None:
@@ -180,20 +176,22 @@ def run_trace(
         assert state is not None
         steps = []
         for t in range(target.shape[1] - 1):
-            logits, state = backend.step(np.ascontiguousarray(target[:, t]), state)
-            steps.append({"logits": logits, "h_out": state["h"], "c_out": state["c"]})
+            token = np.ascontiguousarray(target[:, t]).astype(np.int32)
+            outputs = backend.run_step({backend.decoder.token: token, **state})
+            state = backend.decoder.advance(state, outputs)
+            steps.append(outputs)
         trace.steps.append(steps)
     return trace
 
 
-def reference_states(trace: Trace) -> list[dict[str, np.ndarray]]:
-    """Decoder start states ({h, c, context}) from a reference trace's encoder outputs."""
-    return [{"h": e["h0"], "c": e["c0"], "context": e["context"]} for e in trace.encoder]
+def reference_states(reference: Backend, trace: Trace) -> list[dict[str, np.ndarray]]:
+    """Decoder start states from a reference trace's encoder outputs."""
+    return [reference.decoder.initial_state(e) for e in trace.encoder]
 
 
-def representative_samples(reference: "Backend", vset: ValidationSet, pad_id: int) -> list[tuple[str, dict]]:
+def representative_samples(reference: Backend, vset: ValidationSet, pad_id: int) -> list[tuple[str, dict]]:
     """Calibration samples for full-integer TFLite: the encoder's inputs (real windows) and the
-    decoder step's (token, h, c, context) as the reference meets them teacher-forced along the
+    decoder step's inputs (token and state) as the reference meets them teacher-forced along the
     target (steps whose input token is padding in every row are left out)."""
     samples: list[tuple[str, dict]] = []
     for inputs, target in zip(vset.batches, vset.targets):
@@ -203,12 +201,7 @@ def representative_samples(reference: "Backend", vset: ValidationSet, pad_id: in
             token = np.ascontiguousarray(target[:, t]).astype(np.int32)
             if np.all(token == pad_id):
                 break
-            samples.append(
-                (
-                    "decoder_step",
-                    {"token": token, "h": state["h"], "c": state["c"], "context": state["context"]},
-                )
-            )
+            samples.append(("decoder_step", {reference.decoder.token: token, **state}))
             _, state = reference.step(token, state)
     return samples
 
@@ -250,8 +243,8 @@ def compare_encoder(reference: Trace, candidate: Trace) -> Comparison:
     """Encoder outputs, every batch."""
     result = Comparison()
     for ref, got in zip(reference.encoder, candidate.encoder):
-        for name in ENCODER_OUTPUTS:
-            result._update(name, ref[name], got[name], None)
+        for name in ref:
+            result._update(name, ref[name], got.get(name, np.empty(0)), None)
     return result
 
 
@@ -264,8 +257,8 @@ def compare_decoder(reference: Trace, candidate: Trace, vset: ValidationSet, pad
             if not rows.any():
                 continue
             result.steps += 1
-            for name in DECODER_STEP_OUTPUTS:
-                result._update(name, ref[name], got[name], rows)
+            for name in ref:
+                result._update(name, ref[name], got.get(name, np.empty(0)), rows)
     return result
 
 

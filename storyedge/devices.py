@@ -48,17 +48,25 @@ class DeviceDecision:
         return f"device: {self.device} ({self.tf_device}) - {self.reason}"
 
 
-def import_tensorflow(importer: Callable[[], types.ModuleType] | None = None) -> types.ModuleType:
+def import_tensorflow(
+    importer: Callable[[], types.ModuleType] | None = None, needed_for: str | None = None
+) -> types.ModuleType:
     """Import TensorFlow, surviving a PluggableDevice (tensorflow-metal) that fails to load.
 
+    The one way storyedge imports TensorFlow (lazily: the TF-free paths never call it).
     TensorFlow loads every library in ``site-packages/tensorflow-plugins`` during ``import``;
     a plugin built for another TF version raises there and the whole import fails. On such a
     failure the import is retried with plugin loading turned into a logged no-op, and a warning
-    is recorded in :data:`IMPORT_WARNINGS` (the device then resolves to CPU).
+    is recorded in :data:`IMPORT_WARNINGS` (the device then resolves to CPU). TensorFlow not
+    installed at all is a :class:`UserError` saying what needed it (``needed_for``).
     """
     importer = importer or _import_tf_module
     try:
         return importer()
+    except ModuleNotFoundError as exc:
+        if exc.name != "tensorflow":
+            raise
+        raise UserError(f"TensorFlow is not installed{': ' + needed_for if needed_for else ''}") from None
     except Exception as exc:  # noqa: BLE001 - we only retry for plugin failures
         if not _is_plugin_failure(exc):
             raise
@@ -74,7 +82,7 @@ def import_tensorflow(importer: Callable[[], types.ModuleType] | None = None) ->
 
 
 def _import_tf_module() -> types.ModuleType:
-    import tensorflow
+    import tensorflow  # lazy: TensorFlow is heavy and absent on runtime-only installs
 
     return tensorflow
 
@@ -183,3 +191,13 @@ def device_report(tf: Any = None) -> str:
         lines.append(f"  warning: {warning}")
     lines.append(select_device("auto", tf=tf).describe())
     return "\n".join(lines)
+
+
+def set_tf_threads(tf: Any, threads: int) -> None:
+    """Ask TensorFlow for ``threads`` intra-op threads; a no-op (logged at debug level) once
+    TensorFlow's runtime has started, since it then keeps its thread pools."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        log.debug("TensorFlow already initialised: its thread settings stay as they are")

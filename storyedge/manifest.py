@@ -15,9 +15,11 @@ Layout of an export directory::
     onnx/decoder_step.fp32.onnx
     rejected/                          files that failed validation (never listed as good)
 
-Graph inputs/outputs (stable names): ``encoder``: frames [B,k,S,S,3] float32, captions [B,k,L]
-int32, reason [B,R] int32 (only with use_reason) → h0, c0 [B,H], context [B,C] float32.
-``decoder_step``: token [B] int32, h, c [B,H], context [B,C] → logits [B,V], h_out, c_out [B,H].
+The graphs' inputs and outputs are listed per file (``signatures``). How a decoder is driven is
+declared once in ``decoder`` (:class:`DecoderSpec`): the step's ``token`` input and ``logits``
+output, its **state** (each tensor's initial value and the step output that replaces it) and the
+inputs **carried** unchanged from the encoder. A runtime needs nothing else, so a decoder with
+other state (a KV cache, a position counter) needs no runtime code.
 """
 
 from __future__ import annotations
@@ -29,14 +31,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from storyedge.errors import UserError
+from storyedge.schema import check_schema, known_fields
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+#: 2.0: the decoder's state is declared (``decoder``); 1 (an int) had a fixed h / c / context state.
+SCHEMA_VERSION = "2.0"
 FORMATS = ("tflite", "onnx")
-GRAPHS = ("encoder", "decoder_step", "multi")
 #: ``--quantize`` name → precision label used in file names and the manifest.
 PRECISIONS = {"none": "fp32", "fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8": "int8"}
+#: How a state tensor starts: copied from an encoder output, zeros, or a constant.
+STATE_INITS = ("encoder", "zeros", "constant")
 
 
 @dataclass
@@ -54,6 +61,93 @@ class SignatureInfo:
 
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
+
+
+@dataclass
+class StateTensor:
+    """One decoder state tensor: fed to the step as ``name``, replaced by its output ``update``."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    #: ``encoder`` (the encoder output ``source``), ``zeros`` or ``constant`` (every element ``value``).
+    init: str
+    update: str
+    source: str | None = None
+    value: float = 0.0
+
+    def initial(self, encoder_outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The tensor's value before the first step."""
+        if self.init == "encoder":
+            return np.asarray(encoder_outputs[str(self.source)], dtype=self.dtype)
+        fill = 0.0 if self.init == "zeros" else self.value
+        return np.full(self.shape, fill, dtype=self.dtype)
+
+
+@dataclass
+class CarriedInput:
+    """A decoder-step input taken from the encoder output ``source`` once, then fed unchanged."""
+
+    name: str
+    source: str
+
+
+@dataclass
+class DecoderSpec:
+    """How a runtime drives ``decoder_step`` (see the module doc).
+
+    The rule for every decoder: the step returns, as ``<name>_out``, everything it needs next.
+    ``step_weights``: the weights one step reads (``matrix_params`` quantisable, ``vector_params``
+    fp32, ``embedding_row``), for the roofline floor.
+    """
+
+    state: list[StateTensor]
+    carried: list[CarriedInput] = field(default_factory=list)
+    token: str = "token"
+    logits: str = "logits"
+    step_weights: dict[str, int] = field(default_factory=dict)
+
+    def initial_state(self, encoder_outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The step's non-token inputs before the first step, from the encoder's outputs."""
+        state = {t.name: t.initial(encoder_outputs) for t in self.state}
+        state.update({c.name: np.asarray(encoder_outputs[c.source]) for c in self.carried})
+        return state
+
+    def advance(self, state: dict[str, np.ndarray], step_outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The next state: each state tensor replaced by its update output, carried inputs kept."""
+        nxt = dict(state)
+        nxt.update({t.name: step_outputs[t.update] for t in self.state})
+        return nxt
+
+    def check(self, encoder: "SignatureInfo", step: "SignatureInfo") -> None:
+        """:class:`UserError` naming the tensor when the declaration does not match the signatures."""
+        enc_out = {t.name: t for t in encoder.outputs}
+        step_in = {t.name: t for t in step.inputs}
+        step_out = {t.name: t for t in step.outputs}
+        for name, where, have in ((self.token, "decoder_step input", step_in), (self.logits, "decoder_step output", step_out)):
+            if name not in have:
+                raise UserError(f"decoder {name}: not a {where} of the exported graph")
+        for t in self.state:
+            _check_tensor(t.name, t.shape, step_in, "decoder_step input")
+            _check_tensor(t.update, t.shape, step_out, f"decoder_step output (the update of state {t.name})")
+            if t.init == "encoder":
+                _check_tensor(str(t.source), t.shape, enc_out, f"encoder output (the initial value of state {t.name})")
+            elif t.init not in STATE_INITS:
+                raise UserError(f"decoder state {t.name}: unknown init {t.init!r} (one of {', '.join(STATE_INITS)})")
+        for c in self.carried:
+            _check_tensor(c.source, step_in[c.name].shape if c.name in step_in else None, enc_out,
+                          f"encoder output (carried into {c.name})")
+        declared = {self.token, *(t.name for t in self.state), *(c.name for c in self.carried)}
+        undeclared = sorted(set(step_in) - declared)
+        if undeclared:
+            raise UserError(f"decoder_step input {undeclared[0]}: neither state nor carried in the manifest's decoder")
+
+
+def _check_tensor(name: str, shape: list[int] | None, have: dict[str, "TensorInfo"], where: str) -> None:
+    if name not in have:
+        raise UserError(f"decoder {name}: declared in the manifest but not a {where}")
+    if shape is not None and list(have[name].shape) != list(shape):
+        raise UserError(f"decoder {name}: shape {list(have[name].shape)} of the {where} differs from the declared {list(shape)}")
 
 
 @dataclass
@@ -86,13 +180,14 @@ class Manifest:
     versions: dict[str, str]
     source: dict[str, Any]  # {"checkpoint": path, "meta": {...}} or {"random_init": true}
     files: list[ExportedFile]
+    decoder: DecoderSpec
     reference: dict[str, str] = field(default_factory=dict)  # {"weights": ..., "config": ...}
     created: str = ""
     multi_vs_separate: dict[str, Any] = field(default_factory=dict)
     #: Files that failed export validation, moved under ``rejected/`` (never in ``files``, so
     #: never offered as a backend); their ``validation`` says why.
     rejected: list[ExportedFile] = field(default_factory=list)
-    schema_version: int = SCHEMA_VERSION
+    schema_version: str = SCHEMA_VERSION
 
     def file(self, fmt: str, graph: str, precision: str) -> ExportedFile | None:
         """The file entry for a (format, graph, precision), if exported."""
@@ -101,18 +196,42 @@ class Manifest:
                 return entry
         return None
 
+    def signature(self, graph: str) -> SignatureInfo | None:
+        """The IO of ``graph`` (``encoder`` / ``decoder_step``) from the first file carrying it."""
+        for entry in self.files:
+            if graph in entry.signatures:
+                return entry.signatures[graph]
+        return None
 
-@dataclass
-class BackendSpec:
-    """A runnable (encoder, decoder_step) pair from the manifest: one bench backend."""
+    def to_json(self) -> str:
+        """The manifest as JSON text."""
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
 
-    name: str  # e.g. "tflite-fp32", "tflite-int8-dynamic-multi", "onnx-fp32"
-    format: str
-    precision: str
-    layout: str  # separate | multi
-    encoder_path: Path
-    decoder_path: Path  # same file as encoder_path for the multi layout
-    size_bytes: int  # bytes on disk of the file(s) involved
+    @classmethod
+    def from_json(cls, text: str, path: str | Path = MANIFEST_FILE) -> "Manifest":
+        """Parse and check a manifest; :class:`UserError` naming ``path`` when it is not one this
+        version reads (another schema MAJOR, malformed, or a declared decoder state that does not
+        match the decoder_step signature)."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UserError(f"{path}: malformed manifest ({exc})") from None
+        check_schema(data, SCHEMA_VERSION, "export manifest", path)
+        try:
+            data = known_fields(cls, data)
+            files = [_file_entry(f) for f in data.pop("files")]
+            rejected = [_file_entry(f) for f in data.pop("rejected", [])]
+            decoder = _decoder_spec(data.pop("decoder"))
+            manifest = cls(files=files, rejected=rejected, decoder=decoder, **data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        encoder, step = manifest.signature("encoder"), manifest.signature("decoder_step")
+        if encoder is not None and step is not None:
+            try:
+                decoder.check(encoder, step)
+            except UserError as exc:
+                raise UserError(f"{path}: {exc}") from None
+        return manifest
 
 
 def sha256_file(path: str | Path) -> str:
@@ -128,38 +247,38 @@ def write_manifest(export_dir: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically (temp file + rename)."""
     path = Path(export_dir) / MANIFEST_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=False))
+    tmp.write_text(manifest.to_json())
     os.replace(tmp, path)
     return path
 
 
 def read_manifest(export_dir: str | Path) -> Manifest:
-    """Parse ``manifest.json``; :class:`UserError` when missing or malformed."""
+    """Parse ``manifest.json``; :class:`UserError` when missing, malformed or of another schema."""
     path = Path(export_dir) / MANIFEST_FILE
     if not path.is_file():
         raise UserError(f"{export_dir}: no {MANIFEST_FILE} (not an export directory; run `storyedge export`)")
-    try:
-        data = json.loads(path.read_text())
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {data.get('schema_version')!r} != {SCHEMA_VERSION}")
-        files = [_file_entry(f) for f in data.pop("files")]
-        rejected = [_file_entry(f) for f in data.pop("rejected", [])]
-        return Manifest(files=files, rejected=rejected, **data)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: malformed manifest ({exc})") from None
+    return Manifest.from_json(path.read_text(), path)
+
+
+def _tensors(items: list[dict[str, Any]]) -> list[TensorInfo]:
+    return [TensorInfo(**known_fields(TensorInfo, t)) for t in items]
 
 
 def _file_entry(f: dict[str, Any]) -> ExportedFile:
-    return ExportedFile(
+    signatures = {
+        k: SignatureInfo(inputs=_tensors(s["inputs"]), outputs=_tensors(s["outputs"]))
+        for k, s in f["signatures"].items()
+    }
+    return ExportedFile(**{**known_fields(ExportedFile, f), "signatures": signatures})
+
+
+def _decoder_spec(d: dict[str, Any]) -> DecoderSpec:
+    d = known_fields(DecoderSpec, d)
+    return DecoderSpec(
         **{
-            **f,
-            "signatures": {
-                k: SignatureInfo(
-                    inputs=[TensorInfo(**t) for t in s["inputs"]],
-                    outputs=[TensorInfo(**t) for t in s["outputs"]],
-                )
-                for k, s in f["signatures"].items()
-            },
+            **d,
+            "state": [StateTensor(**known_fields(StateTensor, t)) for t in d["state"]],
+            "carried": [CarriedInput(**known_fields(CarriedInput, c)) for c in d.get("carried", [])],
         }
     )
 
@@ -184,33 +303,3 @@ def verify_files(export_dir: str | Path, manifest: Manifest, paths: list[str] | 
             )
         if sha256_file(path) != entry.sha256:
             raise UserError(f"{path}: sha256 differs from the manifest (corrupted or replaced file)")
-
-
-def backend_specs(export_dir: str | Path, manifest: Manifest) -> list[BackendSpec]:
-    """Every runnable backend the manifest offers: a separate encoder + decoder_step pair per
-    (format, precision), and each multi-signature file."""
-    export_dir = Path(export_dir)
-    specs: list[BackendSpec] = []
-    seen: set[tuple[str, str]] = set()
-    for entry in manifest.files:
-        key = (entry.format, entry.precision)
-        if entry.graph == "multi":
-            specs.append(
-                BackendSpec(
-                    f"{entry.format}-{entry.precision}-multi", entry.format, entry.precision, "multi",
-                    export_dir / entry.path, export_dir / entry.path, entry.size_bytes,
-                )
-            )
-        elif key not in seen:
-            encoder = manifest.file(entry.format, "encoder", entry.precision)
-            decoder = manifest.file(entry.format, "decoder_step", entry.precision)
-            if encoder and decoder:
-                seen.add(key)
-                specs.append(
-                    BackendSpec(
-                        f"{entry.format}-{entry.precision}", entry.format, entry.precision, "separate",
-                        export_dir / encoder.path, export_dir / decoder.path,
-                        encoder.size_bytes + decoder.size_bytes,
-                    )
-                )
-    return specs

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from storyedge.cli import main
+from storyedge.app.cli import main
 
 TINY = {
     "dataset": {"seq_len": 2, "image_size": 16, "max_caption_len": 8, "max_reason_len": 6,

@@ -2,7 +2,6 @@
 
 Modules, one job each:
 
-* :mod:`~storyedge.training.cli` - the ``train`` click command (options → config overrides);
 * :mod:`~storyedge.training.run` - one run: device, run-dir checks, data, model, loop, summary;
 * :mod:`~storyedge.training.workspace` - run-dir checks (writable, fresh, resumable);
 * :mod:`~storyedge.training.prepare` - config → splits → tokenizer → encoded windows;
@@ -17,7 +16,7 @@ Modules, one job each:
 * :mod:`~storyedge.training.tensorboard` - TensorBoard scalars without the tensorboard package;
 * :mod:`~storyedge.training.report` - the final summary.
 
-Only :mod:`cli` (and what it imports at module level) is TensorFlow-free, so ``storyedge
---help`` stays instant and a broken Metal plugin is handled by
-:func:`storyedge.devices.import_tensorflow` before TensorFlow is first imported.
+The ``train`` click command is :mod:`storyedge.app.train_cli`. :mod:`~storyedge.training.run`
+imports TensorFlow through :func:`storyedge.devices.import_tensorflow` (a broken Metal plugin is
+handled there) before any module that imports it at module level.
 """

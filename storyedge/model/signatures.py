@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from storyedge.config import Config
+from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor
 from storyedge.model.story_model import StoryModel, context_dim
 
 ENCODER_ENDPOINT = "encoder"
@@ -62,6 +63,30 @@ def decoder_input_specs(model_or_cfg: StoryModel | Config, batch: int = 1) -> li
         tf.TensorSpec([batch, hidden], tf.float32, name="c"),
         tf.TensorSpec([batch, context_dim(cfg)], tf.float32, name="context"),
     ]
+
+
+def decoder_spec(model: StoryModel, batch: int = 1) -> DecoderSpec:
+    """How a runtime drives this model's ``decoder_step``: state ``h`` / ``c`` start as the
+    encoder's ``h0`` / ``c0`` and are replaced by ``h_out`` / ``c_out``; ``context`` is carried."""
+    cfg = model.config
+    hidden = [batch, cfg.model.decoder_hidden_dim]
+    return DecoderSpec(
+        state=[
+            StateTensor("h", hidden, "float32", init="encoder", source="h0", update="h_out"),
+            StateTensor("c", hidden, "float32", init="encoder", source="c0", update="c_out"),
+        ],
+        carried=[CarriedInput("context", "context")],
+        step_weights=step_weight_counts(cfg.model.text_embed_dim, context_dim(cfg), cfg.model.decoder_hidden_dim,
+                                        model.vocab_size),
+    )
+
+
+def step_weight_counts(embed_dim: int, context: int, hidden: int, vocab: int) -> dict[str, int]:
+    """Weights one LSTM decoder step reads: the cell kernel ``(E+C)x4H``, the recurrent kernel
+    ``Hx4H`` and the logits projection ``HxV`` (quantisable matrices), fp32 biases ``4H + V``,
+    and one embedding row ``E`` (the step gathers one token's row of the table)."""
+    matrices = (embed_dim + context) * 4 * hidden + hidden * 4 * hidden + hidden * vocab
+    return {"matrix_params": matrices, "vector_params": 4 * hidden + vocab, "embedding_row": embed_dim}
 
 
 def _encoder_callable(model: StoryModel) -> Callable[..., dict[str, tf.Tensor]]:
@@ -131,9 +156,11 @@ __all__ = [
     "ENCODER_ENDPOINT",
     "ENCODER_OUTPUTS",
     "decoder_input_specs",
+    "decoder_spec",
     "decoder_step_fn",
     "encoder_fn",
     "encoder_input_names",
     "encoder_input_specs",
     "make_export_archive",
+    "step_weight_counts",
 ]

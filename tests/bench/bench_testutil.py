@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from storyedge.bench.backends import Backend, State
 from storyedge.config import Config, load_config
+from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor
+from storyedge.runtime import Backend
 
 TINY = {
     "dataset.name": "synthetic-tiny",
@@ -54,8 +55,27 @@ def tiny_config(data_dir: Path, **overrides: object) -> Config:
     return load_config("quickstart.yaml").replace(**{**TINY, "dataset.path": str(data_dir), **overrides})
 
 
+def toy_decoder(hidden: int, batch: int | None = None) -> DecoderSpec:
+    """The toy backends' declared state: none of it is named like the LSTM's ``h`` / ``c``.
+
+    ``memory`` starts as the encoder's ``memory0``, ``pos`` is a step counter starting at 0 and
+    advanced by the step's ``pos_out``, and ``ctx`` is carried from the encoder unchanged.
+    """
+    b = batch or 1
+    return DecoderSpec(
+        state=[
+            StateTensor("memory", [b, hidden], "float32", init="encoder", source="memory0", update="memory_out"),
+            StateTensor("pos", [b], "int32", init="constant", value=0, update="pos_out"),
+        ],
+        carried=[CarriedInput("ctx", "ctx")],
+        token="tok",
+        logits="scores",
+    )
+
+
 class ToyBackend(Backend):
-    """A tiny deterministic RNN: encode pools the inputs into h, c; step mixes token and state.
+    """A tiny deterministic RNN: encode pools the inputs into ``memory``; step mixes token, memory
+    and the position counter (so a counter that failed to advance would change the logits).
 
     ``noise`` > 0 perturbs the logits deterministically (a "quantised" copy of the same model).
     """
@@ -69,24 +89,29 @@ class ToyBackend(Backend):
         self.embed = rng.normal(size=(vocab, hidden)).astype(np.float32)
         self.w_h = rng.normal(size=(hidden, hidden)).astype(np.float32) * 0.5
         self.w_out = rng.normal(size=(hidden, vocab)).astype(np.float32) * 2
+        self.w_pos = rng.normal(size=(vocab,)).astype(np.float32) * 0.3
         self.noise = noise
         self.noise_table = np.random.default_rng(seed + 1).normal(size=(vocab, vocab)).astype(np.float32)
+        self.decoder = toy_decoder(hidden)
+        self.step_calls = 0
 
-    def encode(self, inputs: dict[str, np.ndarray]) -> State:
+    def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = np.asarray(inputs["frames"], np.float32)
         captions = np.asarray(inputs["captions"])
         b = frames.shape[0]
         pooled = frames.reshape(b, -1).mean(axis=1, keepdims=True) + captions.reshape(b, -1).mean(axis=1, keepdims=True) / 10
-        h = np.tanh(pooled * np.linspace(-1, 1, self.hidden, dtype=np.float32))
-        return {"h": h, "c": np.zeros_like(h), "context": pooled.astype(np.float32)}
+        memory = np.tanh(pooled * np.linspace(-1, 1, self.hidden, dtype=np.float32))
+        return {"memory0": memory.astype(np.float32), "ctx": pooled.astype(np.float32)}
 
-    def step(self, token: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        token = np.asarray(token, np.int64)
-        h = np.tanh(state["h"] @ self.w_h + self.embed[token] + state["context"])
-        logits = h @ self.w_out
+    def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.step_calls += 1
+        token = np.asarray(feeds["tok"], np.int64)
+        pos = np.asarray(feeds["pos"], np.int32)
+        memory = np.tanh(feeds["memory"] @ self.w_h + self.embed[token] + feeds["ctx"])
+        scores = memory @ self.w_out + np.sin(pos.astype(np.float32))[:, None] * self.w_pos
         if self.noise:
-            logits = logits + self.noise * self.noise_table[token]
-        return logits.astype(np.float32), {"h": h.astype(np.float32), "c": state["c"], "context": state["context"]}
+            scores = scores + self.noise * self.noise_table[token]
+        return {"scores": scores.astype(np.float32), "memory_out": memory.astype(np.float32), "pos_out": pos + 1}
 
 
 class MarkovBackend(Backend):
@@ -99,15 +124,16 @@ class MarkovBackend(Backend):
         self.name = name
         self.logp = np.log(np.asarray(probs, np.float64) + 1e-12).astype(np.float32)
         self.calls = 0
+        self.decoder = DecoderSpec(
+            state=[StateTensor("steps", [1], "int32", init="zeros", update="steps_out")], token="tok", logits="scores"
+        )
 
-    def encode(self, inputs: dict[str, np.ndarray]) -> State:
-        b = int(np.asarray(inputs["frames"]).shape[0])
-        z = np.zeros((b, 1), np.float32)
-        return {"h": z, "c": z, "context": z}
+    def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {}
 
-    def step(self, token: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+    def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls += 1
-        return self.logp[np.asarray(token, np.int64)], state
+        return {"scores": self.logp[np.asarray(feeds["tok"], np.int64)], "steps_out": feeds["steps"] + 1}
 
 
 def toy_windows(n: int, vocab: int = 11, length: int = 7, k: int = 2, seed: int = 0,

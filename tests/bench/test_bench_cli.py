@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from bench_testutil import FAST, RELAXED, BenchEnv
 
-from storyedge.bench.loading import decoder_only_specs
-from storyedge.cli import main
-from storyedge.manifest import backend_specs, read_manifest, sha256_file, write_manifest
+from storyedge.runtime.specs import decoder_only_specs
+from storyedge.app.cli import main
+from storyedge.manifest import read_manifest, sha256_file, write_manifest
+from storyedge.runtime import backend_specs
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +162,7 @@ def test_latency_only_runs_without_tensorflow(bench_env: BenchEnv, tmp_path: Pat
     blocked = {"tensorflow", "keras", "tf2onnx", "datasets", "transformers", "matplotlib", "PIL"}
     code = BLOCK_IMPORTS.format(blocked=blocked) + textwrap.dedent(
         f"""
-        from storyedge.cli import main
+        from storyedge.app.cli import main
         try:
             main(["bench", "--exports", {str(bench_env.exports)!r}, "--out", {str(out)!r}, "--latency-only",
                   "--warmup", "1", "--runs", "2", "--bandwidth-mb", "16", "--threads", "1"])
@@ -182,20 +183,20 @@ def test_latency_only_runs_without_tensorflow(bench_env: BenchEnv, tmp_path: Pat
     # Parity needs the TF reference: without TensorFlow a clear one-line error, exit 2.
     result = run_python(
         BLOCK_IMPORTS.format(blocked={"tensorflow"})
-        + f"from storyedge.cli import main\nmain(['bench', '--exports', {str(bench_env.exports)!r}, '--out', {str(out)!r}, '--bandwidth-mb', '16'])"
+        + f"from storyedge.app.cli import main\nmain(['bench', '--exports', {str(bench_env.exports)!r}, '--out', {str(out)!r}, '--bandwidth-mb', '16'])"
     )
     assert result.returncode == 2 and "--latency-only" in result.stderr
 
 
 def test_module_entry_point() -> None:
-    result = subprocess.run([sys.executable, "-m", "storyedge.bench", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "storyedge.app", "bench", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--latency-only" in result.stdout
 
 
 def test_missing_runtime_is_a_clear_error(bench_env: BenchEnv, tmp_path: Path) -> None:
     result = run_python(
         BLOCK_IMPORTS.format(blocked={"onnxruntime"})
-        + f"from storyedge.cli import main\nmain(['bench', '--exports', {str(bench_env.exports)!r}, '--out', "
+        + f"from storyedge.app.cli import main\nmain(['bench', '--exports', {str(bench_env.exports)!r}, '--out', "
         f"{str(tmp_path)!r}, '--latency-only', '--backends', 'onnx-fp32', '--bandwidth-mb', '16'])"
     )
     assert result.returncode == 2
@@ -292,7 +293,7 @@ def test_generate_greedy_and_beam_across_backends(bench_env: BenchEnv, capsys: p
 
 def test_generate_from_checkpoint(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--checkpoint RUN_DIR`` (tf backend): the same weights decode like the export's reference."""
-    from storyedge.bench.loading import open_export
+    from storyedge.runtime.export_dir import open_export
     from storyedge.model.story_model import build_model
     from storyedge.run_dir import save_bundle
 
@@ -310,12 +311,12 @@ def test_generate_from_checkpoint(bench_env: BenchEnv, tmp_path: Path, capsys: p
 
 
 def test_generate_beam_matches_python_api(bench_env: BenchEnv) -> None:
-    from storyedge.bench.decoding import beam_search, greedy_decode
+    from storyedge.runtime.decoding import beam_search, greedy_decode
     from storyedge.bench.inputs import synthetic_inputs
-    from storyedge.bench.loading import create_backend, find_spec, open_export
+    from storyedge.runtime.export_dir import load_backend, find_spec, open_export
 
     export = open_export(bench_env.exports)
-    backend = create_backend(find_spec(export, "onnx", "fp32"), 1, None)
+    backend = load_backend(find_spec(export, "onnx", "fp32"), 1, None)
     tok = export.tokenizer
     for seed in range(3):
         state = backend.encode(synthetic_inputs(export.manifest, seed=seed))
@@ -376,7 +377,7 @@ def test_random_init_tiny(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.Ca
 
 
 def test_pad_vocabulary_keeps_tokenization() -> None:
-    from storyedge.bench.random_init import pad_vocabulary
+    from storyedge.app.random_init import pad_vocabulary
     from storyedge.tokenizer import train_wordpiece
 
     tok = train_wordpiece(["the red circle moves left", "a blue square starts moving up"], 60)

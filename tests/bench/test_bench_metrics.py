@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bench_testutil import MarkovBackend, ToyBackend, toy_windows
+from bench_testutil import MarkovBackend, ToyBackend, toy_decoder, toy_windows
 
-from storyedge.bench.decoding import Hypothesis, beam_search, greedy_decode
+from storyedge.runtime.decoding import Hypothesis, beam_search, greedy_decode
 from storyedge.bench.inputs import iter_batches
 from storyedge.bench.latency import (
-    decoder_weight_counts,
     first_inference,
     measure_latency,
     memory_bandwidth,
@@ -151,8 +150,7 @@ def _markov() -> MarkovBackend:
 
 
 def _state(b: int = 1) -> dict[str, np.ndarray]:
-    z = np.zeros((b, 1), np.float32)
-    return {"h": z, "c": z, "context": z}
+    return {"steps": np.zeros((b,), np.int32)}
 
 
 def test_greedy_decode_follows_argmax_and_stops_at_eos() -> None:
@@ -257,7 +255,9 @@ def test_measure_latency_fields() -> None:
 
 
 def test_roofline_bytes_and_bandwidth() -> None:
-    counts = decoder_weight_counts(embed_dim=300, context_dim=1536, hidden=512, vocab=30522)
+    from storyedge.model.signatures import step_weight_counts
+
+    counts = step_weight_counts(embed_dim=300, context=1536, hidden=512, vocab=30522)
     assert counts["matrix_params"] == (300 + 1536) * 2048 + 512 * 2048 + 512 * 30522
     fp32, int8 = step_weight_bytes(counts, "fp32"), step_weight_bytes(counts, "int8-dynamic")
     assert fp32 == (counts["matrix_params"] + 300) * 4 + counts["vector_params"] * 4
@@ -277,13 +277,13 @@ def test_roofline_bytes_and_bandwidth() -> None:
 
 
 def _spec(name: str, fmt: str) -> Any:
-    from storyedge.manifest import BackendSpec
+    from storyedge.runtime import BackendSpec
 
-    return BackendSpec(name, fmt, "fp32", "separate", Path("e"), Path("d"), 1)
+    return BackendSpec(name, fmt, "fp32", "separate", Path("e"), Path("d"), 1, toy_decoder(4))
 
 
 def test_backend_plans_one_instance_per_accelerator_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    from storyedge.bench import loading
+    from storyedge.runtime import specs as loading
 
     specs = [_spec("tflite-fp32", "tflite"), _spec("onnx-fp32", "onnx"), _spec("onnx-int8-dynamic", "onnx")]
     monkeypatch.setattr(loading, "extra_providers", lambda: [])
@@ -299,7 +299,7 @@ def test_backend_plans_one_instance_per_accelerator_provider(monkeypatch: pytest
 
 
 def test_select_specs_patterns() -> None:
-    from storyedge.bench.loading import select_specs
+    from storyedge.runtime import select_specs
 
     specs = [_spec("tflite-fp32", "tflite"), _spec("tflite-fp32-multi", "tflite"), _spec("onnx-fp32", "onnx")]
     assert [s.name for s in select_specs(specs, None)] == ["tflite-fp32", "tflite-fp32-multi", "onnx-fp32"]

@@ -49,7 +49,7 @@ def export_for(tmp_path_factory: pytest.TempPathFactory) -> Any:
     def get(size: str) -> Path:
         if size in _Cache.exports:
             return _Cache.exports[size]
-        from storyedge.bench.random_init import random_init_export
+        from storyedge.app.random_init import random_init_export
         from storyedge.config import load_config
 
         spec = SIZES[size]
@@ -87,13 +87,13 @@ def _backend(export_dir: Path, name: str) -> Any:
     key = (str(export_dir), name)
     if key in _Cache.backends:
         return _Cache.backends[key]
-    from storyedge.bench.loading import build_reference, create_backend, open_export
+    from storyedge.runtime.export_dir import build_reference, load_backend, open_export
 
     export = open_export(export_dir)
     spec = None
     if name == "tf":
-        from storyedge.bench.loading import import_tensorflow
-        from storyedge.bench.runner import set_tf_threads
+        from storyedge.devices import import_tensorflow
+        from storyedge.devices import set_tf_threads
 
         set_tf_threads(import_tensorflow(), THREADS)
         backend = build_reference(export)
@@ -103,7 +103,7 @@ def _backend(export_dir: Path, name: str) -> Any:
         spec = next((s for s in export.specs if s.name in (name, f"{name}-decoder")), None)
         if spec is None:
             pytest.skip(f"{name} not in this export (rejected by export validation or not produced)")
-        backend = create_backend(spec, THREADS, ["CPUExecutionProvider"] if spec.format == "onnx" else None)
+        backend = load_backend(spec, THREADS, ["CPUExecutionProvider"] if spec.format == "onnx" else None)
     from storyedge.bench.inputs import synthetic_inputs
 
     backend.encoder_precision = "fp32" if spec is not None and spec.layout == "decoder-only" else None

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from storyedge.cli import SUBCOMMANDS, main
+from storyedge.app.cli import SUBCOMMANDS, main
 
 COMMANDS = ["bench", "data", "devices", "export", "generate", "quickstart", "train"]
 
@@ -47,7 +47,7 @@ def test_devices_prints_the_decision(capsys):
 
 def test_absent_device_is_one_line_exit_2():
     proc = subprocess.run(
-        [sys.executable, "-m", "storyedge.cli", "devices", "--device", "cuda"],
+        [sys.executable, "-m", "storyedge.app.cli", "devices", "--device", "cuda"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
@@ -60,7 +60,7 @@ def test_absent_device_is_one_line_exit_2():
 
 def test_help_does_not_import_tensorflow():
     code = (
-        "import sys; from storyedge.cli import main\n"
+        "import sys; from storyedge.app.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "assert 'tensorflow' not in sys.modules, 'help imported tensorflow'\n"
     )

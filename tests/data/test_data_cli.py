@@ -7,7 +7,7 @@ from pathlib import Path
 import datasets
 from click.testing import CliRunner
 
-from storyedge.data.cli import data
+from storyedge.app.data_cli import data
 from storyedge.errors import DataError
 
 

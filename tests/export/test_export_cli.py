@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storyedge.cli import main
+from storyedge.app.cli import main
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -83,7 +83,8 @@ def test_forced_validation_failure_rejects_files(export_env, tmp_path: Path, cap
         assert f["validation"]["rejected_from"] == f["path"].removeprefix("rejected/")
     assert not (out / "onnx" / "encoder.fp32.onnx").exists()
 
-    from storyedge.manifest import backend_specs, read_manifest, verify_files
+    from storyedge.manifest import read_manifest, verify_files
+    from storyedge.runtime import backend_specs
 
     specs = backend_specs(out, read_manifest(out))
     assert [s.name for s in specs] == ["onnx-int8-dynamic"]  # rejected files are never offered

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from storyedge.errors import UserError
-from storyedge.manifest import backend_specs, read_manifest, sha256_file, verify_files
+from storyedge.manifest import read_manifest, sha256_file, verify_files
+from storyedge.runtime import backend_specs
 
 ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 
@@ -159,7 +160,7 @@ def test_manifest_validation_within_tolerance(manifest) -> None:
 
 
 def _reference(export_dir: Path, manifest):
-    from storyedge.bench.tf_backend import TFReferenceBackend
+    from storyedge.runtime.tf_reference import TFReferenceBackend
     from storyedge.config import config_from_dict
     from storyedge.model.story_model import build_model
 
@@ -171,7 +172,7 @@ def _reference(export_dir: Path, manifest):
 
 def test_validation_recomputed_through_backends(full_export: Path, manifest, export_env) -> None:
     """Re-run every backend (separate pairs and multi files) on validation windows."""
-    from storyedge.bench.backends import load_backend
+    from storyedge.runtime import load_backend
     from storyedge.export.exporter import load_validation_windows
     from storyedge.export.validation import tolerance_for
     from storyedge.tokenizer import StoryTokenizer
@@ -219,7 +220,7 @@ def test_validation_recomputed_through_backends(full_export: Path, manifest, exp
 
 
 def test_multi_signature_file_runs_both_signatures(full_export: Path, manifest) -> None:
-    from storyedge.bench.backends import TFLiteBackend
+    from storyedge.runtime.litert import TFLiteBackend
 
     specs = {s.name: s for s in backend_specs(full_export, manifest)}
     multi = TFLiteBackend(specs["tflite-fp32-multi"], threads=1)

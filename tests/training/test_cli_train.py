@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from storyedge.cli import main
+from storyedge.app.cli import main
 from storyedge.config import load_config
 from training_testutil import tiny_config_dict, write_config
 

@@ -32,7 +32,7 @@ TIMEOUT = 240
 def _start(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "storyedge.cli", "train", "--config", str(config), "--no-progress", *extra],
+        [sys.executable, "-m", "storyedge.app.cli", "train", "--config", str(config), "--no-progress", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
 

@@ -1,4 +1,4 @@
-"""Greedy decoding and beam search, written once against :class:`~storyedge.bench.backends.Backend`.
+"""Greedy decoding and beam search, written once against :class:`~storyedge.runtime.backend.Backend`.
 
 Both start from ``[BOS]`` and stop at ``[EOS]`` or after ``max_new`` generated tokens. Scores are
 log-probabilities under the backend's own distribution (log-softmax of its logits).
@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from storyedge.bench.backends import Backend, State
-from storyedge.bench.metrics import log_softmax
+from storyedge.runtime.backend import Backend, State, state_batch
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable log-softmax over the last axis (float64)."""
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 @dataclass
@@ -44,10 +50,6 @@ class Hypothesis:
         return self.tokens[:-1] if self.tokens and self.tokens[-1] == eos_id else list(self.tokens)
 
 
-def _batch_of(state: State) -> int:
-    return int(state["h"].shape[0])
-
-
 def greedy_decode(
     backend: Backend,
     state: State,
@@ -62,7 +64,7 @@ def greedy_decode(
     ``force_full``: keep stepping to ``max_new`` tokens even after every row ended (timing);
     the hypotheses still end at their first ``[EOS]``.
     """
-    batch = _batch_of(state)
+    batch = state_batch(state)
     token = np.full((batch,), bos_id, np.int32)
     tokens: list[list[int]] = [[] for _ in range(batch)]
     logps: list[list[float]] = [[] for _ in range(batch)]
@@ -104,7 +106,7 @@ def beam_search(
     """Beam search from row 0 of ``state`` → finished hypotheses, best first (see module doc)."""
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
-    batch = _batch_of(state)
+    batch = state_batch(state)
     row0 = {k: v[:1] for k, v in state.items()}
     start = {k: np.repeat(v, batch, axis=0) for k, v in row0.items()}
     greedy = greedy_decode(backend, start, bos_id, eos_id, max_new)[0]

@@ -95,7 +95,7 @@ def generate(
     storyedge generate --checkpoint runs/quickstart --images a.png b.png c.png \\
         --captions "a red circle starts moving left" "the red circle moves left" "the red circle moves left"
     """
-    from storyedge.bench.decoding import beam_search
+    from storyedge.runtime.decoding import beam_search
     from storyedge.config import load_config
 
     if beam < 1:
@@ -160,14 +160,14 @@ def _open_backend(
 ) -> tuple[Any, Any, Any, int]:
     """(backend, config, tokenizer, static batch)."""
     if checkpoint is not None:
-        from storyedge.bench.loading import import_tensorflow
-        from storyedge.bench.tf_backend import TFReferenceBackend
+        from storyedge.devices import import_tensorflow
+        from storyedge.runtime.tf_reference import TFReferenceBackend
         from storyedge.run_dir import load_bundle
 
         import_tensorflow()
         bundle = load_bundle(checkpoint, expected)
         return TFReferenceBackend(bundle.model, 1, name="tf"), bundle.config, bundle.tokenizer, 1
-    from storyedge.bench.loading import build_reference, create_backend, find_spec, open_export
+    from storyedge.runtime.export_dir import build_reference, load_backend, find_spec, open_export
 
     export = open_export(exports, expected)
     threads = threads or export.config.bench.threads
@@ -177,7 +177,7 @@ def _open_backend(
     providers = None
     if kind == "onnx":
         providers = [provider, "CPUExecutionProvider"] if provider and provider != "CPUExecutionProvider" else ["CPUExecutionProvider"]
-    return create_backend(spec, threads, providers), export.config, export.tokenizer, export.manifest.batch
+    return load_backend(spec, threads, providers), export.config, export.tokenizer, export.manifest.batch
 
 
 def _window_story(config: Any, tokenizer: Any, split: str, index: int) -> tuple[dict[str, np.ndarray], list[str], str]:

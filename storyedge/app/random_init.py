@@ -118,7 +118,7 @@ def random_init_export(
     echo: Callable[[str], Any] = print,
 ) -> Path:
     """Build ``config``'s model with random weights, export it to ``out_dir``; returns ``out_dir``."""
-    from storyedge.bench.loading import import_tensorflow
+    from storyedge.devices import import_tensorflow
 
     import_tensorflow()
     import keras
@@ -237,8 +237,8 @@ def _child(messages: Any, config: Config, out_dir: Path, threads: int, kwargs: d
     for noisy in ("absl", "tensorflow", "h5py", "datasets", "urllib3", "httpx", "tf2onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        from storyedge.bench.loading import import_tensorflow
-        from storyedge.bench.runner import set_tf_threads
+        from storyedge.devices import import_tensorflow
+        from storyedge.devices import set_tf_threads
 
         set_tf_threads(import_tensorflow(), threads)
         path = random_init_export(config, out_dir, echo=lambda text: messages.put(("echo", str(text))), **kwargs)

@@ -113,7 +113,7 @@ def bench(
             raise UserError("--random-init builds its own export: give --config, not --exports")
         if config is None:
             raise UserError("--random-init needs --config (e.g. quickstart.yaml or storyreasoning.yaml)")
-        from storyedge.bench.random_init import random_init_export_isolated
+        from storyedge.app.random_init import random_init_export_isolated
 
         exports = random_init_export_isolated(
             config, out / "exports", threads=threads or config.bench.threads, vocab_size=vocab_size,

@@ -1,7 +1,7 @@
 """The ``storyedge`` command line: data, train, export, bench, generate, devices, quickstart.
 
-Subcommands live next to the code they drive and are imported lazily, so ``storyedge --help``
-is instant and ``storyedge bench --latency-only`` never imports TensorFlow. Errors a user can
+Each subcommand is a module of :mod:`storyedge.app`, imported on first use, so ``storyedge
+--help`` is instant and ``storyedge bench --latency-only`` never imports TensorFlow. Errors a user can
 cause are printed as one ``error: ...`` line with exit code 2 (1 for a failed quality gate).
 """
 
@@ -19,12 +19,12 @@ from storyedge.errors import CheckFailed, UserError
 
 #: command name → (module, attribute, one-line help shown before the module is imported)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "data": ("storyedge.data.cli", "data", "Generate the embedded synthetic stories; inspect a dataset."),
-    "train": ("storyedge.training.cli", "train", "Train the fusion model (auto device selection)."),
-    "export": ("storyedge.export.cli", "export", "Export encoder + decoder step to TFLite / ONNX."),
-    "bench": ("storyedge.bench.cli", "bench", "Perplexity parity and decoding latency per backend."),
-    "generate": ("storyedge.bench.generate_cli", "generate", "Write caption k+1 for a story with any backend."),
-    "quickstart": ("storyedge.quickstart", "quickstart", "Data → train → export → bench on the embedded stories."),
+    "data": ("storyedge.app.data_cli", "data", "Generate the embedded synthetic stories; inspect a dataset."),
+    "train": ("storyedge.app.train_cli", "train", "Train the fusion model (auto device selection)."),
+    "export": ("storyedge.app.export_cli", "export", "Export encoder + decoder step to TFLite / ONNX."),
+    "bench": ("storyedge.app.bench_cli", "bench", "Perplexity parity and decoding latency per backend."),
+    "generate": ("storyedge.app.generate", "generate", "Write caption k+1 for a story with any backend."),
+    "quickstart": ("storyedge.app.quickstart", "quickstart", "Data → train → export → bench on the embedded stories."),
 }
 
 

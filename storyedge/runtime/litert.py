@@ -1,0 +1,53 @@
+"""The LiteRT backend: ``ai_edge_litert`` signature runners (XNNPACK is LiteRT's default CPU delegate)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storyedge.errors import UserError
+from storyedge.runtime.backend import Backend
+from storyedge.runtime.specs import BackendSpec
+
+
+class TFLiteBackend(Backend):
+    """The encoder and decoder_step signatures of one or two ``.tflite`` files."""
+
+    format = "tflite"
+
+    def __init__(self, spec: BackendSpec, threads: int | None = None) -> None:
+        try:  # lazy: LiteRT is optional for users who only run ONNX
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise UserError("backend tflite: ai-edge-litert is not installed (pip install ai-edge-litert)") from None
+        self.name, self.precision, self.threads = spec.name, spec.precision, threads
+        self.size_bytes, self.decoder = spec.size_bytes, spec.decoder
+        start = time.perf_counter()
+        encoder_interpreter = _litert_interpreter(Interpreter, spec.encoder_path, threads)
+        decoder_interpreter = (
+            encoder_interpreter
+            if spec.decoder_path == spec.encoder_path
+            else _litert_interpreter(Interpreter, spec.decoder_path, threads)
+        )
+        self._encoder = encoder_interpreter.get_signature_runner("encoder")
+        self._decoder = decoder_interpreter.get_signature_runner("decoder_step")
+        self._encoder_inputs = {n: d["dtype"] for n, d in self._encoder.get_input_details().items()}
+        self._decoder_inputs = {n: d["dtype"] for n, d in self._decoder.get_input_details().items()}
+        self.load_seconds = time.perf_counter() - start
+
+    def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._encoder(**{n: np.asarray(inputs[n], dtype=t) for n, t in self._encoder_inputs.items()})
+
+    def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._decoder(**{n: np.asarray(feeds[n], dtype=t) for n, t in self._decoder_inputs.items()})
+
+
+def _litert_interpreter(interpreter_cls: Any, path: Path, threads: int | None) -> Any:
+    try:
+        # num_threads=None lets LiteRT choose; ai-edge-litert 2.3 rejects -1 (older versions' "default").
+        return interpreter_cls(model_path=str(path), num_threads=threads if threads else None)
+    except Exception as exc:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError on bad files
+        raise UserError(f"{path}: LiteRT cannot load this file ({str(exc).splitlines()[0][:160]})") from None

@@ -1,0 +1,76 @@
+"""The ONNX Runtime backend: two inference sessions with a chosen thread count and providers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storyedge.errors import UserError
+from storyedge.runtime.backend import Backend
+from storyedge.runtime.specs import BackendSpec, provider_suffix
+
+_ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+class OnnxBackend(Backend):
+    """``encoder`` and ``decoder_step`` ``.onnx`` files on the given execution providers."""
+
+    format = "onnx"
+
+    def __init__(self, spec: BackendSpec, threads: int | None = None, providers: list[str] | None = None) -> None:
+        try:  # lazy: ONNX Runtime is optional for users who only run LiteRT
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("backend onnx: onnxruntime is not installed (pip install onnxruntime)") from None
+        available = ort.get_available_providers()
+        self.providers = providers or ["CPUExecutionProvider"]
+        missing = [p for p in self.providers if p not in available]
+        if missing:
+            raise UserError(
+                f"backend onnx: provider(s) {', '.join(missing)} not available "
+                f"(this onnxruntime has {', '.join(available)})"
+            )
+        self.name = spec.name + provider_suffix(self.providers)
+        self.precision, self.threads = spec.precision, threads
+        self.size_bytes, self.decoder = spec.size_bytes, spec.decoder
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        start = time.perf_counter()
+        self._encoder = self._session(ort, spec.encoder_path, options)
+        self._decoder = self._session(ort, spec.decoder_path, options)
+        self.load_seconds = time.perf_counter() - start
+        self._encoder_io = _io(self._encoder)
+        self._decoder_io = _io(self._decoder)
+
+    def _session(self, ort: Any, path: Path, options: Any) -> Any:
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+            raise UserError(f"{path}: ONNX Runtime cannot load this file ({str(exc).splitlines()[0][:160]})") from None
+
+    def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return _run(self._encoder, self._encoder_io, inputs)
+
+    def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return _run(self._decoder, self._decoder_io, feeds)
+
+
+def _strip_port(name: str) -> str:
+    return name.split(":")[0]
+
+
+def _io(session: Any) -> tuple[dict[str, tuple[str, Any]], list[str]]:
+    """(graph input name → (short name, dtype), short output names) of a session."""
+    inputs = {n.name: (_strip_port(n.name), _ONNX_DTYPES[n.type]) for n in session.get_inputs()}
+    return inputs, [_strip_port(o.name) for o in session.get_outputs()]
+
+
+def _run(session: Any, io: tuple[dict[str, tuple[str, Any]], list[str]], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    inputs, outputs = io
+    feeds = {full: np.asarray(values[short], dtype=t) for full, (short, t) in inputs.items()}
+    return dict(zip(outputs, session.run(None, feeds)))

@@ -1,0 +1,128 @@
+"""Backend specs: the runnable (encoder, decoder_step) pairs an export offers, and their names.
+
+The one naming rule (:func:`backend_name`): ``<format>-<precision>`` for separate encoder and
+decoder files, ``-multi`` for one multi-signature file, ``-decoder`` for a quantised decoder step
+paired with the fp32 encoder (its own encoder failed validation), and ``-<provider>`` for an ONNX
+backend on an accelerator execution provider (``onnx-fp32-cuda``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from storyedge.manifest import DecoderSpec, Manifest
+
+#: Layouts of a backend's files, in the order a user is offered them.
+LAYOUTS = ("separate", "multi", "decoder-only")
+_LAYOUT_SUFFIX = {"separate": "", "multi": "-multi", "decoder-only": "-decoder"}
+#: ONNX Runtime providers that get their own backend instance next to the CPU one when present.
+ACCELERATOR_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "CoreMLExecutionProvider",
+    "DmlExecutionProvider",
+)
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+@dataclass
+class BackendSpec:
+    """A runnable (encoder, decoder_step) pair from the manifest: one backend."""
+
+    name: str
+    format: str
+    precision: str
+    layout: str  # one of LAYOUTS
+    encoder_path: Path
+    decoder_path: Path  # same file as encoder_path for the multi layout
+    size_bytes: int  # bytes on disk of the file(s) involved
+    decoder: DecoderSpec
+
+
+def backend_name(fmt: str, precision: str, layout: str = "separate") -> str:
+    """``tflite-int8-dynamic-multi`` ... (see the module doc)."""
+    return f"{fmt}-{precision}{_LAYOUT_SUFFIX[layout]}"
+
+
+def provider_suffix(providers: list[str]) -> str:
+    """``""`` on the CPU provider, else ``-cuda`` / ``-coreml`` ... from the first provider."""
+    if providers == [CPU_PROVIDER]:
+        return ""
+    return "-" + providers[0].replace("ExecutionProvider", "").lower()
+
+
+def backend_specs(export_dir: str | Path, manifest: Manifest) -> list[BackendSpec]:
+    """Every runnable backend the manifest offers: a separate encoder + decoder_step pair per
+    (format, precision), each multi-signature file, then the decoder-only pairs."""
+    export_dir = Path(export_dir)
+    specs: list[BackendSpec] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in manifest.files:
+        key = (entry.format, entry.precision)
+        if entry.graph == "multi":
+            path = export_dir / entry.path
+            specs.append(BackendSpec(backend_name(*key, "multi"), *key, "multi", path, path,
+                                     entry.size_bytes, manifest.decoder))
+        elif key not in seen:
+            encoder = manifest.file(entry.format, "encoder", entry.precision)
+            decoder = manifest.file(entry.format, "decoder_step", entry.precision)
+            if encoder and decoder:
+                seen.add(key)
+                specs.append(BackendSpec(backend_name(*key), *key, "separate", export_dir / encoder.path,
+                                         export_dir / decoder.path, encoder.size_bytes + decoder.size_bytes,
+                                         manifest.decoder))
+    return specs + decoder_only_specs(export_dir, manifest, specs)
+
+
+def decoder_only_specs(export_dir: Path, manifest: Manifest, specs: list[BackendSpec]) -> list[BackendSpec]:
+    """Decoder steps whose own encoder is not in the manifest (the exporter's validation rejected
+    it), each paired with the fp32 encoder of the same format. Their step latency is the
+    precision's, and their parity measures the decoder's quantisation alone (the encoder is fp32)."""
+    have = {(s.format, s.precision) for s in specs}
+    extra: list[BackendSpec] = []
+    for entry in manifest.files:
+        if entry.graph != "decoder_step" or (entry.format, entry.precision) in have:
+            continue
+        encoder = manifest.file(entry.format, "encoder", "fp32")
+        if encoder is None:
+            continue
+        extra.append(
+            BackendSpec(
+                backend_name(entry.format, entry.precision, "decoder-only"), entry.format, entry.precision,
+                "decoder-only", export_dir / encoder.path, export_dir / entry.path,
+                encoder.size_bytes + entry.size_bytes, manifest.decoder,
+            )
+        )
+    return extra
+
+
+def select_specs(specs: list[BackendSpec], patterns: str | None) -> list[BackendSpec]:
+    """Filter by comma-separated ``fnmatch`` patterns on the backend name (None: all)."""
+    if not patterns:
+        return list(specs)
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    return [s for s in specs if any(fnmatch.fnmatch(s.name, p) for p in wanted)]
+
+
+def extra_providers() -> list[str]:
+    """Accelerator providers of the installed onnxruntime (empty when it is absent)."""
+    try:  # lazy: ONNX Runtime is optional
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    available = ort.get_available_providers()
+    return [p for p in ACCELERATOR_PROVIDERS if p in available]
+
+
+def backend_plans(specs: list[BackendSpec]) -> list[tuple[BackendSpec, list[str] | None]]:
+    """(spec, providers) per backend instance: every spec once (ONNX on CPU), plus one instance
+    per accelerator provider for each ONNX spec."""
+    plans: list[tuple[BackendSpec, list[str] | None]] = []
+    accel = extra_providers() if any(s.format == "onnx" for s in specs) else []
+    for spec in specs:
+        plans.append((spec, [CPU_PROVIDER] if spec.format == "onnx" else None))
+        if spec.format == "onnx":
+            plans.extend((spec, [p, CPU_PROVIDER]) for p in accel)
+    return plans
