@@ -29,14 +29,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storyedge.constants import EXPORT_FORMATS as FORMATS
+from storyedge.constants import QUANTIZE_PRECISIONS as PRECISIONS
 from storyedge.errors import UserError
+
+# Re-exported: FORMATS and PRECISIONS (``--quantize`` name → precision label) are imported from
+# here by the exporter.
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
-FORMATS = ("tflite", "onnx")
 GRAPHS = ("encoder", "decoder_step", "multi")
-#: ``--quantize`` name → precision label used in file names and the manifest.
-PRECISIONS = {"none": "fp32", "fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8": "int8"}
 
 
 @dataclass
