@@ -1,264 +1,306 @@
-"""Typed configuration: dataclass sections, YAML loading and validation with clear errors.
+"""Typed configuration: pydantic sections, YAML loading and validation with clear errors.
 
 A config file is a YAML mapping with the sections ``dataset``, ``tokenizer``, ``model``,
 ``training``, ``export`` and ``bench``. Every key is optional (defaults below); an unknown key,
 a value of the wrong type or an impossible value raises :class:`~storyedge.errors.ConfigError`
-naming the key, e.g. ``model.attention_heads: must be >= 1, got 0``.
+with one line naming the key, e.g. ``model.attention_heads: must be >= 1, got 0``.
+
+Validation is strict: ``"3"`` is not an integer and ``true`` is not a number; an integer is
+accepted for a float key (``lr: 1`` → ``1.0``), and list keys also take a comma-separated
+string (``formats: tflite,onnx``). Sections validate on assignment too.
 
 Vocabulary size and special token ids are deliberately absent: they come from the tokenizer.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
+import difflib
+import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
+from storyedge.constants import (
+    CNN_STEM_STRIDES,
+    DATASET_SCHEMAS,
+    EXPORT_FORMATS,
+    FUSION_MODES,
+    GATE_FP16_PPL_RATIO_MAX,
+    GATE_FP32_GREEDY_AGREEMENT,
+    GATE_FP32_PPL_RATIO_TOL,
+    GATE_INT8_DYNAMIC_PPL_RATIO_MAX,
+    GATE_INT8_DYNAMIC_TOP1_MIN,
+    GATE_INT8_PPL_RATIO_MAX,
+    ONNX_OPSET_MAX,
+    ONNX_OPSET_MIN,
+    QUANTIZE_NAMES,
+    REASON_MODES,
+    SYNTHETIC_DATASET,
+    TOKENIZER_NAMES,
+    WORDPIECE_TOKENIZER,
+)
 from storyedge.errors import ConfigError
 
-SYNTHETIC_DATASET = "synthetic"
-FUSION_MODES = ("attention", "concat", "text_only")
-REASON_MODES = ("none", "fusion", "init")
-TOKENIZER_NAMES = ("wordpiece", "bert-base-uncased")
+__all__ = [
+    "BenchConfig",
+    "Config",
+    "DatasetConfig",
+    "ExportConfig",
+    "FUSION_MODES",
+    "ModelConfig",
+    "REASON_MODES",
+    "SYNTHETIC_DATASET",
+    "TOKENIZER_NAMES",
+    "TokenizerConfig",
+    "TrainingConfig",
+    "config_from_dict",
+    "load_config",
+    "shipped_configs",
+]
+
+# Literal types built from the shared tuples, so a choice is spelled once (storyedge.constants).
+DatasetSchema = Literal[DATASET_SCHEMAS]
+TokenizerName = Literal[TOKENIZER_NAMES]
+FusionMode = Literal[FUSION_MODES]
+StemStride = Literal[CNN_STEM_STRIDES]
+ExportFormat = Literal[EXPORT_FORMATS]
+QuantizeName = Literal[QUANTIZE_NAMES]
+
+#: The error type of a rule checked by a ``model_validator``; its context names the key.
+_RULE = "config_rule"
 
 
-@dataclass
-class DatasetConfig:
+class _Section(BaseModel):
+    """Base of every config model: strict, closed, validated on assignment.
+
+    A bad assignment raises :class:`ConfigError`. Building a section directly
+    (``DatasetConfig(seq_len=0)``) raises pydantic's ``ValidationError``: user input goes
+    through :func:`config_from_dict` (and so :func:`load_config`, :meth:`Config.replace`),
+    which turns it into the one-line :class:`ConfigError`.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+    #: Location of this model inside :class:`Config`, for error messages (``()`` for Config).
+    _prefix: ClassVar[tuple[str, ...]] = ()
+
+    # No __init__ override: pydantic would then call it for nested sections too.
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Validated assignment; a bad value raises :class:`ConfigError` and changes nothing."""
+        before = self.__dict__.get(name)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            # pydantic has already stored the value when a model_validator rejects it
+            if name in type(self).model_fields:
+                self.__dict__[name] = before
+            raise _config_error(exc, self._prefix) from None
+
+
+def _rule(key: str, problem: str) -> PydanticCustomError:
+    """A cross-field rule failure reported against ``key`` of the section being validated."""
+    return PydanticCustomError(_RULE, "{key}: {problem}", {"key": key, "problem": problem})
+
+
+def _split_commas(value: Any) -> Any:
+    """``"tflite, onnx"`` → ``["tflite", "onnx"]``; anything else is left to the list check."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+# ``dataset.schema`` is a config key; the BaseModel.schema() it shadows is deprecated and unused.
+warnings.filterwarnings(
+    "ignore", message='Field name "schema" in "DatasetConfig" shadows', category=UserWarning
+)
+
+
+class DatasetConfig(_Section):
     """Where stories come from and how they are windowed and batched."""
+
+    _prefix: ClassVar[tuple[str, ...]] = ("dataset",)
 
     #: ``synthetic`` (the embedded generator), a hub name such as ``daniel3303/StoryReasoning``,
     #: or a local directory (``save_to_disk`` output or a folder of parquet files).
-    name: str = SYNTHETIC_DATASET
+    name: str = Field(SYNTHETIC_DATASET, min_length=1)
     #: Local copy of ``name`` (directory written by ``save_to_disk`` or holding parquet files).
     #: For ``synthetic``, where the generated dataset is written / read.
     path: str | None = None
     #: ``auto`` (StoryReasoning layout if its columns are present, else generic), ``generic``
     #: or ``storyreasoning``.
-    schema: str = "auto"
+    schema: DatasetSchema = "auto"
     #: k: frames + captions given; the model writes caption k+1.
-    seq_len: int = 3
-    batch_size: int = 16
-    image_size: int = 32
-    max_caption_len: int = 16
-    max_reason_len: int = 32
+    seq_len: int = Field(3, ge=1)
+    batch_size: int = Field(16, ge=1)
+    image_size: int = Field(32, ge=8)
+    max_caption_len: int = Field(16, ge=3)
+    max_reason_len: int = Field(32, ge=1)
     frames_key: str = "frames"
     captions_key: str = "captions"
     reason_key: str = "reason"
     #: Fraction of train carved (deterministically, by story id hash) into validation when the
     #: source has no validation split (StoryReasoning has train and test only).
-    validation_fraction: float = 0.1
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
     #: Embedded generator: number of stories (all splits) and seed.
-    synthetic_stories: int = 1200
+    synthetic_stories: int = Field(1200, ge=3)
     synthetic_seed: int = 0
-    shuffle_buffer: int = 2048
-
-    def validate(self) -> None:
-        _positive("dataset.seq_len", self.seq_len)
-        _positive("dataset.batch_size", self.batch_size)
-        _at_least("dataset.image_size", self.image_size, 8)
-        _at_least("dataset.max_caption_len", self.max_caption_len, 3)
-        _positive("dataset.max_reason_len", self.max_reason_len)
-        _choice("dataset.schema", self.schema, ("auto", "generic", "storyreasoning"))
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(
-                f"dataset.validation_fraction: must be between 0 and 1 (exclusive), "
-                f"got {self.validation_fraction}"
-            )
-        _at_least("dataset.synthetic_stories", self.synthetic_stories, 3)
-        _positive("dataset.shuffle_buffer", self.shuffle_buffer)
-        if not self.name:
-            raise ConfigError("dataset.name: must not be empty")
+    shuffle_buffer: int = Field(2048, ge=1)
 
 
-@dataclass
-class TokenizerConfig:
+class TokenizerConfig(_Section):
     """Which tokenizer: pretrained ``bert-base-uncased`` or a WordPiece trained on the data."""
 
-    name: str = "wordpiece"
+    _prefix: ClassVar[tuple[str, ...]] = ("tokenizer",)
+
+    name: TokenizerName = WORDPIECE_TOKENIZER
     #: Target vocabulary size when training WordPiece (the result may be smaller).
-    vocab_size: int = 1000
+    vocab_size: int = Field(1000, ge=16)
     lowercase: bool = True
 
-    def validate(self) -> None:
-        _choice("tokenizer.name", self.name, TOKENIZER_NAMES)
-        _at_least("tokenizer.vocab_size", self.vocab_size, 16)
 
-
-@dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """Layer sizes and the fusion switch of the cross-modal attention fusion model."""
 
+    _prefix: ClassVar[tuple[str, ...]] = ("model",)
+
     #: Global image vector size (CNN pooled output).
-    image_feat_dim: int = 64
+    image_feat_dim: int = Field(64, ge=1)
     #: Channels of the CNN spatial map whose cells are the attention keys/values.
-    image_spatial_dim: int = 64
+    image_spatial_dim: int = Field(64, ge=1)
     #: Filters of the first CNN stage; later stages double it.
-    cnn_base_filters: int = 16
+    cnn_base_filters: int = Field(16, ge=1)
     #: Stride of the CNN's stem conv (1, 2 or 4); 2 halves the resolution before the first
     #: residual stage, as ResNet's stem does (one stage fewer, ~4x cheaper at 32 px).
-    cnn_stem_stride: int = 2
-    text_embed_dim: int = 64
+    cnn_stem_stride: StemStride = 2
+    text_embed_dim: int = Field(64, ge=1)
     #: Hidden size of each direction of the caption (and reason) Bi-LSTM.
-    text_hidden_dim: int = 64
+    text_hidden_dim: int = Field(64, ge=1)
     #: Size of the fused per-frame vector (attention model dim).
-    multimodal_dim: int = 64
-    temporal_hidden_dim: int = 96
-    decoder_hidden_dim: int = 96
-    attention_heads: int = 2
+    multimodal_dim: int = Field(64, ge=1)
+    temporal_hidden_dim: int = Field(96, ge=1)
+    decoder_hidden_dim: int = Field(96, ge=1)
+    attention_heads: int = Field(2, ge=1)
     #: ``attention`` (default), ``concat`` (no attention: text pool ++ image global) or
     #: ``text_only`` (images ignored) for ablations.
-    fusion: str = "attention"
+    fusion: FusionMode = "attention"
     use_reason: bool = False
     #: With ``use_reason``: add the reason vector to each frame's fusion input (True) or only to
     #: the decoder's initial state (False).
     use_reason_in_fusion: bool = False
-    dropout: float = 0.1
+    dropout: float = Field(0.1, ge=0, lt=1)
 
-    def validate(self) -> None:
-        for name in (
-            "image_feat_dim",
-            "image_spatial_dim",
-            "cnn_base_filters",
-            "text_embed_dim",
-            "text_hidden_dim",
-            "multimodal_dim",
-            "temporal_hidden_dim",
-            "decoder_hidden_dim",
-            "attention_heads",
-        ):
-            _positive(f"model.{name}", getattr(self, name))
-        _choice("model.fusion", self.fusion, FUSION_MODES)
-        _choice("model.cnn_stem_stride", self.cnn_stem_stride, (1, 2, 4))
+    @field_validator("cnn_stem_stride", mode="before")
+    @classmethod
+    def _stride_is_int(cls, value: Any) -> Any:
+        # Literal[1, 2, 4] alone would take True as 1 and 2.0 as 2, even in strict mode.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PydanticKnownError("int_type")
+        return value
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ModelConfig:
         if self.multimodal_dim % self.attention_heads:
-            raise ConfigError(
-                f"model.attention_heads: must divide model.multimodal_dim "
-                f"({self.multimodal_dim}), got {self.attention_heads}"
+            raise _rule(
+                "attention_heads",
+                f"must divide model.multimodal_dim ({self.multimodal_dim}), got {self.attention_heads}",
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout: must be in [0, 1), got {self.dropout}")
         if self.use_reason_in_fusion and not self.use_reason:
-            raise ConfigError("model.use_reason_in_fusion: requires model.use_reason: true")
+            raise _rule("use_reason_in_fusion", "requires model.use_reason: true")
+        return self
 
 
-@dataclass
-class TrainingConfig:
+class TrainingConfig(_Section):
     """Optimiser, loop and checkpointing settings."""
 
-    lr: float = 2e-3
-    epochs: int = 10
-    clip_norm: float = 1.0
-    log_interval: int = 20
-    save_dir: str = "runs/quickstart"
+    _prefix: ClassVar[tuple[str, ...]] = ("training",)
+
+    lr: float = Field(2e-3, gt=0)
+    epochs: int = Field(10, ge=1)
+    clip_norm: float = Field(1.0, gt=0)
+    log_interval: int = Field(20, ge=1)
+    save_dir: str = Field("runs/quickstart", min_length=1)
     seed: int = 42
     #: Save a checkpoint every this many steps as well as at each epoch end (0: epoch ends only).
-    checkpoint_every_steps: int = 0
-    keep_checkpoints: int = 3
+    checkpoint_every_steps: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(3, ge=1)
     #: Stop after this many epochs without val-loss improvement (0: never).
-    early_stopping_patience: int = 0
+    early_stopping_patience: int = Field(0, ge=0)
     jit_compile: bool = False
     #: Stop training after this many seconds (0: no limit); the epoch in progress finishes.
-    max_train_seconds: float = 0.0
-
-    def validate(self) -> None:
-        if not self.lr > 0:
-            raise ConfigError(f"training.lr: must be > 0, got {self.lr}")
-        _positive("training.epochs", self.epochs)
-        if not self.clip_norm > 0:
-            raise ConfigError(f"training.clip_norm: must be > 0, got {self.clip_norm}")
-        _positive("training.log_interval", self.log_interval)
-        _non_negative("training.checkpoint_every_steps", self.checkpoint_every_steps)
-        _positive("training.keep_checkpoints", self.keep_checkpoints)
-        _non_negative("training.early_stopping_patience", self.early_stopping_patience)
-        if self.max_train_seconds < 0:
-            raise ConfigError(
-                f"training.max_train_seconds: must be >= 0, got {self.max_train_seconds}"
-            )
-        if not self.save_dir:
-            raise ConfigError("training.save_dir: must not be empty")
+    max_train_seconds: float = Field(0.0, ge=0)
 
 
-@dataclass
-class ExportConfig:
+class ExportConfig(_Section):
     """Defaults for ``storyedge export``."""
 
-    formats: list[str] = field(default_factory=lambda: ["tflite", "onnx"])
-    quantize: list[str] = field(default_factory=lambda: ["none", "int8-dynamic"])
-    batch: int = 1
-    opset: int = 17
+    _prefix: ClassVar[tuple[str, ...]] = ("export",)
+
+    formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
+    quantize: list[QuantizeName] = Field(default_factory=lambda: ["none", "int8-dynamic"])
+    batch: int = Field(1, ge=1)
+    opset: int = Field(17, ge=ONNX_OPSET_MIN, le=ONNX_OPSET_MAX)
     #: Max |diff| on logits tolerated for fp32 exports at validation time.
-    atol: float = 1e-4
-    validation_windows: int = 8
+    atol: float = Field(1e-4, gt=0)
+    validation_windows: int = Field(8, ge=1)
 
-    def validate(self) -> None:
-        for fmt in self.formats:
-            _choice("export.formats", fmt, ("tflite", "onnx"))
-        for q in self.quantize:
-            _choice("export.quantize", q, ("none", "fp16", "int8-dynamic", "int8"))
-        _positive("export.batch", self.batch)
-        _at_least("export.opset", self.opset, 13)
-        if not self.atol > 0:
-            raise ConfigError(f"export.atol: must be > 0, got {self.atol}")
-        _positive("export.validation_windows", self.validation_windows)
+    _comma_lists = field_validator("formats", "quantize", mode="before")(_split_commas)
 
 
-@dataclass
-class BenchConfig:
+class BenchConfig(_Section):
     """Defaults for ``storyedge bench``: eval windows, timing runs and parity gates."""
 
+    _prefix: ClassVar[tuple[str, ...]] = ("bench",)
+
     split: str = "validation"
-    max_windows: int = 64
-    threads: int = 2
-    warmup: int = 10
-    runs: int = 100
-    gate_fp32_ppl_ratio_tol: float = 1e-3
-    gate_fp32_greedy_agreement: float = 1.0
-    gate_fp16_ppl_ratio_max: float = 1.005
-    gate_int8_dynamic_ppl_ratio_max: float = 1.02
-    gate_int8_dynamic_top1_min: float = 0.95
-    gate_int8_ppl_ratio_max: float = 1.05
-
-    def validate(self) -> None:
-        _positive("bench.max_windows", self.max_windows)
-        _positive("bench.threads", self.threads)
-        _non_negative("bench.warmup", self.warmup)
-        _positive("bench.runs", self.runs)
+    max_windows: int = Field(64, ge=1)
+    threads: int = Field(2, ge=1)
+    warmup: int = Field(10, ge=0)
+    runs: int = Field(100, ge=1)
+    gate_fp32_ppl_ratio_tol: float = GATE_FP32_PPL_RATIO_TOL
+    gate_fp32_greedy_agreement: float = GATE_FP32_GREEDY_AGREEMENT
+    gate_fp16_ppl_ratio_max: float = GATE_FP16_PPL_RATIO_MAX
+    gate_int8_dynamic_ppl_ratio_max: float = GATE_INT8_DYNAMIC_PPL_RATIO_MAX
+    gate_int8_dynamic_top1_min: float = GATE_INT8_DYNAMIC_TOP1_MIN
+    gate_int8_ppl_ratio_max: float = GATE_INT8_PPL_RATIO_MAX
 
 
-@dataclass
-class Config:
+class Config(_Section):
     """The whole configuration; ``Config()`` is the quickstart default."""
 
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-    bench: BenchConfig = field(default_factory=BenchConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
 
-    def validate(self) -> "Config":
-        """Check every section; raise :class:`ConfigError` naming the first bad key."""
-        for f in dataclasses.fields(self):
-            getattr(self, f.name).validate()
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        # A section header with nothing under it (``bench:``) parses as None: all defaults.
+        return {} if value is None else value
+
+    def validate(self) -> Config:  # type: ignore[override]  # BaseModel.validate is deprecated
+        """Re-check every key and rule; raise :class:`ConfigError` naming the first bad key."""
+        config_from_dict(self.to_dict())
         return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON-serialisable)."""
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
-    def replace(self, **overrides: Any) -> "Config":
+    def replace(self, **overrides: Any) -> Config:
         """Copy with dotted-key overrides, e.g. ``replace(**{"training.epochs": 2})``; validated."""
         data = self.to_dict()
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
-            if section not in data or key not in data[section]:
-                raise ConfigError(f"{dotted}: unknown key")
-            data[section][key] = value
+            if not key:
+                raise ConfigError(f"{dotted}: unknown key (expected section.key)")
+            data.setdefault(section, {})[key] = value
         return config_from_dict(data)
 
     def save(self, path: str | Path) -> None:
@@ -271,16 +313,11 @@ def config_from_dict(data: dict[str, Any] | None, source: str = "config") -> Con
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping of sections, got {type(data).__name__}")
-    sections = {f.name: f for f in dataclasses.fields(Config)}
-    kwargs: dict[str, Any] = {}
-    for section_name, section_data in data.items():
-        if section_name not in sections:
-            raise ConfigError(
-                f"{section_name}: unknown section (expected one of {', '.join(sections)})"
-            )
-        section_cls = _resolve_type(sections[section_name].type)
-        kwargs[section_name] = _build_section(section_cls, section_name, section_data or {})
-    return Config(**kwargs).validate()
+    try:
+        # model_validate, not Config(**data): YAML keys need not be strings (``1: x``)
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -321,82 +358,93 @@ def _read_config_text(path: str) -> tuple[str, str]:
     )
 
 
-def _build_section(cls: type, section_name: str, values: Any) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{section_name}: must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        dotted = f"{section_name}.{key}"
-        if key not in fields:
-            close = [k for k in fields if _similar(k, str(key))]
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{dotted}: unknown key{hint}")
-        kwargs[key] = _coerce(dotted, value, _resolve_type(fields[key].type))
-    return cls(**kwargs)
+# ------------------------------------------------------------- ValidationError → one line
 
 
-def _resolve_type(annotation: Any) -> Any:
-    if isinstance(annotation, str):
-        return eval(annotation, {**globals(), **typing.__dict__})  # noqa: S307 - our own annotations
-    return annotation
+def _config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
+    """The one-line :class:`ConfigError` for the first error of a pydantic ``ValidationError``.
+
+    ``prefix``: the location of the validated model inside :class:`Config` (``("model",)``
+    when a :class:`ModelConfig` was built on its own).
+    """
+    error = exc.errors(include_url=False)[0]
+    # The config is two levels deep: anything after section.key is a list index.
+    loc = (prefix + tuple(error["loc"]))[:2]
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error["input"]
+    if kind == _RULE:
+        loc = (*loc, ctx["key"])
+    dotted = ".".join(map(str, loc))
+    return ConfigError(f"{dotted}: {_problem(loc, kind, ctx, value, error['msg'])}")
 
 
-def _coerce(dotted: str, value: Any, expected: Any) -> Any:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(expected)
-        if value is None and type(None) in options:
-            return None
-        non_none = [o for o in options if o is not type(None)]
-        return _coerce(dotted, value, non_none[0])
-    if origin is list:
-        (item_type,) = typing.get_args(expected)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{dotted}: expected a list, got {type(value).__name__}")
-        return [_coerce(dotted, v, item_type) for v in value]
-    if expected is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{dotted}: expected true/false, got {value!r}")
-    if expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{dotted}: expected an integer, got {value!r}")
-    if expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{dotted}: expected a number, got {value!r}")
-    if expected is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{dotted}: expected a string, got {value!r}")
-    return value
+_TYPE_PROBLEMS = {
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true/false",
+    "string_type": "expected a string",
+}
+
+
+def _problem(loc: tuple[Any, ...], kind: str, ctx: dict[str, Any], value: Any, msg: str) -> str:
+    """Our wording for one pydantic error at ``loc`` (``(section,)`` or ``(section, key)``)."""
+    if kind in _TYPE_PROBLEMS:
+        return f"{_TYPE_PROBLEMS[kind]}, got {value!r}"
+    if kind in ("extra_forbidden", "invalid_key"):
+        return _unknown(loc)
+    if kind in ("model_type", "dict_type"):
+        return f"must be a mapping, got {type(value).__name__}"
+    if kind == "list_type":
+        return f"expected a list, got {type(value).__name__}"
+    if kind == "literal_error":
+        return f"must be one of {', '.join(map(str, _choices(*loc)))}, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{_bounds(*loc)}, got {value}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == _RULE:
+        return str(ctx["problem"])
+    return " ".join(msg.split())  # never pydantic's multi-line text
+
+
+def _unknown(loc: tuple[Any, ...]) -> str:
+    """An unknown section, or an unknown key with the closest known one as a hint."""
+    if len(loc) == 1:
+        return f"unknown section (expected one of {', '.join(Config.model_fields)})"
+    close = [k for k in _section_model(loc[0]).model_fields if _similar(k, str(loc[1]))]
+    return "unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def _section_model(section: str) -> type[BaseModel]:
+    return Config.model_fields[section].annotation  # type: ignore[return-value]
+
+
+def _choices(section: str, key: str) -> tuple[Any, ...]:
+    """The Literal choices of ``section.key`` (of its items, for a list key)."""
+    annotation = _section_model(section).model_fields[key].annotation
+    if get_origin(annotation) is list:
+        (annotation,) = get_args(annotation)
+    return get_args(annotation)
+
+
+_BOUND_SYMBOLS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def _bounds(section: str, key: str) -> str:
+    """``must be >= 1``, or an interval such as ``must be in [0, 1)`` for a two-sided bound."""
+    limits = {
+        name: f"{getattr(item, name):g}"
+        for item in _section_model(section).model_fields[key].metadata
+        for name in _BOUND_SYMBOLS
+        if getattr(item, name, None) is not None
+    }
+    low = next(((n, v) for n, v in limits.items() if n in ("ge", "gt")), None)
+    high = next(((n, v) for n, v in limits.items() if n in ("le", "lt")), None)
+    if low and high:
+        opening, closing = ("[" if low[0] == "ge" else "("), ("]" if high[0] == "le" else ")")
+        return f"must be in {opening}{low[1]}, {high[1]}{closing}"
+    name, limit = low or high  # type: ignore[misc]  # a bound error implies a bound
+    return f"must be {_BOUND_SYMBOLS[name]} {limit}"
 
 
 def _similar(a: str, b: str) -> bool:
-    import difflib
-
     return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
-
-
-def _positive(key: str, value: int) -> None:
-    if value < 1:
-        raise ConfigError(f"{key}: must be >= 1, got {value}")
-
-
-def _non_negative(key: str, value: int) -> None:
-    if value < 0:
-        raise ConfigError(f"{key}: must be >= 0, got {value}")
-
-
-def _at_least(key: str, value: int, minimum: int) -> None:
-    if value < minimum:
-        raise ConfigError(f"{key}: must be >= {minimum}, got {value}")
-
-
-def _choice(key: str, value: object, choices: tuple[object, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}, got {value!r}")

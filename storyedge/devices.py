@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from storyedge.constants import DEVICES as DEVICE_CHOICES  # re-exported (training/cli.py)
 from storyedge.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "metal")
 PRECISION_CHOICES = ("float32", "mixed_float16")
 
 #: Warnings raised while importing TensorFlow (e.g. a Metal plugin that failed to load).

@@ -33,15 +33,17 @@ from typing import Any
 
 import numpy as np
 
+from storyedge.constants import EXPORT_FORMATS as FORMATS
+from storyedge.constants import QUANTIZE_PRECISIONS as PRECISIONS
 from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
+
+# Re-exported: FORMATS and PRECISIONS (``--quantize`` name → precision label) are imported from
+# here by the exporter.
 
 MANIFEST_FILE = "manifest.json"
 #: 2.0: the decoder's state is declared (``decoder``); 1 (an int) had a fixed h / c / context state.
 SCHEMA_VERSION = "2.0"
-FORMATS = ("tflite", "onnx")
-#: ``--quantize`` name → precision label used in file names and the manifest.
-PRECISIONS = {"none": "fp32", "fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8": "int8"}
 #: How a state tensor starts: copied from an encoder output, zeros, or a constant.
 STATE_INITS = ("encoder", "zeros", "constant")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyedge.config import Config, load_config
+from storyedge.constants import TOKENIZER_DIR
 from storyedge.errors import UserError
 from storyedge.tokenizer import StoryTokenizer
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:  # TensorFlow stays out of imports that don't need it
 BEST_DIR = "best"
 WEIGHTS_FILE = "model.weights.h5"
 CONFIG_FILE = "config.yaml"
-TOKENIZER_DIR = "tokenizer"
 META_FILE = "meta.json"
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
+from storyedge.constants import PRETRAINED_TOKENIZER as PRETRAINED_NAME  # bench/ imports this name
+from storyedge.constants import WORDPIECE_TOKENIZER
 from storyedge.errors import UserError
 from storyedge.hub import hub_reachable, offline_env
 
 PAD, UNK, BOS, EOS, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS, MASK]
-PRETRAINED_NAME = "bert-base-uncased"
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -157,7 +158,7 @@ def train_wordpiece(
         max_input_chars_per_word=100,
     )
     tokenizer.add_special_tokens(SPECIAL_TOKENS)  # never split, skipped by decode
-    return StoryTokenizer(tokenizer, "wordpiece", lowercase)
+    return StoryTokenizer(tokenizer, WORDPIECE_TOKENIZER, lowercase)
 
 
 def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
@@ -189,6 +190,6 @@ def build_tokenizer(name: str, texts: Iterable[str], vocab_size: int, lowercase:
     """The configured tokenizer: ``bert-base-uncased`` (pretrained) or ``wordpiece`` (trained)."""
     if name == PRETRAINED_NAME:
         return load_pretrained(name)
-    if name == "wordpiece":
+    if name == WORDPIECE_TOKENIZER:
         return train_wordpiece(texts, vocab_size, lowercase)
     raise UserError(f"tokenizer.name: unknown tokenizer {name!r}")

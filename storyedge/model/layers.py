@@ -24,7 +24,8 @@ from typing import Any
 
 from keras import layers, ops
 
-FUSION_MODES = ("attention", "concat", "text_only")
+from storyedge.constants import FUSION_MODES
+
 #: BatchNorm moving-average momentum: Keras' 0.99 lags far behind the weights in a short run
 #: (validation-loss spikes); 0.9 tracks them within a few dozen steps.
 BN_MOMENTUM = 0.9

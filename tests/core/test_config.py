@@ -1,9 +1,20 @@
 """Config: shipped files load, validation names the bad key, overrides validate."""
 
+import re
+
 import pytest
 
-from storyedge.config import Config, config_from_dict, load_config, shipped_configs
+from storyedge.config import Config, ModelConfig, config_from_dict, load_config, shipped_configs
 from storyedge.errors import ConfigError
+
+
+def config_error(data: dict) -> str:
+    """The ConfigError message for ``data``; it must be a single line."""
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(data)
+    message = str(exc.value)
+    assert "\n" not in message, message
+    return message
 
 
 def test_shipped_configs_load_and_validate():
@@ -36,7 +47,7 @@ def test_default_is_quickstart():
         ({"model": {"multimodal_dim": 10, "attention_heads": 3}}, r"model\.attention_heads: must divide"),
         ({"model": {"use_reason_in_fusion": True}}, r"requires model\.use_reason"),
         ({"export": {"quantize": ["int4"]}}, r"export\.quantize: must be one of"),
-        ({"dataset": {"validation_fraction": 1.5}}, r"dataset\.validation_fraction"),
+        ({"dataset": {"validation_fraction": 1.5}}, r"dataset\.validation_fraction: must be in \(0, 1\), got 1\.5"),
         ({"dataset": 3}, r"dataset: must be a mapping"),
     ],
 )
@@ -73,3 +84,152 @@ def test_save_round_trip(tmp_path):
     cfg = load_config("storyreasoning")
     cfg.save(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        # strict types: no string → number, no bool → number, no float → int, bool only true/false
+        ({"dataset": {"seq_len": "3"}}, "dataset.seq_len: expected an integer, got '3'"),
+        ({"dataset": {"seq_len": 1.5}}, "dataset.seq_len: expected an integer, got 1.5"),
+        ({"dataset": {"seq_len": 3.0}}, "dataset.seq_len: expected an integer, got 3.0"),
+        ({"dataset": {"seq_len": True}}, "dataset.seq_len: expected an integer, got True"),
+        ({"model": {"use_reason": "yes"}}, "model.use_reason: expected true/false, got 'yes'"),
+        ({"tokenizer": {"lowercase": 1}}, "tokenizer.lowercase: expected true/false, got 1"),
+        ({"training": {"lr": "0.001"}}, "training.lr: expected a number, got '0.001'"),
+        ({"training": {"lr": True}}, "training.lr: expected a number, got True"),
+        ({"dataset": {"path": 3}}, "dataset.path: expected a string, got 3"),
+        ({"export": {"formats": 3}}, "export.formats: expected a list, got int"),
+        ({"export": {"formats": ("tflite",)}}, "export.formats: expected a list, got tuple"),
+        # Literal choices
+        ({"dataset": {"schema": "csv"}}, "dataset.schema: must be one of auto, generic, storyreasoning, got 'csv'"),
+        ({"tokenizer": {"name": "gpt2"}}, "tokenizer.name: must be one of wordpiece, bert-base-uncased, got 'gpt2'"),
+        ({"model": {"fusion": "foo"}}, "model.fusion: must be one of attention, concat, text_only, got 'foo'"),
+        ({"model": {"cnn_stem_stride": True}}, "model.cnn_stem_stride: expected an integer, got True"),
+        ({"model": {"cnn_stem_stride": 2.0}}, "model.cnn_stem_stride: expected an integer, got 2.0"),
+        ({"model": {"cnn_stem_stride": "2"}}, "model.cnn_stem_stride: expected an integer, got '2'"),
+        ({"export": {"formats": ["tflite", "coreml"]}}, "export.formats: must be one of tflite, onnx, got 'coreml'"),
+        ({"export": {"formats": "tflite,coreml"}}, "export.formats: must be one of tflite, onnx, got 'coreml'"),
+        ({"export": {"quantize": ["int4"]}},
+         "export.quantize: must be one of none, fp16, int8-dynamic, int8, got 'int4'"),
+        # cross-field rules and non-empty strings
+        ({"model": {"multimodal_dim": 64, "attention_heads": 3}},
+         "model.attention_heads: must divide model.multimodal_dim (64), got 3"),
+        ({"model": {"use_reason_in_fusion": True}}, "model.use_reason_in_fusion: requires model.use_reason: true"),
+        ({"dataset": {"name": ""}}, "dataset.name: must not be empty"),
+        ({"training": {"save_dir": ""}}, "training.save_dir: must not be empty"),
+        # structure
+        ({"foo": {}}, "foo: unknown section (expected one of dataset, tokenizer, model, training, export, bench)"),
+        ({"model": {1: 2}}, "model.1: unknown key"),
+        ({"bench": ["runs"]}, "bench: must be a mapping, got list"),
+    ],
+)
+def test_invalid_values_exact_message(data, message):
+    assert config_error(data) == message
+
+
+#: Every bound today's config enforces: (section.key, first refused value, the rule).
+BOUNDS = [
+    ("dataset.seq_len", 0, "must be >= 1"),
+    ("dataset.batch_size", 0, "must be >= 1"),
+    ("dataset.image_size", 7, "must be >= 8"),
+    ("dataset.max_caption_len", 2, "must be >= 3"),
+    ("dataset.max_reason_len", 0, "must be >= 1"),
+    ("dataset.validation_fraction", 0, "must be in (0, 1)"),
+    ("dataset.validation_fraction", 1.0, "must be in (0, 1)"),
+    ("dataset.synthetic_stories", 2, "must be >= 3"),
+    ("dataset.shuffle_buffer", 0, "must be >= 1"),
+    ("tokenizer.vocab_size", 15, "must be >= 16"),
+    *[(f"model.{k}", 0, "must be >= 1") for k in (
+        "image_feat_dim", "image_spatial_dim", "cnn_base_filters", "text_embed_dim", "text_hidden_dim",
+        "multimodal_dim", "temporal_hidden_dim", "decoder_hidden_dim", "attention_heads")],
+    ("model.dropout", -0.1, "must be in [0, 1)"),
+    ("model.dropout", 1.0, "must be in [0, 1)"),
+    ("training.lr", 0.0, "must be > 0"),
+    ("training.epochs", 0, "must be >= 1"),
+    ("training.clip_norm", -1.0, "must be > 0"),
+    ("training.log_interval", 0, "must be >= 1"),
+    ("training.checkpoint_every_steps", -1, "must be >= 0"),
+    ("training.keep_checkpoints", 0, "must be >= 1"),
+    ("training.early_stopping_patience", -1, "must be >= 0"),
+    ("training.max_train_seconds", -0.5, "must be >= 0"),
+    ("export.batch", 0, "must be >= 1"),
+    ("export.opset", 12, "must be in [13, 18]"),
+    ("export.opset", 19, "must be in [13, 18]"),
+    ("export.atol", 0.0, "must be > 0"),
+    ("export.validation_windows", 0, "must be >= 1"),
+    ("bench.max_windows", 0, "must be >= 1"),
+    ("bench.threads", 0, "must be >= 1"),
+    ("bench.warmup", -1, "must be >= 0"),
+    ("bench.runs", 0, "must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("dotted, value, rule", BOUNDS, ids=[f"{d}={v}" for d, v, _ in BOUNDS])
+def test_bounds_refused_with_key_and_rule(dotted, value, rule):
+    section, key = dotted.split(".")
+    assert config_error({section: {key: value}}) == f"{dotted}: {rule}, got {value}"
+
+
+def test_bound_and_choice_edges_accepted():
+    cfg = config_from_dict({
+        "dataset": {"image_size": 8, "max_caption_len": 3, "validation_fraction": 0.999},
+        "tokenizer": {"name": "bert-base-uncased", "vocab_size": 16},
+        "model": {"dropout": 0, "cnn_stem_stride": 4, "fusion": "text_only", "use_reason": True,
+                  "use_reason_in_fusion": True, "multimodal_dim": 12, "attention_heads": 3},
+        "training": {"checkpoint_every_steps": 0, "max_train_seconds": 0, "clip_norm": 1e-9},
+        "export": {"opset": 18, "formats": [], "quantize": " int8 , fp16 "},
+        "bench": {"warmup": 0},
+    })
+    assert cfg.model.dropout == 0.0 and isinstance(cfg.model.dropout, float)
+    assert cfg.export.opset == 18 and cfg.export.quantize == ["int8", "fp16"]
+    assert config_from_dict({"export": {"opset": 13}}).export.opset == 13
+
+
+def test_empty_section_means_defaults():
+    assert config_from_dict({"bench": None, "model": {}}) == Config()
+
+
+def test_assignment_is_validated_and_a_refused_value_changes_nothing():
+    cfg = Config()
+    with pytest.raises(ConfigError, match=r"^dataset\.seq_len: expected an integer, got '3'$"):
+        cfg.dataset.seq_len = "3"
+    with pytest.raises(ConfigError, match=r"^model\.attention_heads: must divide"):
+        cfg.model.attention_heads = 3
+    assert (cfg.dataset.seq_len, cfg.model.attention_heads) == (3, 2)
+    cfg.model.attention_heads = 4
+    assert cfg.model.attention_heads == 4 and cfg.validate() is cfg
+
+
+def test_sections_keep_attribute_access_and_plain_dicts():
+    cfg = Config()
+    assert cfg.model.__dict__ == cfg.to_dict()["model"]
+    assert ModelConfig(fusion="concat").fusion == "concat"
+    assert cfg.to_dict()["export"]["formats"] == ["tflite", "onnx"]
+
+
+def test_replace_unknown_section_and_undotted_key():
+    with pytest.raises(ConfigError, match=r"^modle: unknown section"):
+        Config().replace(**{"modle.fusion": "concat"})
+    with pytest.raises(ConfigError, match=r"^training: unknown key"):
+        Config().replace(training=3)
+    with pytest.raises(ConfigError, match=r"^model\.fusion: must be one of"):
+        Config().replace(**{"model.fusion": "sum"})
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: 3\n  lr 0.001\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: not valid YAML \(line \d+\)$"):
+        load_config(bad)
+
+
+def test_shared_constants_come_from_one_module():
+    import storyedge.config as config
+    import storyedge.constants as constants
+    import storyedge.manifest as manifest
+
+    assert (config.FUSION_MODES, config.REASON_MODES, config.TOKENIZER_NAMES, config.SYNTHETIC_DATASET) == (
+        constants.FUSION_MODES, constants.REASON_MODES, constants.TOKENIZER_NAMES, constants.SYNTHETIC_DATASET)
+    assert manifest.PRECISIONS is constants.QUANTIZE_PRECISIONS and manifest.FORMATS is constants.EXPORT_FORMATS
+    assert Config().bench.gate_int8_dynamic_top1_min == constants.GATE_INT8_DYNAMIC_TOP1_MIN

@@ -1,0 +1,80 @@
+"""Names and numbers shared across storyedge, each defined once.
+
+The config (``storyedge.config``), the manifest, the tokenizer, the exporter and the bench
+import these instead of spelling them out. Core module: imports nothing but :mod:`typing`, so
+any part of the package (including the TensorFlow-free runtime path) can use it.
+"""
+
+from typing import Final
+
+# ----------------------------------------------------------------------------------- data
+
+#: ``dataset.name`` of the embedded synthetic story generator.
+SYNTHETIC_DATASET: Final = "synthetic"
+#: ``dataset.schema``: ``auto`` picks ``storyreasoning`` when its columns are present, else
+#: ``generic``.
+DATASET_SCHEMAS: Final = ("auto", "generic", "storyreasoning")
+
+# ------------------------------------------------------------------------------ tokenizer
+
+#: ``tokenizer.name`` of the WordPiece trained offline on the dataset's captions.
+WORDPIECE_TOKENIZER: Final = "wordpiece"
+#: ``tokenizer.name`` of the pretrained tokenizer (Hugging Face hub / cache).
+PRETRAINED_TOKENIZER: Final = "bert-base-uncased"
+#: Every valid ``tokenizer.name``.
+TOKENIZER_NAMES: Final = (WORDPIECE_TOKENIZER, PRETRAINED_TOKENIZER)
+#: Directory holding the saved tokenizer inside a run bundle and an export directory.
+TOKENIZER_DIR: Final = "tokenizer"
+
+# ---------------------------------------------------------------------------------- model
+
+#: ``model.fusion``: cross-modal attention, plain concatenation, or images ignored (ablation).
+FUSION_MODES: Final = ("attention", "concat", "text_only")
+#: Where the reason vector enters the model: nowhere, the per-frame fusion, or the decoder's
+#: initial state.
+REASON_MODES: Final = ("none", "fusion", "init")
+#: ``model.cnn_stem_stride``: stride of the CNN's stem conv.
+CNN_STEM_STRIDES: Final = (1, 2, 4)
+
+# ------------------------------------------------------------------------------- training
+
+#: ``--device`` choices; ``auto`` picks a GPU (CUDA or Metal) when one is usable.
+DEVICES: Final = ("auto", "cpu", "cuda", "metal")
+
+# --------------------------------------------------------------------------------- export
+
+#: Export formats, in the order they are written and listed.
+EXPORT_FORMATS: Final = ("tflite", "onnx")
+#: ``--quantize`` / ``export.quantize`` name → precision label used in file names and the
+#: manifest. The order is the order precisions are exported and listed.
+QUANTIZE_PRECISIONS: Final[dict[str, str]] = {
+    "none": "fp32",
+    "fp16": "fp16",
+    "int8-dynamic": "int8-dynamic",
+    "int8": "int8",
+}
+#: Every valid ``export.quantize`` item.
+QUANTIZE_NAMES: Final = tuple(QUANTIZE_PRECISIONS)
+#: Precisions a TFLite export can have (all of them).
+TFLITE_PRECISIONS: Final = tuple(QUANTIZE_PRECISIONS.values())
+#: Precisions an ONNX export can have; fp16 and static int8 are TFLite-only.
+ONNX_PRECISIONS: Final = ("fp32", "int8-dynamic")
+#: ONNX opsets the exporter accepts, inclusive (``export.opset`` and ``--opset``).
+ONNX_OPSET_MIN: Final = 13
+ONNX_OPSET_MAX: Final = 18
+
+# ---------------------------------------------------------------------------------- bench
+
+#: Parity gate defaults (``bench.gate_*``), exported vs. the TF reference on the same windows.
+#: fp32: |PPL ratio - 1| at most this.
+GATE_FP32_PPL_RATIO_TOL: Final = 1e-3
+#: fp32: greedy-decode token agreement at least this.
+GATE_FP32_GREEDY_AGREEMENT: Final = 1.0
+#: fp16: PPL ratio at most this.
+GATE_FP16_PPL_RATIO_MAX: Final = 1.005
+#: int8-dynamic: PPL ratio at most this.
+GATE_INT8_DYNAMIC_PPL_RATIO_MAX: Final = 1.02
+#: int8-dynamic: top-1 next-token agreement at least this.
+GATE_INT8_DYNAMIC_TOP1_MIN: Final = 0.95
+#: static int8: PPL ratio at most this.
+GATE_INT8_PPL_RATIO_MAX: Final = 1.05
