@@ -14,7 +14,8 @@ Modules, one job each:
 * :mod:`~storyedge.training.signals` - Ctrl-C handling;
 * :mod:`~storyedge.training.history` - history.json / history.csv / curves.png;
 * :mod:`~storyedge.training.tensorboard` - TensorBoard scalars without the tensorboard package;
-* :mod:`~storyedge.training.report` - the final summary.
+* :mod:`~storyedge.training.report` - ``summary.json`` (:class:`~storyedge.training.report.TrainingSummary`)
+  and the final summary screen.
 
 The ``train`` click command is :mod:`storyedge.app.train_cli`. :mod:`~storyedge.training.run`
 imports TensorFlow through :func:`storyedge.devices.import_tensorflow` (a broken Metal plugin is

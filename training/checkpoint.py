@@ -28,8 +28,6 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-CHECKPOINT_DIR = "checkpoints"
-
 
 @dataclass
 class LoopState:
@@ -80,6 +78,7 @@ class TrainingCheckpoint:
         return self.manager.latest_checkpoint
 
     def state(self) -> LoopState:
+        """The loop position held in the checkpoint variables, as plain Python."""
         return LoopState(
             step=int(self.step.numpy()),
             epoch=int(self.epoch.numpy()),
@@ -98,6 +97,7 @@ class TrainingCheckpoint:
         return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
     def set_best(self, val_loss: float, epoch: int, bad_epochs: int) -> None:
+        """Record a new best epoch (early-stopping state)."""
         self.best_val_loss.assign(val_loss)
         self.best_epoch.assign(epoch)
         self.bad_epochs.assign(bad_epochs)
@@ -121,11 +121,6 @@ def model_weights(model: keras.Model) -> dict[str, tf.Variable]:
     if len(weights) != len(model.weights):
         raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by path")
     return weights
-
-
-def has_checkpoint(run_dir: str | Path) -> bool:
-    """Whether ``run_dir/checkpoints`` holds a checkpoint index."""
-    return tf.train.latest_checkpoint(str(Path(run_dir) / CHECKPOINT_DIR)) is not None
 
 
 def read_checkpoint_step(path: str) -> int:

@@ -41,6 +41,7 @@ class History:
         self.unigram_ppl = unigram_ppl
 
     def append(self, record: dict[str, Any]) -> None:
+        """Add one epoch's record (every field of :data:`FIELDS`)."""
         missing = [f for f in FIELDS if f not in record]
         if missing:
             raise ValueError(f"history record lacks {', '.join(missing)}")
@@ -63,19 +64,19 @@ class History:
         """
         run_dir = Path(run_dir)
         payload = {"unigram_val_ppl": self.unigram_ppl, "epochs": self.records}
-        _atomic_write(run_dir / HISTORY_JSON, json.dumps(_jsonable(payload), indent=2).encode())
+        atomic_write(run_dir / HISTORY_JSON, json.dumps(jsonable(payload), indent=2).encode())
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
         for record in self.records:
             writer.writerow(record)
-        _atomic_write(run_dir / HISTORY_CSV, buffer.getvalue().encode())
+        atomic_write(run_dir / HISTORY_CSV, buffer.getvalue().encode())
         if curves:
             self.plot(run_dir)
 
     def plot(self, run_dir: str | Path) -> None:
         """Write ``curves.png`` (loss and perplexity per epoch, train vs val) into ``run_dir``."""
-        _atomic_write(Path(run_dir) / CURVES_PNG, plot_curves(self.records, self.unigram_ppl))
+        atomic_write(Path(run_dir) / CURVES_PNG, plot_curves(self.records, self.unigram_ppl))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "History":
@@ -120,23 +121,20 @@ def _bad(value: Any) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Replace non-finite floats by None (strict JSON has no inf/nan)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never truncated)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
-
-def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    """Atomically write ``payload`` as indented strict JSON."""
-    _atomic_write(Path(path), json.dumps(_jsonable(payload), indent=2).encode())

@@ -16,6 +16,7 @@ inside the compiled step, so weights, optimizer state and counter never disagree
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -36,15 +37,16 @@ from storyedge.training.batches import (
     iter_train_batches,
     train_batches_per_epoch,
 )
-from storyedge.training.checkpoint import CHECKPOINT_DIR, LoopState, TrainingCheckpoint
+from storyedge.training.checkpoint import LoopState, TrainingCheckpoint
 from storyedge.training.history import History
 from storyedge.training.loss import perplexity
+from storyedge.training.report import COMPLETED, EARLY_STOPPING, TIME_BUDGET
 from storyedge.training.signals import SigintFlag, TrainingInterrupted
 from storyedge.training.tensorboard import ScalarWriter
 from storyedge.training.step import build_optimizer, make_eval_step, make_optimizer, make_train_step
 from storyedge.training.unigram import unigram_perplexity
+from storyedge.training.workspace import CHECKPOINT_DIR, TENSORBOARD_DIR
 
-TENSORBOARD_DIR = "tensorboard"
 #: curves.png is re-rendered at most this often during training (a render costs ~0.5 s, a third
 #: of a quickstart text_only epoch) and always when training stops.
 CURVES_EVERY_SECONDS = 30.0
@@ -59,7 +61,7 @@ class TrainResult:
     best_val_ppl: float
     epochs_done: int
     steps: int
-    #: ``completed``, ``early_stopping`` or ``time_budget``
+    #: :data:`~storyedge.training.report.COMPLETED`, ``EARLY_STOPPING`` or ``TIME_BUDGET``
     stopped: str
     train_seconds: float
     resumed_from_step: int | None
@@ -129,8 +131,6 @@ class Trainer:
 
     def _adopt_saved_best(self) -> None:
         """A best/ bundle newer than the checkpoint (killed between the two) stays the best."""
-        import json
-
         meta_path = self.run_dir / BEST_DIR / META_FILE
         if not meta_path.is_file():
             return
@@ -156,8 +156,7 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         """Train from the current checkpoint state (zeros for a new run) to the end."""
-        t, d = self.cfg.training, self.cfg.dataset
-        n_batches = train_batches_per_epoch(len(self.train_arrays), d.batch_size)
+        n_batches = train_batches_per_epoch(len(self.train_arrays), self.cfg.dataset.batch_size)
         state = self.ckpt.state()
         epoch, start = state.epoch, min(state.step_in_epoch, n_batches)
         elapsed_before, t0 = state.elapsed_seconds, time.monotonic()
@@ -166,52 +165,75 @@ class Trainer:
             return elapsed_before + time.monotonic() - t0
 
         self._writer = ScalarWriter(self.run_dir / TENSORBOARD_DIR)
-        stopped = "completed"
+        stopped: str | None = None
         # (epoch in progress, global step at its start): replaced in one assignment, so a
         # KeyboardInterrupt anywhere sees a consistent pair
-        position = (epoch, int(self.ckpt.step.numpy()) - start)
+        position = (epoch, self._step() - start)
         try:
             with SigintFlag(self.echo) as sigint:
-                while epoch < t.epochs:
+                while epoch < self.cfg.training.epochs and stopped is None:
                     train_loss, tokens, seconds = self._train_epoch(epoch, start, n_batches, sigint, elapsed)
                     val_loss, val_ppl, _ = self.evaluate()
                     self._end_epoch(epoch, train_loss, val_loss, val_ppl, tokens, seconds, elapsed())
-                    position = (epoch + 1, int(self.ckpt.step.numpy()))
+                    position = (epoch + 1, self._step())
                     epoch, start = position[0], 0
                     if sigint.raised:
-                        raise TrainingInterrupted(self.ckpt.latest or "", int(self.ckpt.step.numpy()))
-                    bad = int(self.ckpt.bad_epochs.numpy())
-                    if t.early_stopping_patience and bad >= t.early_stopping_patience:
-                        stopped = "early_stopping"
-                        self.echo(f"early stopping: no val-loss improvement for {bad} epochs")
-                        break
-                    if t.max_train_seconds and elapsed() >= t.max_train_seconds:
-                        stopped = "time_budget"
-                        self.echo(
-                            f"time budget: {elapsed():.0f}s >= training.max_train_seconds "
-                            f"({t.max_train_seconds:g}s); stopping after epoch {epoch}"
-                        )
-                        break
+                        raise TrainingInterrupted(self.ckpt.latest or "", self._step())
+                    stopped = self._stop_reason(epoch, elapsed())
         except KeyboardInterrupt:
             # Second Ctrl-C (or no handler installed): save the last completed step.
             epoch, start_step = position
-            done = int(self.ckpt.step.numpy()) - start_step
-            path = self.ckpt.save(epoch, min(done, n_batches), elapsed())
-            raise TrainingInterrupted(path, int(self.ckpt.step.numpy())) from None
+            path = self.ckpt.save(epoch, min(self._step() - start_step, n_batches), elapsed())
+            raise TrainingInterrupted(path, self._step()) from None
         finally:
             self._writer.close()
             if self.history.records:
                 self.history.plot(self.run_dir)
+        return self._result(epoch, stopped or COMPLETED, elapsed())
+
+    def _step(self) -> int:
+        """The global step (optimizer steps taken)."""
+        return int(self.ckpt.step.numpy())
+
+    def _stop_reason(self, epochs_done: int, elapsed: float) -> str | None:
+        """:data:`EARLY_STOPPING` / :data:`TIME_BUDGET` (said why) when the loop stops here."""
+        t = self.cfg.training
+        bad = int(self.ckpt.bad_epochs.numpy())
+        if t.early_stopping_patience and bad >= t.early_stopping_patience:
+            self.echo(f"early stopping: no val-loss improvement for {bad} epochs")
+            return EARLY_STOPPING
+        if t.max_train_seconds and elapsed >= t.max_train_seconds:
+            self.echo(
+                f"time budget: {elapsed:.0f}s >= training.max_train_seconds "
+                f"({t.max_train_seconds:g}s); stopping after epoch {epochs_done}"
+            )
+            return TIME_BUDGET
+        return None
+
+    def _result(self, epochs_done: int, stopped: str, train_seconds: float) -> TrainResult:
         best_loss = float(self.ckpt.best_val_loss.numpy())
         return TrainResult(
             best_epoch=int(self.ckpt.best_epoch.numpy()),
             best_val_loss=best_loss,
             best_val_ppl=perplexity(best_loss) if math.isfinite(best_loss) else math.inf,
-            epochs_done=epoch,
-            steps=int(self.ckpt.step.numpy()),
+            epochs_done=epochs_done,
+            steps=self._step(),
             stopped=stopped,
-            train_seconds=elapsed(),
+            train_seconds=train_seconds,
             resumed_from_step=self.resumed_from_step,
+        )
+
+    def _progress_bar(self, epoch: int, start: int, n_batches: int) -> tqdm:
+        """The epoch's bar on stderr (stdout keeps the epoch lines)."""
+        return tqdm(
+            total=n_batches,
+            initial=start,
+            desc=f"epoch {epoch + 1}/{self.cfg.training.epochs}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            disable=not self.progress,
         )
 
     def _train_epoch(
@@ -222,16 +244,7 @@ class Trainer:
         total = count = 0.0
         log_total = log_count = 0.0
         t0 = time.monotonic()
-        bar = tqdm(
-            total=n_batches,
-            initial=start,
-            desc=f"epoch {epoch + 1}/{t.epochs}",
-            unit="step",
-            leave=False,
-            dynamic_ncols=True,
-            file=sys.stderr,
-            disable=not self.progress,
-        )
+        bar = self._progress_bar(epoch, start, n_batches)
         try:
             batches = iter_train_batches(self.train_arrays, d.batch_size, t.seed, epoch, start)
             for i, batch in enumerate(batches, start=start):
@@ -239,7 +252,7 @@ class Trainer:
                 loss_sum, tokens = float(out["loss_sum"]), float(out["count"])
                 total, count = total + loss_sum, count + tokens
                 log_total, log_count = log_total + loss_sum, log_count + tokens
-                step = int(self.ckpt.step.numpy())
+                step = self._step()
                 bar.update(1)
                 if (i + 1) % t.log_interval == 0 or i + 1 == n_batches:
                     loss = log_total / max(log_count, 1.0)
@@ -269,10 +282,9 @@ class Trainer:
         elapsed: float,
     ) -> None:
         """History, TensorBoard, best model, epoch checkpoint and the epoch's summary line."""
-        step = int(self.ckpt.step.numpy())
         record = {
             "epoch": epoch + 1,
-            "step": step,
+            "step": self._step(),
             "train_loss": train_loss,
             "train_ppl": perplexity(train_loss),
             "val_loss": val_loss,
@@ -281,26 +293,9 @@ class Trainer:
             "epoch_seconds": seconds,
             "elapsed_seconds": elapsed,
         }
-        best = float(self.ckpt.best_val_loss.numpy())
-        improved = math.isfinite(val_loss) and val_loss < best
-        if improved:
-            save_bundle(
-                self.run_dir,
-                self.model,
-                self.cfg,
-                self.tokenizer,
-                {"epoch": epoch + 1, "step": step, "val_loss": val_loss, "val_ppl": val_ppl,
-                 "unigram_val_ppl": self.unigram_ppl},
-            )
-            self.ckpt.set_best(val_loss, epoch + 1, 0)
-        else:
-            self.ckpt.bad_epochs.assign_add(1)
+        improved = self._keep_if_best(record)
         self.history.append(record)
-        now = time.monotonic()
-        plot = self._curves_at is None or now - self._curves_at >= CURVES_EVERY_SECONDS
-        self.history.save(self.run_dir, curves=plot)
-        if plot:
-            self._curves_at = now
+        self._save_history()
         keys = ("train_loss", "train_ppl", "val_loss", "val_ppl", "tokens_per_s")
         self._writer.scalars(epoch + 1, {f"epoch/{key}": record[key] for key in keys})
         self._writer.flush()
@@ -312,3 +307,24 @@ class Trainer:
             f"(unigram {self.unigram_ppl:.2f}) | {record['tokens_per_s']:.0f} tok/s | "
             f"{seconds:.1f}s{mark}"
         )
+
+    def _keep_if_best(self, record: dict[str, Any]) -> bool:
+        """Write best/ and record the epoch when its val loss is the lowest yet; else count a bad
+        epoch (early stopping). Returns whether it improved."""
+        val_loss = record["val_loss"]
+        if not (math.isfinite(val_loss) and val_loss < float(self.ckpt.best_val_loss.numpy())):
+            self.ckpt.bad_epochs.assign_add(1)
+            return False
+        meta = {key: record[key] for key in ("epoch", "step", "val_loss", "val_ppl")}
+        save_bundle(self.run_dir, self.model, self.cfg, self.tokenizer,
+                    {**meta, "unigram_val_ppl": self.unigram_ppl})
+        self.ckpt.set_best(val_loss, record["epoch"], 0)
+        return True
+
+    def _save_history(self) -> None:
+        """history.json / .csv every epoch; curves.png at most every :data:`CURVES_EVERY_SECONDS`."""
+        now = time.monotonic()
+        plot = self._curves_at is None or now - self._curves_at >= CURVES_EVERY_SECONDS
+        self.history.save(self.run_dir, curves=plot)
+        if plot:
+            self._curves_at = now

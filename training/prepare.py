@@ -19,9 +19,8 @@ from storyedge.config import Config
 from storyedge.data.loading import load_story_splits
 from storyedge.data.pipeline import WindowArrays, encode_windows
 from storyedge.errors import DataError
+from storyedge.run_dir import TOKENIZER_DIR
 from storyedge.tokenizer import StoryTokenizer, build_tokenizer
-
-TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass

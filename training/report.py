@@ -1,54 +1,160 @@
-"""``summary.json`` and the one-screen summary printed when training ends."""
+"""``summary.json`` (:class:`TrainingSummary`) and the one-screen summary printed when training ends.
+
+``summary.json`` carries ``schema_version`` (``"MAJOR.MINOR"``, :mod:`storyedge.schema`): a reader
+accepts any MINOR of its MAJOR (fields it does not know are ignored), and refuses a file of
+another MAJOR, or one that is not a training summary, with one line naming the file.
+TensorFlow-free, so the app floor can read a summary without importing it.
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from storyedge.errors import UserError
+from storyedge.run_dir import BEST_DIR, CONFIG_FILE, TOKENIZER_DIR
+from storyedge.schema import check_schema, known_fields
+from storyedge.training.history import CURVES_PNG, HISTORY_CSV, HISTORY_JSON, atomic_write, jsonable
+from storyedge.training.workspace import CHECKPOINT_DIR, TENSORBOARD_DIR
+
+#: ``summary.json``'s schema: a new field bumps MINOR, a change an old reader would misread MAJOR.
+SCHEMA_VERSION = "1.0"
+SUMMARY_FILE = "summary.json"
+SUMMARY_KIND = "training summary"
+
+#: How a run ended (:attr:`TrainingSummary.status`).
+COMPLETED = "completed"
+EARLY_STOPPING = "early_stopping"
+TIME_BUDGET = "time_budget"
+INTERRUPTED = "interrupted"
+STATUS_TEXT = {
+    COMPLETED: "completed",
+    EARLY_STOPPING: "early stopping",
+    TIME_BUDGET: "time budget reached",
+    INTERRUPTED: "interrupted (resume with --resume)",
+}
 
 #: What a run directory holds after training (relative paths).
 ARTIFACTS = {
-    "config": "config.yaml",
-    "tokenizer": "tokenizer/",
-    "checkpoints": "checkpoints/",
-    "best_model": "best/",
-    "history_json": "history.json",
-    "history_csv": "history.csv",
-    "curves": "curves.png",
-    "tensorboard": "tensorboard/",
-    "summary": "summary.json",
+    "config": CONFIG_FILE,
+    "tokenizer": f"{TOKENIZER_DIR}/",
+    "checkpoints": f"{CHECKPOINT_DIR}/",
+    "best_model": f"{BEST_DIR}/",
+    "history_json": HISTORY_JSON,
+    "history_csv": HISTORY_CSV,
+    "curves": CURVES_PNG,
+    "tensorboard": f"{TENSORBOARD_DIR}/",
+    "summary": SUMMARY_FILE,
 }
 
 
-def _num(value: Any, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return format(value, fmt)
+@dataclass
+class TrainingSummary:
+    """How one training run went; ``summary.json`` in the run directory.
+
+    Losses and perplexities are ``None`` when not finite (no validation yet).
+    """
+
+    #: :data:`COMPLETED`, :data:`EARLY_STOPPING`, :data:`TIME_BUDGET` or :data:`INTERRUPTED`
+    status: str
+    run_dir: str
+    fusion: str
+    best_epoch: int
+    best_val_loss: float | None
+    best_val_ppl: float | None
+    unigram_val_ppl: float | None
+    epochs_done: int
+    epochs: int
+    steps: int
+    resumed_from_step: int | None
+    train_seconds: float
+    wall_seconds: float
+    params_total: int
+    #: parameter count per model component (``storyedge.model.story_model.count_params``)
+    params: dict[str, int]
+    vocab_size: int
+    tokenizer: str
+    train_windows: int
+    val_windows: int
+    #: stories per split as loaded
+    stories: dict[str, int]
+    #: the device decision, one line (``device: cpu (/CPU:0) - ...``)
+    device: str
+    tf_device: str
+    precision: str
+    jit_compile: bool
+    tf_version: str
+    #: the last history record (``history.json``'s fields), None before the first epoch ends
+    last_epoch: dict[str, float | int | None] | None = None
+    artifacts: dict[str, str] = field(default_factory=lambda: dict(ARTIFACTS))
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the run stopped on Ctrl-C (and can be resumed)."""
+        return self.status == INTERRUPTED
+
+    def to_json(self) -> str:
+        """The summary as strict JSON text (non-finite floats as null)."""
+        return json.dumps(jsonable(asdict(self)), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, path: str | Path = SUMMARY_FILE) -> "TrainingSummary":
+        """Parse a summary; :class:`UserError` naming ``path`` when it is not one this version
+        reads (not JSON, not a training summary, another schema MAJOR, fields missing)."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UserError(f"{path}: malformed {SUMMARY_KIND} ({exc})") from None
+        check_schema(data, SCHEMA_VERSION, SUMMARY_KIND, path)
+        try:
+            return cls(**known_fields(cls, data))
+        except TypeError as exc:
+            raise UserError(f"{path}: malformed {SUMMARY_KIND} ({exc})") from None
+
+    def write(self, run_dir: str | Path) -> Path:
+        """Write ``run_dir/summary.json`` atomically; returns its path."""
+        path = Path(run_dir) / SUMMARY_FILE
+        atomic_write(path, self.to_json().encode())
+        return path
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def read_summary(run_dir: str | Path) -> TrainingSummary | None:
+    """The summary of ``run_dir`` (None when it has none; :class:`UserError` when unreadable)."""
+    path = Path(run_dir) / SUMMARY_FILE
+    return TrainingSummary.from_json(path.read_text(), path) if path.is_file() else None
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value``, or None when it is None, inf or nan."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "n/a" if finite_or_none(value) is None else format(value, fmt)
+
+
+def format_summary(summary: TrainingSummary) -> str:
     """A compact, human-readable block (about a dozen lines)."""
-    stopped = {
-        "completed": "completed",
-        "early_stopping": "early stopping",
-        "time_budget": "time budget reached",
-        "interrupted": "interrupted (resume with --resume)",
-    }.get(summary["status"], summary["status"])
-    resumed = summary.get("resumed_from_step")
+    s = summary
+    resumed = f" (resumed at step {s.resumed_from_step})" if s.resumed_from_step is not None else ""
+    best = ARTIFACTS["best_model"] + " (weights, config, tokenizer, meta)"
+    others = [path for name, path in ARTIFACTS.items() if name != "best_model"]
     lines = [
         "─" * 24 + " training summary " + "─" * 24,
-        f"status       {stopped} after {summary['epochs_done']}/{summary['epochs']} epochs, "
-        f"{summary['steps']} steps" + (f" (resumed at step {resumed})" if resumed is not None else ""),
-        f"best         epoch {summary['best_epoch']}: val loss {_num(summary['best_val_loss'], '.4f')}, "
-        f"val PPL {_num(summary['best_val_ppl'], '.3f')}",
-        f"baseline     unigram val PPL {_num(summary['unigram_val_ppl'], '.3f')} (same tokenizer)",
-        f"model        fusion={summary['fusion']}, {summary['params']['total']:,} params, "
-        f"vocab {summary['vocab_size']}, {summary['train_windows']} train / "
-        f"{summary['val_windows']} val windows",
-        f"device       {summary['device'].removeprefix('device: ')}; precision {summary['precision']}",
-        f"time         training {summary['train_seconds']:.1f}s, wall {summary['wall_seconds']:.1f}s",
-        f"written to   {summary['run_dir']}",
-        "             best/ (weights, config, tokenizer, meta), checkpoints/, history.json, "
-        "history.csv,",
-        "             curves.png, tensorboard/, config.yaml, tokenizer/, summary.json",
+        f"status       {STATUS_TEXT.get(s.status, s.status)} after {s.epochs_done}/{s.epochs} epochs, "
+        f"{s.steps} steps{resumed}",
+        f"best         epoch {s.best_epoch}: val loss {_num(s.best_val_loss, '.4f')}, "
+        f"val PPL {_num(s.best_val_ppl, '.3f')}",
+        f"baseline     unigram val PPL {_num(s.unigram_val_ppl, '.3f')} (same tokenizer)",
+        f"model        fusion={s.fusion}, {s.params_total:,} params, vocab {s.vocab_size}, "
+        f"{s.train_windows} train / {s.val_windows} val windows",
+        f"device       {s.device.removeprefix('device: ')}; precision {s.precision}",
+        f"time         training {s.train_seconds:.1f}s, wall {s.wall_seconds:.1f}s",
+        f"written to   {s.run_dir}",
+        f"             {best}, {', '.join(others[:4])},",
+        f"             {', '.join(others[4:])}",
     ]
     return "\n".join(lines)

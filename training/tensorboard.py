@@ -26,6 +26,7 @@ class ScalarWriter:
         self._writer = tf.summary.create_file_writer(str(directory))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
+        """Write ``{tag: value}`` at ``step`` (float32 scalars TensorBoard charts)."""
         with self._writer.as_default():
             for tag, value in values.items():
                 tf.summary.write(
@@ -34,9 +35,11 @@ class ScalarWriter:
                 )
 
     def flush(self) -> None:
+        """Push buffered events to the file (TensorBoard shows them on its next poll)."""
         self._writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self._writer.close()
 
 

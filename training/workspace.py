@@ -12,12 +12,13 @@ from pathlib import Path
 
 from storyedge.config import Config, load_config
 from storyedge.errors import UserError
-from storyedge.run_dir import BEST_DIR, check_compatible
+from storyedge.run_dir import BEST_DIR, CONFIG_FILE, TOKENIZER_DIR, check_compatible
 
-CONFIG_FILE = "config.yaml"
+#: Training's own entries of a run directory (``best/``, ``config.yaml`` and ``tokenizer/`` are
+#: :mod:`storyedge.run_dir`'s).
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_INDEX = "checkpoint"  # tf.train.CheckpointManager's index file
-TOKENIZER_DIR = "tokenizer"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def ensure_writable(save_dir: str | Path) -> Path:
@@ -37,6 +38,7 @@ def ensure_writable(save_dir: str | Path) -> Path:
 
 
 def has_checkpoint_index(run_dir: str | Path) -> bool:
+    """Whether ``run_dir/checkpoints`` holds a checkpoint index (a run that can be resumed)."""
     return (Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_INDEX).is_file()
 
 

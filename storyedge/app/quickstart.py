@@ -7,16 +7,24 @@ Every stage reuses what an earlier run finished (``--force`` redoes everything).
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from storyedge.bench.runner import BenchOptions, run_bench
 from storyedge.config import Config, load_config
 from storyedge.errors import CheckFailed, UserError
+from storyedge.export.exporter import export_from_checkpoint
+from storyedge.manifest import MANIFEST_FILE, read_manifest, verify_files
+from storyedge.run_dir import BEST_DIR, CONFIG_FILE, resolve_bundle
+from storyedge.training.history import CURVES_PNG
+from storyedge.training.report import TrainingSummary, read_summary
+from storyedge.training.run import run_training
+from storyedge.training.workspace import CHECKPOINT_DIR
 
 #: ``--smoke``: the same pipeline on a tiny budget, so CI exercises the main job end to end.
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -31,34 +39,46 @@ SMOKE_OVERRIDES: dict[str, Any] = {
 EXPORT_FORMATS = ["tflite", "onnx"]
 EXPORT_QUANTIZE = ["none", "int8-dynamic"]
 STAGES = ("data", "train", "ablation", "export", "bench")
+EXPORTS_DIR = "exports"
+BENCH_DIR = "bench"
+
+
+@dataclass(frozen=True)
+class QuickstartDirs:
+    """Where each stage writes (all under the config's ``training.save_dir``, the ablation beside it)."""
+
+    run: Path
+    ablation: Path
+    exports: Path
+    bench: Path
+
+    @classmethod
+    def of(cls, cfg: Config) -> "QuickstartDirs":
+        """The directories of ``cfg``'s quickstart run."""
+        run = Path(cfg.training.save_dir)
+        return cls(run, run.with_name(run.name + "-text_only"), run / EXPORTS_DIR, run / BENCH_DIR)
 
 
 def _stage(number: int, name: str, detail: str) -> None:
     click.secho(f"\n[{number}/{len(STAGES)}] {name}: {detail}", bold=True)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _train_or_reuse(cfg: Config, device: str, label: str) -> dict[str, Any]:
-    from storyedge.run_dir import resolve_bundle
-    from storyedge.training.run import SUMMARY_FILE, run_training
-
+def _train_or_reuse(cfg: Config, device: str, label: str) -> TrainingSummary:
+    """A finished run's summary when ``save_dir`` has one; else train (resuming a checkpoint)."""
     run_dir = Path(cfg.training.save_dir)
-    summary = _read_json(run_dir / SUMMARY_FILE)
-    if summary is not None and summary.get("status") != "interrupted":
+    summary = read_summary(run_dir)
+    if summary is not None and not summary.interrupted:
         resolve_bundle(run_dir)
         click.echo(f"reusing the trained {label} model in {run_dir} (--force retrains)")
         return summary
-    return run_training(cfg, device=device, resume=(run_dir / "checkpoints").is_dir())
+    return run_training(cfg, device=device, resume=(run_dir / CHECKPOINT_DIR).is_dir())
 
 
 def _clear_run(run_dir: Path) -> None:
     """Remove a previous quickstart run (only a directory that looks like one)."""
     if not run_dir.exists():
         return
-    if not (run_dir / "config.yaml").is_file() and any(run_dir.iterdir()):
+    if not (run_dir / CONFIG_FILE).is_file() and any(run_dir.iterdir()):
         raise UserError(f"--force: {run_dir} does not look like a storyedge run; not deleting it")
     shutil.rmtree(run_dir)
 
@@ -83,44 +103,60 @@ def quickstart(config_path: str | None, device: str, ablation: bool, smoke: bool
     cfg = load_config(config_path)
     if smoke:
         cfg = cfg.replace(**SMOKE_OVERRIDES)
-    run_dir = Path(cfg.training.save_dir)
-    ablation_dir = run_dir.with_name(run_dir.name + "-text_only")
+    dirs = QuickstartDirs.of(cfg)
     if force:
-        _clear_run(run_dir)
-        _clear_run(ablation_dir)
+        _clear_run(dirs.run)
+        _clear_run(dirs.ablation)
 
+    data_stage(cfg)
+    summary = train_stage(cfg, device)
+    ablation_summary = ablation_stage(cfg, device, dirs.ablation, enabled=ablation)
+    export_stage(dirs.run, dirs.exports, force)
+    report, gate_failure = bench_stage(cfg, dirs.exports, dirs.bench, force)
+    click.echo(final_screen(summary, ablation_summary, report, dirs.run, dirs.bench, time.monotonic() - wall0))
+    if gate_failure is not None:
+        raise gate_failure
+
+
+def data_stage(cfg: Config) -> None:
+    """Stage 1: load the configured dataset (the embedded one is generated if absent)."""
     _stage(1, "data", f"{cfg.dataset.name} → {cfg.dataset.path}")
-    from storyedge.data import load_story_splits
+    from storyedge.data import load_story_splits  # lazy: storyedge.data imports datasets
 
     splits = load_story_splits(cfg.dataset)
     click.echo(", ".join(f"{name}: {len(split)} stories" for name, split in splits.items()))
 
-    _stage(2, "train", f"fusion={cfg.model.fusion}, {cfg.training.epochs} epochs → {run_dir}")
-    summary = _train_or_reuse(cfg, device, cfg.model.fusion)
 
-    ablation_summary = None
-    if ablation:
-        _stage(3, "ablation", f"fusion=text_only → {ablation_dir}")
-        ablation_cfg = cfg.replace(**{"model.fusion": "text_only", "training.save_dir": str(ablation_dir)})
-        ablation_summary = _train_or_reuse(ablation_cfg, device, "text_only")
-    else:
+def train_stage(cfg: Config, device: str) -> TrainingSummary:
+    """Stage 2: train ``cfg`` (or reuse its finished run)."""
+    _stage(2, "train", f"fusion={cfg.model.fusion}, {cfg.training.epochs} epochs → {cfg.training.save_dir}")
+    return _train_or_reuse(cfg, device, cfg.model.fusion)
+
+
+def ablation_stage(cfg: Config, device: str, ablation_dir: Path, enabled: bool = True) -> TrainingSummary | None:
+    """Stage 3: the text_only ablation of ``cfg`` in ``ablation_dir`` (or reuse it); None when
+    not ``enabled`` (``--no-ablation``)."""
+    if not enabled:
         _stage(3, "ablation", "skipped (--no-ablation)")
+        return None
+    _stage(3, "ablation", f"fusion=text_only → {ablation_dir}")
+    ablation_cfg = cfg.replace(**{"model.fusion": "text_only", "training.save_dir": str(ablation_dir)})
+    return _train_or_reuse(ablation_cfg, device, "text_only")
 
-    exports = run_dir / "exports"
+
+def export_stage(run_dir: Path, exports: Path, force: bool) -> None:
+    """Stage 4: TFLite + ONNX, fp32 + int8-dynamic, of ``run_dir``'s best model (or reuse them)."""
     _stage(4, "export", f"{'+'.join(EXPORT_FORMATS)} × {','.join(EXPORT_QUANTIZE)} → {exports}")
-    from storyedge.manifest import MANIFEST_FILE, read_manifest, verify_files
-
     if (exports / MANIFEST_FILE).is_file() and not force:
         verify_files(exports, read_manifest(exports))
         click.echo(f"reusing the exports in {exports} (--force re-exports)")
-    else:
-        from storyedge.export.exporter import export_from_checkpoint
+        return
+    export_from_checkpoint(run_dir, exports, formats=EXPORT_FORMATS, quantize=EXPORT_QUANTIZE, overwrite=True)
 
-        export_from_checkpoint(
-            run_dir, exports, formats=EXPORT_FORMATS, quantize=EXPORT_QUANTIZE, overwrite=True
-        )
 
-    bench_dir = run_dir / "bench"
+def bench_stage(cfg: Config, exports: Path, bench_dir: Path, force: bool) -> tuple[Any, CheckFailed | None]:
+    """Stage 5: parity + latency of every exported backend (or reuse a report newer than the
+    exports); returns (report, the gate failure to raise after the final screen, if any)."""
     _stage(5, "bench", f"parity + latency per backend → {bench_dir}")
     from storyedge.bench.report import load_report
 
@@ -130,21 +166,16 @@ def quickstart(config_path: str | None, device: str, ablation: bool, smoke: bool
         report = load_report(report_path)
         click.echo(f"reusing the bench report in {bench_dir} (--force re-runs it)")
     else:
-        from storyedge.bench.runner import BenchOptions, run_bench
-
         try:
             report = run_bench(BenchOptions(exports=exports, out=bench_dir, config=cfg), echo=lambda _: None)
         except CheckFailed as exc:  # the report is written; show it, then fail
             report, gate_failure = load_report(report_path), exc
-
-    click.echo(final_screen(summary, ablation_summary, report, run_dir, bench_dir, time.monotonic() - wall0))
-    if gate_failure is not None:
-        raise gate_failure
+    return report, gate_failure
 
 
 def final_screen(
-    summary: dict[str, Any],
-    ablation: dict[str, Any] | None,
+    summary: TrainingSummary,
+    ablation: TrainingSummary | None,
     report: dict[str, Any],
     run_dir: Path,
     bench_dir: Path,
@@ -153,23 +184,23 @@ def final_screen(
     """The one screen the quickstart ends with."""
     from storyedge.bench.report import terminal_text
 
-    def ppl(value: Any) -> str:
+    def ppl(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
     lines = [
         "",
         "═" * 30 + " storyedge quickstart " + "═" * 30,
         f"run          {run_dir.resolve()}",
-        f"val PPL      {ppl(summary.get('best_val_ppl'))} ({summary.get('fusion')} fusion, "
-        f"best epoch {summary.get('best_epoch')})",
-        f"  context    unigram {ppl(summary.get('unigram_val_ppl'))}"
-        + (f", text_only {ppl(ablation.get('best_val_ppl'))}" if ablation else ""),
+        f"val PPL      {ppl(summary.best_val_ppl)} ({summary.fusion} fusion, "
+        f"best epoch {summary.best_epoch})",
+        f"  context    unigram {ppl(summary.unigram_val_ppl)}"
+        + (f", text_only {ppl(ablation.best_val_ppl)}" if ablation else ""),
         "",
         terminal_text(report).rstrip(),
         "",
-        f"model        {run_dir / 'best'}",
-        f"curves       {run_dir / 'curves.png'}",
-        f"exports      {run_dir / 'exports'} (manifest.json)",
+        f"model        {run_dir / BEST_DIR}",
+        f"curves       {run_dir / CURVES_PNG}",
+        f"exports      {run_dir / EXPORTS_DIR} (manifest.json)",
         f"reports      {bench_dir / 'report.md'}, {bench_dir / 'report.json'}",
         f"plots        " + ", ".join(str(bench_dir / p) for p in report.get("plots", [])),
         f"wall time    {wall_seconds / 60:.1f} min",

@@ -9,6 +9,9 @@ import click
 
 from storyedge.config import SYNTHETIC_DATASET, load_config
 from storyedge.devices import DEVICE_CHOICES, PRECISION_CHOICES
+from storyedge.run_dir import CONFIG_FILE
+from storyedge.training.run import run_training  # imports TensorFlow only when called
+from storyedge.training.signals import TrainingInterrupted
 
 #: CLI option → dotted config key.
 OVERRIDES = {
@@ -66,16 +69,13 @@ def train(ctx: click.Context, config_path: str | None, device: str, precision: s
     Ctrl-C saves a checkpoint; continue with --resume.
     """
     cfg = resolve_config(config_path, **options)
-    from storyedge.training.run import run_training  # imports TensorFlow when called
-    from storyedge.training.signals import TrainingInterrupted
-
     try:
         run_training(cfg, device=device, precision=precision, resume=resume, progress=not no_progress)
     except TrainingInterrupted as exc:
         run_dir = Path(cfg.training.save_dir)
         click.echo(
             f"interrupted at step {exc.step}: checkpoint saved ({exc.checkpoint}).\n"
-            f"resume with: storyedge train --config {run_dir / 'config.yaml'} "
+            f"resume with: storyedge train --config {run_dir / CONFIG_FILE} "
             f"--save-dir {run_dir} --resume",
             err=True,
         )

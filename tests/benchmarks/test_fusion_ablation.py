@@ -42,7 +42,7 @@ def test_attention_fusion_beats_text_only_within_the_quickstart_budget(tmp_path:
         )
         summary = run_training(cfg, device="cpu", progress=False, echo=lambda _line: None)
         results[mode] = {
-            key: summary[key]
+            key: getattr(summary, key)
             for key in ("best_val_ppl", "unigram_val_ppl", "best_epoch", "epochs_done", "train_seconds")
         }
     print()

@@ -9,12 +9,11 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 
 from storyedge.app.cli import main
 from storyedge.config import load_config
+from storyedge.training.report import COMPLETED, SCHEMA_VERSION, read_summary
 from training_testutil import tiny_config_dict, write_config
 
 EPOCHS = 2
@@ -91,13 +90,16 @@ def test_history_is_consistent(trained):
     csv_lines = (run_dir / "history.csv").read_text().strip().splitlines()
     assert len(csv_lines) == EPOCHS + 1 and csv_lines[0].startswith("epoch,step,train_loss")
     assert history["unigram_val_ppl"] > 1.0
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     best = min(epochs, key=lambda r: r["val_loss"])
-    assert summary["status"] == "completed"
-    assert summary["best_epoch"] == best["epoch"]
-    assert summary["best_val_loss"] == pytest.approx(best["val_loss"])
-    assert summary["unigram_val_ppl"] == pytest.approx(history["unigram_val_ppl"])
-    assert summary["steps"] == epochs[-1]["step"]
+    assert summary.status == COMPLETED and summary.schema_version == SCHEMA_VERSION
+    assert summary.best_epoch == best["epoch"]
+    assert summary.best_val_loss == pytest.approx(best["val_loss"])
+    assert summary.best_val_ppl == pytest.approx(math.exp(best["val_loss"]))
+    assert summary.unigram_val_ppl == pytest.approx(history["unigram_val_ppl"])
+    assert summary.steps == epochs[-1]["step"]
+    assert summary.last_epoch == epochs[-1]
+    assert summary.params_total == summary.params["total"] > 0
     assert load_config(run_dir / "config.yaml") == load_config(config)
 
 
@@ -155,13 +157,13 @@ def test_resume_with_a_graph_changing_key_names_it(trained):
 def test_resume_of_a_finished_run_trains_nothing_more(trained, tmp_path):
     run_dir, config, _ = trained
     copy = shutil.copytree(run_dir, tmp_path / "copy")
-    steps = json.loads((run_dir / "summary.json").read_text())["steps"]
+    steps = read_summary(run_dir).steps
     code, out, err = run_cli("train", "--config", str(config), "--save-dir", str(copy),
                              "--resume", "--no-progress")
     assert code == 0, err
     assert "nothing to train" in out
-    summary = json.loads((copy / "summary.json").read_text())
-    assert summary["resumed_from_step"] == steps and summary["steps"] == steps
+    summary = read_summary(copy)
+    assert summary.resumed_from_step == steps and summary.steps == steps
 
 
 # --------------------------------------------------------------------------- bad input

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from storyedge.training.report import COMPLETED, read_summary
 from training_testutil import tiny_config_dict, write_config
 
 EPOCHS = 2
@@ -81,7 +82,7 @@ def test_sigint_then_sigkill_then_resume_to_the_end(tiny_data_dir, tmp_path):
     assert "--resume" in err and "checkpoint saved" in err
     interrupted_at = _latest_step(run_dir)
     assert interrupted_at is not None and f"interrupted at step {interrupted_at}" in err
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert read_summary(run_dir).interrupted
 
     # 2. resume, then SIGKILL once it has written a newer checkpoint
     proc = _start(config, "--resume")
@@ -98,11 +99,11 @@ def test_sigint_then_sigkill_then_resume_to_the_end(tiny_data_dir, tmp_path):
     out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, err
     assert f"resumed from {run_dir / 'checkpoints'}/ckpt-{left}: step {left}" in out
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     history = json.loads((run_dir / "history.json").read_text())["epochs"]
     steps_per_epoch = history[0]["step"]
-    assert summary["status"] == "completed" and summary["resumed_from_step"] == left
-    assert summary["steps"] == EPOCHS * steps_per_epoch  # no batch lost or repeated
+    assert summary.status == COMPLETED and summary.resumed_from_step == left
+    assert summary.steps == EPOCHS * steps_per_epoch  # no batch lost or repeated
     assert [r["epoch"] for r in history] == list(range(1, EPOCHS + 1))
     assert [r["step"] for r in history] == [steps_per_epoch * e for e in range(1, EPOCHS + 1)]
 
