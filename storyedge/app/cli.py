@@ -15,6 +15,8 @@ import sys
 import click
 
 from storyedge import __version__
+from storyedge.constants import DEVICES
+from storyedge.devices import device_report, select_device
 from storyedge.errors import CheckFailed, UserError
 
 #: command name → (module, attribute, one-line help shown before the module is imported)
@@ -79,11 +81,9 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "cuda", "metal"]), help="Device to resolve.")
+              type=click.Choice(DEVICES), help="Device to resolve.")
 def devices(device: str) -> None:
     """Show the devices TensorFlow sees and the one --device picks, with the reason."""
-    from storyedge.devices import device_report, select_device
-
     click.echo(device_report())
     if device != "auto":
         click.echo(select_device(device).describe())

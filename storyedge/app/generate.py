@@ -14,8 +14,16 @@ from typing import Any
 
 import click
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from storyedge.bench.runner import load_eval_windows
+from storyedge.config import load_config
+from storyedge.constants import EXPORT_FORMATS, TFLITE_PRECISIONS
+from storyedge.devices import import_tensorflow
 from storyedge.errors import UserError
+from storyedge.run_dir import load_bundle
+from storyedge.runtime import beam_search, build_reference, find_spec, load_backend, open_export
+from storyedge.runtime.specs import CPU_PROVIDER, LAYOUTS
 
 MULTI_VALUE_OPTIONS = ("--images", "--captions")
 
@@ -47,11 +55,11 @@ class _MultiValueCommand(click.Command):
 @click.option("--exports", type=click.Path(path_type=Path), default=None, help="Export directory (tflite / onnx / tf).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Training run dir (or its best/ bundle): the tf backend with the trained weights.")
-@click.option("--backend", "backend_kind", type=click.Choice(["tf", "tflite", "onnx"]), default=None,
+@click.option("--backend", "backend_kind", type=click.Choice(["tf", *EXPORT_FORMATS]), default=None,
               help="Runtime [default: tflite with --exports, tf with --checkpoint].")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8-dynamic", "int8"]), default="fp32",
+@click.option("--precision", type=click.Choice(TFLITE_PRECISIONS), default="fp32",
               show_default=True, help="Exported precision (tflite / onnx).")
-@click.option("--layout", type=click.Choice(["separate", "multi"]), default=None,
+@click.option("--layout", type=click.Choice(LAYOUTS[:2]), default=None,
               help="Separate encoder/decoder files or the multi-signature file [default: separate if exported].")
 @click.option("--config", "config_path", default=None,
               help="Config YAML: checked against the model; its dataset section is used for --index.")
@@ -95,9 +103,6 @@ def generate(
     storyedge generate --checkpoint runs/quickstart --images a.png b.png c.png \\
         --captions "a red circle starts moving left" "the red circle moves left" "the red circle moves left"
     """
-    from storyedge.runtime.decoding import beam_search
-    from storyedge.config import load_config
-
     if beam < 1:
         raise UserError(f"--beam: must be >= 1, got {beam}")
     if (exports is None) == (checkpoint is None):
@@ -160,15 +165,11 @@ def _open_backend(
 ) -> tuple[Any, Any, Any, int]:
     """(backend, config, tokenizer, static batch)."""
     if checkpoint is not None:
-        from storyedge.devices import import_tensorflow
-        from storyedge.runtime.tf_reference import TFReferenceBackend
-        from storyedge.run_dir import load_bundle
+        import_tensorflow(needed_for="--checkpoint runs the trained Keras model")
+        from storyedge.runtime.tf_reference import TFReferenceBackend  # lazy: imports TensorFlow
 
-        import_tensorflow()
         bundle = load_bundle(checkpoint, expected)
         return TFReferenceBackend(bundle.model, 1, name="tf"), bundle.config, bundle.tokenizer, 1
-    from storyedge.runtime.export_dir import build_reference, load_backend, find_spec, open_export
-
     export = open_export(exports, expected)
     threads = threads or export.config.bench.threads
     if kind == "tf":
@@ -176,13 +177,11 @@ def _open_backend(
     spec = find_spec(export, kind, precision, layout)
     providers = None
     if kind == "onnx":
-        providers = [provider, "CPUExecutionProvider"] if provider and provider != "CPUExecutionProvider" else ["CPUExecutionProvider"]
+        providers = [provider, CPU_PROVIDER] if provider and provider != CPU_PROVIDER else [CPU_PROVIDER]
     return load_backend(spec, threads, providers), export.config, export.tokenizer, export.manifest.batch
 
 
 def _window_story(config: Any, tokenizer: Any, split: str, index: int) -> tuple[dict[str, np.ndarray], list[str], str]:
-    from storyedge.bench.runner import load_eval_windows
-
     windows = load_eval_windows(config, tokenizer, split, index + 1)
     n = len(windows["target"])
     if index >= n:
@@ -193,9 +192,7 @@ def _window_story(config: Any, tokenizer: Any, split: str, index: int) -> tuple[
 
 
 def _cli_story(config: Any, tokenizer: Any, images: list[str], captions: list[str], reason: str) -> tuple[dict[str, np.ndarray], list[str]]:
-    from PIL import Image, UnidentifiedImageError
-
-    from storyedge.data.pipeline import normalize_frames, resize_frame
+    from storyedge.data.pipeline import normalize_frames, resize_frame  # lazy: storyedge.data imports datasets
 
     d = config.dataset
     k = d.seq_len

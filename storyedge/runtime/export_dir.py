@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyedge.config import Config, config_from_dict, load_config
+from storyedge.constants import TOKENIZER_DIR
 from storyedge.devices import import_tensorflow
 from storyedge.errors import ConfigError, UserError
 from storyedge.manifest import Manifest, read_manifest, verify_files
@@ -65,7 +66,7 @@ def open_export(export_dir: str | Path, expected_config: Config | None = None, v
         raise UserError(f"{path}: the manifest's config is not valid here ({exc})") from None
     if expected_config is not None:
         check_compatible(config, expected_config, f"export {path}")
-    tok_dir = path / str(manifest.tokenizer.get("dir", "tokenizer"))
+    tok_dir = path / str(manifest.tokenizer.get("dir", TOKENIZER_DIR))
     tokenizer = StoryTokenizer.load(tok_dir)
     expected = manifest.tokenizer.get("fingerprint")
     if expected and tokenizer.fingerprint() != expected:
