@@ -73,6 +73,7 @@ def tflite_rnn_layout(model: keras.Model, layout: str) -> contextlib.AbstractCon
 @contextlib.contextmanager
 def onnx_fusable_lstms() -> Iterator[None]:
     """Trace ``keras.ops.add`` of two same-rank (≥ 2) tensors as ``AddV2``, not ``BiasAdd``."""
+    # lazy: Keras internals, only touched while tracing for ONNX
     from keras.src.backend.common import dtypes
     from keras.src.backend.tensorflow import numpy as tf_numpy
 

@@ -15,6 +15,7 @@ int8 ``Gather`` for the embedding).
 from __future__ import annotations
 
 import collections
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,6 @@ from storyedge.model.signatures import (
     encoder_input_specs,
 )
 
-#: ONNX precisions the exporter writes; fp16 / int8 (static) are skipped with a note.
-ONNX_PRECISIONS = ("fp32", "int8-dynamic")
 LEFTOVER_OPS = ("Loop", "Scan", "If")
 CATCH_ERRORS_ENV = "TF2ONNX_CATCH_ERRORS"
 
@@ -41,6 +40,7 @@ def _strip(name: str) -> str:
 
 def convert_onnx(model: Any, graph: str, batch: int, opset: int) -> Any:
     """``onnx.ModelProto`` of the ``encoder`` or ``decoder_step`` graph, IO named as documented."""
+    # lazy: tf2onnx and the graph switches import TensorFlow
     import tf2onnx
 
     from storyedge.export.graphs import onnx_fusable_lstms
@@ -102,6 +102,7 @@ def _rename_io(proto: Any, inputs: list[str], outputs: list[str]) -> None:
 
 def _all_nodes(graph: Any) -> list[Any]:
     """Nodes of ``graph`` and of every subgraph (Loop / If bodies)."""
+    # lazy: onnx is a heavy optional runtime
     import onnx
 
     nodes = []
@@ -130,6 +131,7 @@ def check_onnx(proto: Any, graph: str, expected_lstms: int, precision: str = "fp
 
     Returns the op counts. :class:`CheckFailed` on any problem.
     """
+    # lazy: onnx is a heavy optional runtime
     import onnx
 
     try:
@@ -164,8 +166,7 @@ def quantize_onnx_dynamic(src: str | Path, dst: str | Path) -> None:
     reference state: 0.82 with the defaults, 0.15 with ``reduce_range``, 0.06 with
     ``reduce_range`` + ``per_channel`` (what is used; encoder context 0.04 of 1.0).
     """
-    import logging
-
+    # lazy: onnxruntime is a heavy optional runtime
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -179,6 +180,7 @@ def quantize_onnx_dynamic(src: str | Path, dst: str | Path) -> None:
 
 def onnx_io(path: str | Path) -> dict[str, dict[str, tuple[list[int], str]]]:
     """``{"inputs": {name: (shape, dtype)}, "outputs": {...}}`` as ONNX Runtime sees the file."""
+    # lazy: onnxruntime is a heavy optional runtime
     import onnxruntime as ort
 
     dtypes = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int64)": "int64"}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import flatbuffers
 import numpy as np
 
 from storyedge.errors import CheckFailed
@@ -46,7 +47,7 @@ class TFLiteInfo:
 
 def _schema() -> Any:
     """The TFLite flatbuffer schema module (ai-edge-litert's, else TensorFlow's copy)."""
-    try:
+    try:  # lazy: ai_edge_litert / tensorflow are heavy optional runtimes
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:  # older ai-edge-litert
         from tensorflow.lite.python import schema_py_generated as schema
@@ -104,6 +105,7 @@ def inspect_tflite(content: bytes) -> TFLiteInfo:
 
 def interpreter_op_names(path: str | Path) -> list[str]:
     """Op names LiteRT reports for the file (``Interpreter._get_ops_details()``)."""
+    # lazy: ai_edge_litert is a heavy optional runtime
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
@@ -136,6 +138,7 @@ def convert_tflite(
     ``representative`` (``int8`` only) yields ``(signature_key, inputs)`` samples; samples of
     keys not converted here are skipped.
     """
+    # lazy: tensorflow
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(
@@ -167,10 +170,6 @@ INT8_DENYLISTED_OPS = ["ONE_HOT"]
 #: ``input_scale * weight_scale / output_scale`` exceed what XNNPACK's int8 kernels accept
 #: (< 256), and the delegate then refuses the whole graph ("failed to create XNNPACK runtime").
 MIN_CALIBRATED_RANGE = 1e-3
-#: Calibrated ranges are widened by this fraction of their width (half each side; a range
-#: starting at >= 0 stays >= 0), so values a little outside what the representative data showed
-#: are not clipped.
-RANGE_MARGIN = 0.0
 
 
 def _convert_full_int8(converter: Any, signature_keys: list[str], representative: Callable[[], Iterable[Sample]]) -> bytes:
@@ -186,6 +185,7 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
     3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with :data:`INT8_DENYLISTED_OPS`
        kept float, float32 inputs / outputs, then read-only buffer de-duplication.
     """
+    # lazy: tensorflow
     import tensorflow as tf
     from tensorflow.lite.python import convert as tfl_convert
 
@@ -221,6 +221,7 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
 
 def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
     """Overwrite the min / max statistics of every float activation with LiteRT-observed ones."""
+    # lazy: ai_edge_litert is a heavy optional runtime
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     schema = _schema()
@@ -263,9 +264,6 @@ def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
     for (sg, index), (lo, hi) in ranges.items():
         if not (np.isfinite(lo) and np.isfinite(hi)):
             continue
-        if RANGE_MARGIN:
-            pad = (hi - lo) * RANGE_MARGIN / 2
-            lo, hi = (lo - pad if lo < 0 else max(0.0, lo - pad)), hi + pad
         if hi - lo < MIN_CALIBRATED_RANGE:
             if lo >= 0:
                 hi = lo + MIN_CALIBRATED_RANGE
@@ -277,8 +275,6 @@ def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
             tensor.quantization = schema.QuantizationParametersT()
         tensor.quantization.min = [lo]
         tensor.quantization.max = [hi]
-    import flatbuffers
-
     builder = flatbuffers.Builder(max(1024, len(calibrated)))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
@@ -312,6 +308,7 @@ def _table_ranges(model: Any, schema: Any, ranges: dict[tuple[int, int], list[fl
 
 def tflite_io(path: str | Path) -> dict[str, dict[str, dict[str, tuple[list[int], str]]]]:
     """``{signature: {"inputs": {name: (shape, dtype)}, "outputs": {...}}}`` as LiteRT sees them."""
+    # lazy: ai_edge_litert is a heavy optional runtime
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))

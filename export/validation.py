@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from storyedge.model.signatures import encoder_input_names
 from storyedge.runtime.backend import Backend
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,6 +82,9 @@ def from_windows(
     windows: "WindowArrays", config: "Config", batch: int, count: int, start: int = 0
 ) -> ValidationSet:
     """``count`` windows from ``start`` (wrapping around when the split is smaller)."""
+    # lazy: storyedge.model imports TensorFlow (this module stays importable without it)
+    from storyedge.model.signatures import encoder_input_names
+
     total = len(windows)
     if total == 0:
         raise ValueError("no validation windows")

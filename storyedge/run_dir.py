@@ -8,20 +8,20 @@ A run directory (``training.save_dir``) holds, among training's other outputs, `
       tokenizer/         BertTokenizerFast-loadable tokenizer directory
       meta.json          epoch, step, val_loss, val_ppl, vocab/special ids, tokenizer fingerprint
 
-``best/`` is replaced atomically: the new bundle is written to ``best.tmp`` and swapped in by
-renames, so a crash at any point leaves a complete ``best/`` (or ``best.old/``, which
+``best/`` is replaced atomically (:func:`storyedge.atomic.atomic_directory`): the new bundle is
+written to ``best.tmp-<pid>`` and swapped in by renames, so a crash at any point leaves a complete
+``best/`` (or, between the two renames, the previous one as ``best.old-<pid>``, which
 :func:`resolve_bundle` falls back to).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storyedge.atomic import atomic_directory, displaced
 from storyedge.config import Config, load_config
 from storyedge.constants import TOKENIZER_DIR
 from storyedge.errors import UserError
@@ -55,21 +55,13 @@ def save_bundle(
     meta: dict[str, Any],
 ) -> Path:
     """Atomically (re)write ``run_dir/best``; returns its path."""
-    run_dir = Path(run_dir)
-    final, tmp, old = run_dir / BEST_DIR, run_dir / f"{BEST_DIR}.tmp", run_dir / f"{BEST_DIR}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_weights(str(tmp / WEIGHTS_FILE))
-    config.save(tmp / CONFIG_FILE)
-    tokenizer.save(tmp / TOKENIZER_DIR)
-    full_meta = {**meta, **tokenizer.special_ids, "tokenizer_fingerprint": tokenizer.fingerprint()}
-    (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    final = Path(run_dir) / BEST_DIR
+    with atomic_directory(final, replace=True) as tmp:
+        model.save_weights(str(tmp / WEIGHTS_FILE))
+        config.save(tmp / CONFIG_FILE)
+        tokenizer.save(tmp / TOKENIZER_DIR)
+        full_meta = {**meta, **tokenizer.special_ids, "tokenizer_fingerprint": tokenizer.fingerprint()}
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
     return final
 
 
@@ -78,7 +70,7 @@ def resolve_bundle(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: checkpoint not found")
-    for candidate in (path, path / BEST_DIR, path / f"{BEST_DIR}.old"):
+    for candidate in (path, path / BEST_DIR, *displaced(path / BEST_DIR)):
         if (candidate / WEIGHTS_FILE).is_file() and (candidate / CONFIG_FILE).is_file():
             return candidate
     raise UserError(
@@ -93,6 +85,7 @@ def load_bundle(path: str | Path, expected_config: Config | None = None) -> Mode
     ``expected_config``: when given, its model and data shapes must match the bundle's, else
     :class:`UserError` naming the first differing key (a checkpoint of a different config).
     """
+    # lazy: storyedge.model imports TensorFlow
     from storyedge.model.story_model import build_model
 
     bundle = resolve_bundle(path)
@@ -136,9 +129,3 @@ def check_compatible(found: Config, expected: Config, where: str) -> None:
                     f"{where}: was trained with {section}.{key}={a!r} but the config says {b!r}"
                 )
 
-
-def _fsync_dir(directory: Path) -> None:
-    for file in directory.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())

@@ -6,9 +6,18 @@ import time
 
 import click
 
+from storyedge.config import load_config
 from storyedge.errors import UserError
-
-PRECISION_NAMES = ("none", "fp16", "int8-dynamic", "int8")
+from storyedge.export.exporter import (
+    VALIDATION_DATA,
+    check_out_dir,
+    export_from_checkpoint,
+    parse_formats,
+    parse_quantize,
+)
+from storyedge.export.plan import DEFAULT_CALIBRATION_WINDOWS, OPSET_RANGE
+from storyedge.export.report import format_table
+from storyedge.manifest import FORMATS, PRECISIONS
 
 HELP = """Export the trained model's encoder and decoder step to TFLite and/or ONNX, validated.
 
@@ -48,7 +57,7 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
 @click.option("--checkpoint", required=True, metavar="RUN_DIR",
               help="Run directory (its best/ bundle) or a bundle directory.")
 @click.option("--out", "out_dir", required=True, metavar="DIR", help="Export directory to write.")
-@click.option("--format", "fmt", type=click.Choice(["tflite", "onnx", "all"]),
+@click.option("--format", "fmt", type=click.Choice([*FORMATS, "all"]),
               help="Formats to write [export.formats; 'all' = tflite + onnx].")
 @click.option("--quantize", metavar="LIST",
               help="Comma-separated: none, fp16, int8-dynamic, int8 [export.quantize].")
@@ -56,7 +65,7 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
               help="Config the checkpoint must be compatible with; its export / dataset sections "
                    "are used (default: the checkpoint's own config).")
 @click.option("--batch", type=click.IntRange(min=1), help="Static batch size of the graphs [export.batch].")
-@click.option("--opset", type=click.IntRange(13, 18), help="ONNX opset [export.opset].")
+@click.option("--opset", type=click.IntRange(*OPSET_RANGE), help="ONNX opset [export.opset].")
 @click.option("--atol", type=click.FloatRange(min=0, min_open=True),
               help="fp32 tolerance on every output; quantized tolerances scale from it [export.atol].")
 @click.option("--tolerance", "tolerance", multiple=True, metavar="PRECISION=BASE",
@@ -64,8 +73,8 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
 @click.option("--validation-windows", type=click.IntRange(min=1),
               help="Validation windows compared against the TF reference [export.validation_windows].")
 @click.option("--calibration-windows", type=click.IntRange(min=1),
-              help="Windows for full-int8 calibration (after the validation ones) [64].")
-@click.option("--validation-data", type=click.Choice(["split", "synthetic"]), default="split",
+              help=f"Windows for full-int8 calibration (after the validation ones) [{DEFAULT_CALIBRATION_WINDOWS}].")
+@click.option("--validation-data", type=click.Choice(list(VALIDATION_DATA)), default=VALIDATION_DATA[0],
               show_default=True,
               help="split: windows of the dataset's validation split; synthetic: random inputs of "
                    "the right shapes (no dataset needed; said so in the manifest).")
@@ -87,9 +96,7 @@ def export(
     overwrite: bool,
     no_progress: bool,
 ) -> None:
-    from storyedge.config import load_config
-    from storyedge.export.exporter import check_out_dir, parse_formats, parse_quantize
-
+    """``storyedge export`` (see :data:`HELP`): argument checks first, then the export and its table."""
     check_out_dir(out_dir, overwrite)
     if quantize is not None:
         parse_quantize(quantize, [])
@@ -97,9 +104,6 @@ def export(
         parse_formats(fmt, [])
     tolerances = _parse_tolerances(tolerance)
     config = load_config(config_path) if config_path else None
-
-    from storyedge.export.exporter import export_from_checkpoint
-    from storyedge.export.report import format_table
 
     start = time.perf_counter()
     manifest = export_from_checkpoint(
@@ -123,8 +127,7 @@ def export(
 
 
 def _parse_tolerances(items: tuple[str, ...]) -> dict[str, float]:
-    from storyedge.manifest import PRECISIONS
-
+    """``PRECISION=BASE`` items (``--tolerance``) → ``{precision label: base}``."""
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")

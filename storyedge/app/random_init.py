@@ -23,12 +23,23 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
+import queue as queue_mod
+import sys
 import tempfile
+import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+
 from storyedge.config import SYNTHETIC_DATASET, Config
-from storyedge.errors import UserError
+from storyedge.devices import import_tensorflow, set_tf_threads
+from storyedge.errors import CheckFailed, UserError
+from storyedge.export import export_model
+from storyedge.export.progress import STAGE, STAGE_TEXT_WIDTH, STEP, Listener, ProgressEvent
 from storyedge.tokenizer import PRETRAINED_NAME, StoryTokenizer, load_pretrained, train_wordpiece
 
 log = logging.getLogger(__name__)
@@ -36,6 +47,12 @@ log = logging.getLogger(__name__)
 BERT_VOCAB_SIZE = 30522
 #: Windows handed to the exporter for full-int8 calibration (after its validation windows).
 CALIBRATION_WINDOWS = 32
+#: Loggers the child process quiets to warnings.
+NOISY_LOGGERS = ("absl", "tensorflow", "h5py", "datasets", "urllib3", "httpx", "tf2onnx")
+#: Seconds the parent waits for a child message before checking that the child still lives.
+POLL_SECONDS = 1.0
+#: Seconds the parent waits for the child to exit after its last message.
+JOIN_SECONDS = 60
 
 
 def synthetic_data_config(config: Config, data_dir: Path, stories: int) -> Config:
@@ -59,8 +76,6 @@ def pad_vocabulary(tokenizer: StoryTokenizer, vocab_size: int) -> StoryTokenizer
         )
     if vocab_size == tokenizer.vocab_size:
         return tokenizer
-    from tokenizers import Tokenizer
-
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save(tmp)
         data = json.loads((Path(tmp) / "tokenizer.json").read_text())
@@ -116,20 +131,23 @@ def random_init_export(
     quantize: str | None = None,
     formats: list[str] | None = None,
     echo: Callable[[str], Any] = print,
+    on_progress: Listener | None = None,
 ) -> Path:
-    """Build ``config``'s model with random weights, export it to ``out_dir``; returns ``out_dir``."""
-    from storyedge.devices import import_tensorflow
+    """Build ``config``'s model with random weights, export it to ``out_dir``; returns ``out_dir``.
 
+    ``on_progress``: the exporter's progress events (see :mod:`storyedge.export.progress`).
+    """
     import_tensorflow()
+    # lazy: keras and storyedge.model import TensorFlow; the data modules import datasets
     import keras
 
     from storyedge.data.loading import load_story_splits
+    from storyedge.data.pipeline import encode_windows
     from storyedge.model.story_model import build_model, count_params
     from storyedge.training.prepare import tokenizer_texts
 
     out_dir = Path(out_dir)
-    work = out_dir.parent
-    data_cfg = synthetic_data_config(config, work / "synthetic_data", stories)
+    data_cfg = synthetic_data_config(config, out_dir.parent / "synthetic_data", stories)
     echo(f"random init: synthetic stories ({stories}) at {data_cfg.dataset.path}")
     splits = load_story_splits(data_cfg.dataset)
 
@@ -137,12 +155,7 @@ def random_init_export(
         return list(tokenizer_texts(splits["train"]))
 
     tokenizer, how = random_init_tokenizer(config, texts, vocab_size, echo)
-    final = data_cfg.replace(**{"tokenizer.name": "wordpiece", "tokenizer.vocab_size": tokenizer.vocab_size}) \
-        if tokenizer.source != PRETRAINED_NAME else data_cfg
-    if quantize:
-        final = final.replace(**{"export.quantize": [q.strip() for q in quantize.split(",") if q.strip()]})
-    if formats:
-        final = final.replace(**{"export.formats": formats})
+    final = random_init_config(data_cfg, tokenizer, quantize, formats)
     keras.utils.set_random_seed(final.training.seed)
     model = build_model(final, tokenizer.vocab_size, tokenizer.pad_id)
     params = count_params(model)
@@ -151,24 +164,35 @@ def random_init_export(
     source = {"random_init": True, "seed": final.training.seed, "tokenizer": how, "params": params}
     # Validation / int8 calibration windows: synthetic *train* stories (the model is random, so
     # train vs held-out means nothing; train has the most windows). Parity later uses validation.
-    from storyedge.data.pipeline import encode_windows
-
     windows = encode_windows(splits["train"], tokenizer, final.dataset,
                              final.export.validation_windows + CALIBRATION_WINDOWS, "train")
     echo(f"exporting {', '.join(final.export.formats)} x {', '.join(final.export.quantize)} to {out_dir} ...")
-    export_random_model(model, final, tokenizer, out_dir, source, echo, windows)
+    export_random_model(model, final, tokenizer, out_dir, source, echo, windows, on_progress)
     return out_dir
+
+
+def random_init_config(
+    data_cfg: Config, tokenizer: StoryTokenizer, quantize: str | None, formats: list[str] | None
+) -> Config:
+    """The config the random model is built and exported with: the tokenizer actually used
+    (a WordPiece one says so), the requested quantizations and formats."""
+    final = data_cfg
+    if tokenizer.source != PRETRAINED_NAME:
+        final = final.replace(**{"tokenizer.name": "wordpiece", "tokenizer.vocab_size": tokenizer.vocab_size})
+    if quantize:
+        final = final.replace(**{"export.quantize": [q.strip() for q in quantize.split(",") if q.strip()]})
+    if formats:
+        final = final.replace(**{"export.formats": formats})
+    return final
 
 
 def export_random_model(
     model: Any, config: Config, tokenizer: StoryTokenizer, out_dir: Path, source: dict[str, Any],
     echo: Callable[[str], Any] = print,
     windows: Any = None,
+    on_progress: Listener | None = None,
 ) -> None:
     """Export through the exporter's Python API (``storyedge.export``)."""
-    from storyedge.errors import CheckFailed
-    from storyedge.export import export_model
-
     try:
         export_model(
             model,
@@ -182,6 +206,7 @@ def export_random_model(
             source=source,
             validation=windows,
             progress=False,
+            on_progress=on_progress,
         )
     except CheckFailed as exc:
         # Files that failed the exporter's validation are in rejected/ and not in the manifest;
@@ -194,26 +219,59 @@ def export_random_model(
 # ------------------------------------------------------------------- isolated (child process)
 
 
+class ExportProgressView:
+    """The child's export progress in this process: a bar on stderr (when it is a terminal)
+    driven by the stage text and steps done / total, and one echoed line per written file."""
+
+    def __init__(self, echo: Callable[[str], Any]) -> None:
+        self.echo = echo
+        self.bar: Any = None
+
+    def show(self, event: ProgressEvent) -> None:
+        """Reflect one event of the child's exporter."""
+        if self.bar is None:
+            self.bar = tqdm(total=event.total, unit="step", file=sys.stderr, disable=None, leave=False,
+                            dynamic_ncols=True, desc="export")
+        if event.kind == STAGE:
+            self.bar.set_description_str(event.text[:STAGE_TEXT_WIDTH])
+        elif event.kind == STEP:
+            self.bar.update(event.done - self.bar.n)
+            if event.path is not None:
+                self.write(f"exported {event.path} ({event.seconds or 0.0:.1f} s) [{event.done}/{event.total}]")
+
+    def write(self, text: str) -> None:
+        """A line above the bar."""
+        if self.bar is not None and not self.bar.disable:
+            self.bar.clear()
+        self.echo(text)
+        if self.bar is not None and not self.bar.disable:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+
 def random_init_export_isolated(
     config: Config, out_dir: Path, *, threads: int, echo: Callable[[str], Any] = print, **kwargs: Any
 ) -> Path:
-    """:func:`random_init_export` in a spawned child process, its messages echoed here.
+    """:func:`random_init_export` in a spawned child process, its messages and export progress
+    shown here (:class:`ExportProgressView`).
 
     Converting a seed-size model takes GBs of memory and initialises TensorFlow's runtime; in a
     child, neither pollutes the benchmark that follows in this process (its peak RSS, the RSS
     deltas of the backends, the TF reference's thread settings).
     """
-    import multiprocessing as mp
-    import queue as queue_mod
-
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
     child = ctx.Process(target=_child, args=(messages, config, Path(out_dir), threads, kwargs), daemon=True)
     child.start()
+    view = ExportProgressView(echo)
     try:
         while True:
             try:
-                kind, payload = messages.get(timeout=1.0)
+                kind, payload = messages.get(timeout=POLL_SECONDS)
             except queue_mod.Empty:
                 if not child.is_alive():
                     raise UserError(
@@ -221,43 +279,40 @@ def random_init_export_isolated(
                     ) from None
                 continue
             if kind == "echo":
-                echo(payload)
+                view.write(payload)
+            elif kind == "progress":
+                view.show(ProgressEvent(**payload))
             elif kind == "done":
                 return Path(payload)
             else:
                 raise _rebuild_error(*payload)
     finally:
-        child.join(timeout=60)
+        view.close()
+        child.join(timeout=JOIN_SECONDS)
         if child.is_alive():
             child.terminate()
 
 
 def _child(messages: Any, config: Config, out_dir: Path, threads: int, kwargs: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("absl", "tensorflow", "h5py", "datasets", "urllib3", "httpx", "tf2onnx"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        from storyedge.devices import import_tensorflow
-        from storyedge.devices import set_tf_threads
-
         set_tf_threads(import_tensorflow(), threads)
-        path = random_init_export(config, out_dir, echo=lambda text: messages.put(("echo", str(text))), **kwargs)
+        path = random_init_export(
+            config, out_dir, echo=lambda text: messages.put(("echo", str(text))),
+            on_progress=lambda event: messages.put(("progress", asdict(event))), **kwargs,
+        )
         messages.put(("done", str(path)))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-        import traceback
-
         messages.put(("error", (type(exc).__name__, str(exc), _kind(exc), traceback.format_exc())))
 
 
 def _kind(exc: BaseException) -> str:
-    from storyedge.errors import CheckFailed
-
     return "user" if isinstance(exc, UserError) else "check" if isinstance(exc, CheckFailed) else "other"
 
 
 def _rebuild_error(name: str, message: str, kind: str, trace: str) -> Exception:
-    from storyedge.errors import CheckFailed
-
     if kind == "user":
         return UserError(message)
     if kind == "check":

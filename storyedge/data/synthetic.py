@@ -40,9 +40,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import shutil
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +50,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from storyedge.atomic import atomic_directory
 from storyedge.data.windows import iter_raw_rows
 from storyedge.errors import DataError, UserError
 
@@ -373,37 +371,25 @@ def write_synthetic_dataset(
 ) -> Path:
     """Generate and ``save_to_disk`` the synthetic dataset at ``out_dir``; returns the path.
 
-    Written atomically: into a hidden temporary sibling directory that is renamed into place
-    only once complete, so an interrupted run never leaves a complete-looking ``out_dir``.
+    Written atomically (:func:`storyedge.atomic.atomic_directory`): into a temporary sibling
+    directory that is renamed into place only once complete, so an interrupted run never leaves
+    a complete-looking ``out_dir``.
     An existing ``out_dir`` raises :class:`DataError` unless ``overwrite``.
     """
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
+        raise _exists_error(out)
     ds = generate_synthetic_dataset(num_stories, seed, frame_size, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = out.parent / f".{out.name}.tmp-{token}"
-    old = out.parent / f".{out.name}.old-{token}"
-    try:
+    with atomic_directory(out, replace=overwrite, exists_error=_exists_error) as tmp:
         ds.save_to_disk(str(tmp))
         (tmp / META_FILE).write_text(
             json.dumps(synthetic_meta(num_stories, seed, frame_size), indent=2) + "\n"
         )
-        if out.exists():
-            if not overwrite:  # appeared meanwhile (another process)
-                raise DataError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if out.exists():  # created by another process between the check and the rename
-                raise DataError(f"{out} already exists (pass overwrite / --overwrite to replace it)") from None
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _exists_error(out: Path) -> DataError:
+    return DataError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
 
 
 # --------------------------------------------------------------------------- learnability

@@ -20,7 +20,6 @@ pytestmark = pytest.mark.seed_size
 SEED_VOCAB = 30522
 
 
-
 def test_seed_size_export(tmp_path: Path) -> None:
     import keras
 
@@ -81,6 +80,10 @@ def test_seed_size_export(tmp_path: Path) -> None:
     if os.environ.get("STORYEDGE_SEED_EXPORT_SUMMARY"):
         Path(os.environ["STORYEDGE_SEED_EXPORT_SUMMARY"]).write_text(json.dumps(summary, indent=1))
     assert not manifest.rejected
+    expected = {f"tflite/{g}.{p}.tflite" for g in ("encoder", "decoder_step", "multi")
+                for p in ("fp32", "fp16", "int8-dynamic", "int8")}
+    expected |= {f"onnx/{g}.{p}.onnx" for g in ("encoder", "decoder_step") for p in ("fp32", "int8-dynamic")}
+    assert {f.path for f in manifest.files} == expected
     verify_files(tmp_path / "export", read_manifest(tmp_path / "export"))
     logits = manifest.file("tflite", "decoder_step", "fp32").signatures["decoder_step"].outputs[0]
     assert logits.shape == [1, SEED_VOCAB]

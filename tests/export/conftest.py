@@ -55,6 +55,12 @@ def tiny_config(data_dir: Path, **overrides: object) -> Config:
 
 
 @pytest.fixture(scope="session")
+def make_tiny_config():
+    """:func:`tiny_config` for tests that build their own model (``make_tiny_config(data_dir, **overrides)``)."""
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
 def export_env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     """A tiny random-init bundle (run dir) + its config file + the synthetic data it uses."""
     import keras

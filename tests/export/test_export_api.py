@@ -21,10 +21,21 @@ def test_export_model_random_init_synthetic_validation_batch_2(export_env, tmp_p
     keras.utils.set_random_seed(1)
     model = build_model(cfg, tokenizer.vocab_size, tokenizer.pad_id)
     out = tmp_path / "api"
+    events = []
     manifest = export_model(
         model, cfg, tokenizer, out, formats=["onnx"], quantize=["none"], batch=2,
         validation_windows=3, source={"random_init": True, "seed": 1}, progress=False,
+        on_progress=events.append,
     )
+    # progress: reference, two ONNX conversions, one backend validated; each file once, in order
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.done for e in steps] == [1, 2, 3, 4] and {e.total for e in events} == {4}
+    assert [e.path for e in steps if e.path] == ["onnx/encoder.fp32.onnx", "onnx/decoder_step.fp32.onnx"]
+    assert all(e.seconds is not None and e.seconds > 0 for e in steps if e.path)
+    assert [e.text for e in events if e.kind == "stage"] == [
+        "reference + tokenizer", "onnx encoder fp32: convert", "onnx decoder_step fp32: convert",
+        "validate onnx fp32 separate",
+    ]
     assert manifest.batch == 2
     assert manifest.source["random_init"] is True
     assert manifest.source["validation"]["data"] == "synthetic random inputs"
@@ -55,6 +66,38 @@ def test_parse_helpers() -> None:
     assert parse_quantize(["int8-dynamic"], []) == ["int8-dynamic"]
     with pytest.raises(UserError):
         parse_quantize("", [])
+
+
+def test_plan_resolves_checks_and_counts_progress_steps() -> None:
+    from storyedge.config import load_config
+    from storyedge.export.plan import make_plan
+
+    cfg = load_config("quickstart.yaml")
+    full = make_plan(cfg, formats="all", quantize="int8,none,fp16,int8-dynamic")
+    assert full.tflite_precisions == ["fp32", "fp16", "int8-dynamic", "int8"]
+    assert full.onnx_precisions == ["fp32", "int8-dynamic"]
+    assert [(s["format"], s["precision"]) for s in full.skipped] == [("onnx", "fp16"), ("onnx", "int8")]
+    assert full.rnn_layouts() == {"loop": ["fp32", "fp16", "int8-dynamic"], "unrolled": ["int8"]}
+    assert full.file_count() == 16
+    # reference, 2 SavedModels, 12 TFLite files, 2 ONNX fp32 + 2 int8-dynamic, 8 + 2 validations
+    assert full.total_steps() == 1 + 2 + 12 + 4 + 10
+    assert full.calibration_windows == 64 and full.batch == cfg.export.batch
+    effective = full.effective_config(cfg)
+    assert effective.export.quantize == ["none", "fp16", "int8-dynamic", "int8"]
+    assert effective.export.formats == ["tflite", "onnx"]
+    # int8-dynamic ONNX alone still converts (unlisted) fp32 first: those steps count too
+    onnx_q = make_plan(cfg, formats="onnx", quantize="int8-dynamic")
+    assert onnx_q.file_count() == 2 and onnx_q.total_steps() == 1 + 4 + 1
+    for kwargs, message in (
+        ({"formats": "onnx", "quantize": "fp16"}, "nothing to export"),
+        ({"batch": 0}, "--batch"),
+        ({"opset": 12}, "--opset"),
+        ({"atol": 0.0}, "--atol"),
+        ({"tolerances": {"int4": 0.1}}, "--tolerance"),
+        ({"validation_windows": 0}, "--validation-windows"),
+    ):
+        with pytest.raises(UserError, match=message):
+            make_plan(cfg, **kwargs)
 
 
 def test_tolerance_rule() -> None:

@@ -14,6 +14,11 @@ from storyedge.manifest import read_manifest, sha256_file, verify_files
 from storyedge.runtime import backend_specs
 
 ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+ONNX_PRECISIONS = ("fp32", "int8-dynamic")
+#: Every file the full export lists: 3 TFLite graphs x 4 precisions + 2 ONNX graphs x 2.
+TFLITE_FILES = {f"tflite/{g}.{p}.tflite" for g in ("encoder", "decoder_step", "multi") for p in ALL_PRECISIONS}
+ONNX_FILES = {f"onnx/{g}.{p}.onnx" for g in ("encoder", "decoder_step") for p in ONNX_PRECISIONS}
+ALL_FILES = TFLITE_FILES | ONNX_FILES
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +35,14 @@ def test_layout_and_manifest(full_export: Path, manifest, export_env) -> None:
     assert manifest.reference == {"weights": "reference/model.weights.h5", "config": "reference/config.yaml"}
     assert not manifest.rejected and not (full_export / "rejected").exists()
     assert not list(full_export.parent.glob("full.tmp-*"))
-    names = {(f.format, f.graph, f.precision) for f in manifest.files}
-    for p in ALL_PRECISIONS:
-        for graph in ("encoder", "decoder_step", "multi"):
-            assert ("tflite", graph, p) in names
-    for p in ("fp32", "int8-dynamic"):
-        for graph in ("encoder", "decoder_step"):
-            assert ("onnx", graph, p) in names
-    assert ("onnx", "encoder", "fp16") not in names
+    assert len(ALL_FILES) == 16 and {f.path for f in manifest.files} == ALL_FILES
+    assert {(f.format, f.graph, f.precision) for f in manifest.files} == {
+        ("tflite", g, p) for g in ("encoder", "decoder_step", "multi") for p in ALL_PRECISIONS
+    } | {("onnx", g, p) for g in ("encoder", "decoder_step") for p in ONNX_PRECISIONS}
+    top = ["manifest.json", "onnx", "reference", "tflite", "tokenizer"]
+    assert sorted(p.name for p in full_export.iterdir()) == top
+    on_disk = {f"{d}/{p.name}" for d in ("tflite", "onnx") for p in (full_export / d).iterdir()}
+    assert on_disk == ALL_FILES  # no scratch files (SavedModels, unlisted fp32 ONNX) left
     assert {s["precision"] for s in manifest.source["skipped"]} == {"fp16", "int8"}
     for key in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "storyedge"):
         assert manifest.versions[key]
@@ -57,8 +62,12 @@ def test_signatures_are_static_and_named(manifest) -> None:
     cfg = manifest.config
     H, V = cfg["model"]["decoder_hidden_dim"], manifest.tokenizer["vocab_size"]
     d = cfg["dataset"]
+    assert {e.path for e in manifest.files} == ALL_FILES
+    seen = {"encoder": 0, "decoder_step": 0}
     for entry in manifest.files:
+        assert set(entry.signatures) == ({"encoder", "decoder_step"} if entry.graph == "multi" else {entry.graph})
         for graph, sig in entry.signatures.items():
+            seen[graph] += 1
             ins = {t.name: (t.shape, t.dtype) for t in sig.inputs}
             outs = {t.name: (t.shape, t.dtype) for t in sig.outputs}
             if graph == "encoder":
@@ -71,9 +80,11 @@ def test_signatures_are_static_and_named(manifest) -> None:
             else:
                 assert list(ins) == ["token", "h", "c", "context"] and ins["token"] == ([1], "int32")
                 assert list(outs) == ["logits", "h_out", "c_out"] and outs["logits"] == ([1, V], "float32")
+    assert seen == {"encoder": 4 * 2 + 2, "decoder_step": 4 * 2 + 2}  # separate + multi per precision
 
 
 def test_hashes_match(full_export: Path, manifest) -> None:
+    assert {e.path for e in manifest.files} == ALL_FILES
     for entry in manifest.files:
         path = full_export / entry.path
         assert path.stat().st_size == entry.size_bytes
@@ -103,7 +114,9 @@ def test_tflite_builtins_only(full_export: Path, manifest) -> None:
 
     from storyedge.export.tflite import inspect_tflite
 
-    for entry in (f for f in manifest.files if f.format == "tflite"):
+    tflite = [f for f in manifest.files if f.format == "tflite"]
+    assert {f.path for f in tflite} == TFLITE_FILES
+    for entry in tflite:
         path = full_export / entry.path
         names = {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
         assert not [n for n in names if n.startswith("Flex")], entry.path
@@ -129,7 +142,9 @@ def test_onnx_checker_lstm_nodes_no_leftovers(full_export: Path, manifest) -> No
 
     from storyedge.export.onnx_export import onnx_ops
 
-    for entry in (f for f in manifest.files if f.format == "onnx"):
+    onnx_files = [f for f in manifest.files if f.format == "onnx"]
+    assert {f.path for f in onnx_files} == ONNX_FILES
+    for entry in onnx_files:
         model = onnx.load(str(full_export / entry.path))
         onnx.checker.check_model(model, full_check=True)
         ops = onnx_ops(model)
@@ -145,6 +160,7 @@ def test_onnx_checker_lstm_nodes_no_leftovers(full_export: Path, manifest) -> No
 
 
 def test_manifest_validation_within_tolerance(manifest) -> None:
+    assert {e.path for e in manifest.files} == ALL_FILES and manifest.rejected == []
     for entry in manifest.files:
         v = entry.validation
         assert v["passed"] is True, (entry.path, v)
@@ -182,9 +198,10 @@ def test_validation_recomputed_through_backends(full_export: Path, manifest, exp
     windows = load_validation_windows(export_env.config, tokenizer, 2)
     pad = tokenizer.pad_id
     specs = backend_specs(full_export, manifest)
-    assert {s.name for s in specs} >= {f"tflite-{p}" for p in ALL_PRECISIONS} | {
+    assert {s.name for s in specs} == {f"tflite-{p}" for p in ALL_PRECISIONS} | {
         f"tflite-{p}-multi" for p in ALL_PRECISIONS
     } | {"onnx-fp32", "onnx-int8-dynamic"}
+    assert len(specs) == 10
     results: dict[str, dict[str, float]] = {}
     for spec in specs:
         backend = load_backend(spec, threads=1)
@@ -212,6 +229,7 @@ def test_validation_recomputed_through_backends(full_export: Path, manifest, exp
         atol = manifest.files[0].validation["atol"]
         for name, diff in worst.items():
             assert diff <= tolerance_for(spec.precision, atol, ref_max[name]), (spec.name, name, diff)
+        assert set(worst) == {"h0", "c0", "context", "logits"}, spec.name
         results[spec.name] = worst
     # the multi-signature file computes what the two separate files compute
     for p in ALL_PRECISIONS:
@@ -243,3 +261,31 @@ def test_multi_signature_file_runs_both_signatures(full_export: Path, manifest) 
         lb, b = separate.step(token, b)
         np.testing.assert_allclose(la, lb, atol=1e-6)
         token = la.argmax(-1).astype(np.int32)
+
+
+def test_table_as_text_and_markdown(manifest) -> None:
+    from storyedge.export.report import HEADERS, format_markdown, format_table, summary_lines
+
+    summary = summary_lines(manifest)
+    assert len(summary) == 4 + 1 + 2  # multi vs separate per TFLite precision, validation data, 2 skipped
+    text = format_table(manifest).splitlines()
+    assert text[0].split("  ")[0] == "file" and all(h in text[0] for h in HEADERS)
+    assert set(text[1]) == {"-", " "}
+    rows = text[2:2 + len(ALL_FILES)]
+    assert {r.split()[0] for r in rows} == ALL_FILES and {r.split()[-1] for r in rows} == {"ok"}
+    starts = [text[0].index(h) for h in HEADERS]
+    for row in rows:  # every cell starts under its header
+        for start in starts[1:]:
+            assert row[start - 2:start] == "  " and row[start] != " ", (row, start)
+    assert text[2 + len(ALL_FILES):] == summary
+    assert all(line == line.rstrip() for line in text)
+    header_only = format_table(manifest, only_rejected=True).splitlines()  # nothing rejected
+    assert len(header_only) == 2 and header_only[0].split() == text[0].split() and set(header_only[1]) == {"-", " "}
+
+    md = format_markdown(manifest).splitlines()
+    assert md[0].startswith("| file ") and "max \\|diff\\|" in md[0]
+    assert set(md[1]) <= set("|-:")
+    md_rows = md[2:2 + len(ALL_FILES)]
+    assert {r.split("|")[1].strip() for r in md_rows} == ALL_FILES
+    assert all(r.replace("\\|", "").count("|") == len(HEADERS) + 1 for r in md_rows)
+    assert md[2 + len(ALL_FILES):] == ["", *(f"- {line}" for line in summary)]

@@ -1,0 +1,223 @@
+"""What one export will do, decided and checked before anything is written: :class:`ExportPlan`.
+
+:func:`make_plan` resolves the arguments of :func:`storyedge.export.export_model` against the
+config's ``export`` section (formats, precisions per format, batch, opset, atol, tolerances,
+validation / calibration windows), refuses bad ones with :class:`UserError`, and notes the ONNX
+precisions that are skipped. The plan also counts the progress bar's steps.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+
+from storyedge.config import Config
+from storyedge.errors import UserError
+from storyedge.manifest import FORMATS, PRECISIONS
+
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+#: ONNX precisions the exporter writes; fp16 / int8 (static) are skipped with a note.
+ONNX_PRECISIONS = ("fp32", "int8-dynamic")
+#: Calibration windows for full-integer TFLite when not given (taken after the validation ones).
+DEFAULT_CALIBRATION_WINDOWS = 64
+#: ONNX opsets tf2onnx converts to.
+OPSET_RANGE = (13, 18)
+#: TFLite graphs per precision: the two separate files and the multi-signature file, with the
+#: SavedModel signature keys each holds.
+TFLITE_GRAPHS: dict[str, tuple[str, ...]] = {
+    "encoder": ("encoder",),
+    "decoder_step": ("decoder_step",),
+    "multi": ("encoder", "decoder_step"),
+}
+#: ONNX graphs (one file each per precision).
+ONNX_GRAPHS = ("encoder", "decoder_step")
+
+ListArg = str | list[str] | tuple[str, ...] | None
+
+
+def _split_list(value: ListArg, default: list[str]) -> list[str]:
+    """A comma-separated string or a sequence → stripped, non-empty items (``None``: default)."""
+    if value is None:
+        return list(default)
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_formats(formats: ListArg, default: list[str]) -> list[str]:
+    """``tflite`` / ``onnx`` / ``all`` (or a list / comma list of them) → ordered formats."""
+    out: list[str] = []
+    for item in _split_list(formats, default):
+        for name in list(FORMATS) if item == "all" else [item]:
+            if name not in FORMATS:
+                raise UserError(f"unknown export format {item!r} (choose from tflite, onnx, all)")
+            if name not in out:
+                out.append(name)
+    if not out:
+        raise UserError("no export format given (tflite, onnx or all)")
+    return [f for f in FORMATS if f in out]
+
+
+def parse_quantize(quantize: ListArg, default: list[str]) -> list[str]:
+    """``none,fp16,int8-dynamic,int8`` names (list or comma list) → precision labels, ordered."""
+    labels: list[str] = []
+    for item in _split_list(quantize, default):
+        if item not in PRECISIONS:
+            raise UserError(
+                f"unknown quantization {item!r} (choose from {', '.join(PRECISIONS)}; comma-separated)"
+            )
+        if PRECISIONS[item] not in labels:
+            labels.append(PRECISIONS[item])
+    if not labels:
+        raise UserError(f"no quantization given (one or more of {', '.join(PRECISIONS)})")
+    order = list(PRECISIONS.values())
+    return sorted(labels, key=order.index)
+
+
+def rnn_layout(precision: str) -> str:
+    """How a TFLite precision's SavedModel traces the LSTMs: ``unrolled`` for full int8 (the
+    calibrator cannot run a WHILE body), else ``loop`` (see :mod:`storyedge.export.graphs`)."""
+    return "unrolled" if precision == "int8" else "loop"
+
+
+@dataclass
+class ExportPlan:
+    """Everything an export will write, resolved from the arguments and ``config.export``."""
+
+    formats: list[str]
+    #: every precision asked for, ordered (ONNX may skip some: :attr:`skipped`)
+    precisions: list[str]
+    tflite_precisions: list[str]
+    onnx_precisions: list[str]
+    batch: int
+    opset: int
+    atol: float
+    tolerances: dict[str, float]
+    validation_windows: int
+    calibration_windows: int
+    #: ``{"format", "precision", "reason"}`` of each requested combination not produced.
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def rnn_layouts(self) -> dict[str, list[str]]:
+        """``{layout: [TFLite precisions]}``: one SavedModel per LSTM layout in use."""
+        needed: dict[str, list[str]] = {}
+        for precision in self.tflite_precisions:
+            needed.setdefault(rnn_layout(precision), []).append(precision)
+        return needed
+
+    def file_count(self) -> int:
+        """Files listed in the manifest (or rejected) when every conversion succeeds."""
+        return len(TFLITE_GRAPHS) * len(self.tflite_precisions) + len(ONNX_GRAPHS) * len(self.onnx_precisions)
+
+    def total_steps(self) -> int:
+        """Progress steps: reference, SavedModels, TFLite files, ONNX conversions (fp32 is always
+        converted: int8-dynamic quantizes it) and quantizations, validated backend layouts."""
+        onnx_steps = 0
+        if self.onnx_precisions:
+            onnx_steps = len(ONNX_GRAPHS) * (1 + ("int8-dynamic" in self.onnx_precisions))
+        validations = 2 * len(self.tflite_precisions) + len(self.onnx_precisions)
+        tflite_files = len(TFLITE_GRAPHS) * len(self.tflite_precisions)
+        return 1 + len(self.rnn_layouts()) + tflite_files + onnx_steps + validations
+
+    def effective_config(self, config: Config) -> Config:
+        """``config`` with its ``export`` section set to what this plan does."""
+        return config.replace(
+            **{
+                "export.formats": list(self.formats),
+                "export.quantize": [q for q, p in PRECISIONS.items() if p in self.precisions],
+                "export.batch": self.batch,
+                "export.opset": self.opset,
+                "export.atol": self.atol,
+                "export.validation_windows": self.validation_windows,
+            }
+        )
+
+
+def distribution_version(dist: str, missing: str = "not installed") -> str:
+    """The installed version of the distribution ``dist``, else ``missing``."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return missing
+
+
+def _check_numbers(plan: ExportPlan) -> None:
+    """:class:`UserError` for a batch, opset, atol, tolerance or window count out of range."""
+    low, high = OPSET_RANGE
+    if plan.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {plan.batch}")
+    if not low <= plan.opset <= high:
+        tf2onnx = distribution_version("tf2onnx", "?")
+        raise UserError(f"--opset must be between {low} and {high} (tf2onnx {tf2onnx}), got {plan.opset}")
+    if not plan.atol > 0:
+        raise UserError(f"--atol must be > 0, got {plan.atol}")
+    for name, value in plan.tolerances.items():
+        if name not in TFLITE_PRECISIONS or not value > 0:
+            raise UserError(
+                f"--tolerance {name}={value}: precision must be one of {', '.join(TFLITE_PRECISIONS)}, value > 0"
+            )
+    if plan.validation_windows < 1 or plan.calibration_windows < 1:
+        raise UserError("--validation-windows and --calibration-windows must be >= 1")
+
+
+def _split_onnx(precisions: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """(the ONNX precisions produced, the skipped ones with why)."""
+    produced, skipped = [], []
+    for p in precisions:
+        if p in ONNX_PRECISIONS:
+            produced.append(p)
+        else:
+            skipped.append({
+                "format": "onnx",
+                "precision": p,
+                "reason": f"ONNX {p} is not produced by this exporter (ONNX: fp32 and int8-dynamic); "
+                "use the TFLite file of that precision",
+            })
+    return produced, skipped
+
+
+def default_calibration_windows(validation_windows: int) -> int:
+    """Calibration windows when not given: at least :data:`DEFAULT_CALIBRATION_WINDOWS`."""
+    return max(DEFAULT_CALIBRATION_WINDOWS, validation_windows)
+
+
+def make_plan(
+    config: Config,
+    *,
+    formats: ListArg = None,
+    quantize: ListArg = None,
+    batch: int | None = None,
+    opset: int | None = None,
+    atol: float | None = None,
+    tolerances: dict[str, float] | None = None,
+    validation_windows: int | None = None,
+    calibration_windows: int | None = None,
+) -> ExportPlan:
+    """The checked :class:`ExportPlan`; ``None`` arguments default to ``config.export``.
+
+    :class:`UserError` for an unknown format / quantization, an out-of-range number, or a
+    request that produces no file (ONNX only, at precisions ONNX does not get).
+    """
+    ex = config.export
+    formats_ = parse_formats(formats, ex.formats)
+    precisions = parse_quantize(quantize, ex.quantize)
+    n_val = int(validation_windows if validation_windows is not None else ex.validation_windows)
+    onnx_precisions, skipped = _split_onnx(precisions) if "onnx" in formats_ else ([], [])
+    plan = ExportPlan(
+        formats=formats_,
+        precisions=precisions,
+        tflite_precisions=precisions if "tflite" in formats_ else [],
+        onnx_precisions=onnx_precisions,
+        batch=int(batch if batch is not None else ex.batch),
+        opset=int(opset if opset is not None else ex.opset),
+        atol=float(atol if atol is not None else ex.atol),
+        tolerances=dict(tolerances or {}),
+        validation_windows=n_val,
+        calibration_windows=int(
+            calibration_windows if calibration_windows is not None else default_calibration_windows(n_val)
+        ),
+        skipped=skipped,
+    )
+    _check_numbers(plan)
+    if plan.file_count() == 0:
+        raise UserError("nothing to export: ONNX supports only --quantize none,int8-dynamic")
+    return plan
