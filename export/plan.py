@@ -13,15 +13,14 @@ from dataclasses import dataclass, field
 
 from storyedge.config import Config
 from storyedge.errors import UserError
-from storyedge.manifest import FORMATS, PRECISIONS
+from storyedge.constants import EXPORT_FORMATS as FORMATS
+from storyedge.constants import ONNX_OPSET_MAX, ONNX_OPSET_MIN, ONNX_PRECISIONS, TFLITE_PRECISIONS
+from storyedge.constants import QUANTIZE_PRECISIONS as PRECISIONS
 
-TFLITE_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
-#: ONNX precisions the exporter writes; fp16 / int8 (static) are skipped with a note.
-ONNX_PRECISIONS = ("fp32", "int8-dynamic")
 #: Calibration windows for full-integer TFLite when not given (taken after the validation ones).
 DEFAULT_CALIBRATION_WINDOWS = 64
-#: ONNX opsets tf2onnx converts to.
-OPSET_RANGE = (13, 18)
+#: ONNX opsets tf2onnx converts to (inclusive).
+OPSET_RANGE = (ONNX_OPSET_MIN, ONNX_OPSET_MAX)
 #: TFLite graphs per precision: the two separate files and the multi-signature file, with the
 #: SavedModel signature keys each holds.
 TFLITE_GRAPHS: dict[str, tuple[str, ...]] = {

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from storyedge import constants
 from storyedge.bench.runner import BenchOptions, run_bench
 from storyedge.config import Config, load_config
 from storyedge.errors import CheckFailed, UserError
@@ -36,8 +37,9 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "bench.warmup": 2,
     "bench.runs": 10,
 }
-EXPORT_FORMATS = ["tflite", "onnx"]
-EXPORT_QUANTIZE = ["none", "int8-dynamic"]
+EXPORT_FORMATS = list(constants.EXPORT_FORMATS)
+#: fp32 and int8-dynamic: what both runtimes export (``constants.ONNX_PRECISIONS``), by --quantize name.
+EXPORT_QUANTIZE = [q for q, p in constants.QUANTIZE_PRECISIONS.items() if p in constants.ONNX_PRECISIONS]
 STAGES = ("data", "train", "ablation", "export", "bench")
 EXPORTS_DIR = "exports"
 BENCH_DIR = "bench"
@@ -87,7 +89,7 @@ def _clear_run(run_dir: Path) -> None:
 @click.option("--config", "config_path", default=None, metavar="PATH",
               help="Config file or shipped name (default: quickstart.yaml).")
 @click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "cuda", "metal"]), help="Training device.")
+              type=click.Choice(constants.DEVICES), help="Training device.")
 @click.option("--ablation/--no-ablation", default=True, show_default=True,
               help="Also train the text_only ablation, for the val-PPL context line.")
 @click.option("--smoke", is_flag=True,

@@ -36,6 +36,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from storyedge.config import SYNTHETIC_DATASET, Config
+from storyedge.constants import WORDPIECE_TOKENIZER
 from storyedge.devices import import_tensorflow, set_tf_threads
 from storyedge.errors import CheckFailed, UserError
 from storyedge.export import export_model
@@ -178,7 +179,7 @@ def random_init_config(
     (a WordPiece one says so), the requested quantizations and formats."""
     final = data_cfg
     if tokenizer.source != PRETRAINED_NAME:
-        final = final.replace(**{"tokenizer.name": "wordpiece", "tokenizer.vocab_size": tokenizer.vocab_size})
+        final = final.replace(**{"tokenizer.name": WORDPIECE_TOKENIZER, "tokenizer.vocab_size": tokenizer.vocab_size})
     if quantize:
         final = final.replace(**{"export.quantize": [q.strip() for q in quantize.split(",") if q.strip()]})
     if formats:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from storyedge.config import SYNTHETIC_DATASET, load_config
+from storyedge.constants import FUSION_MODES
 from storyedge.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from storyedge.run_dir import CONFIG_FILE
 from storyedge.training.run import run_training  # imports TensorFlow only when called
@@ -51,7 +52,7 @@ def resolve_config(config_path: str | None, **options: Any):
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate [training.lr].")
 @click.option("--dataset", metavar="NAME_OR_PATH",
               help="'synthetic', a hub dataset name or a local directory [dataset.name].")
-@click.option("--fusion", type=click.Choice(["attention", "concat", "text_only"]),
+@click.option("--fusion", type=click.Choice(FUSION_MODES),
               help="Fusion mode; concat and text_only are ablations [model.fusion].")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --save-dir from its latest checkpoint (same optimizer "
