@@ -47,10 +47,10 @@ class TFLiteInfo:
 
 def _schema() -> Any:
     """The TFLite flatbuffer schema module (ai-edge-litert's, else TensorFlow's copy)."""
-    try:  # lazy: ai_edge_litert / tensorflow are heavy optional runtimes
-        from ai_edge_litert import schema_py_generated as schema
+    try:
+        from ai_edge_litert import schema_py_generated as schema  # lazy: heavy optional runtime
     except ImportError:  # older ai-edge-litert
-        from tensorflow.lite.python import schema_py_generated as schema
+        from tensorflow.lite.python import schema_py_generated as schema  # lazy: imports TensorFlow
     return schema
 
 

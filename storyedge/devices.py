@@ -174,7 +174,7 @@ def configure_device(decision: DeviceDecision, precision: str = "float32", tf: A
             pass
     if decision.device == "cpu" and decision.gpus:
         tf.config.set_visible_devices([], "GPU")
-    import keras
+    import keras  # lazy: imports TensorFlow (after import_tensorflow above)
 
     keras.mixed_precision.set_global_policy(precision)
 

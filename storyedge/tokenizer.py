@@ -10,6 +10,7 @@ Special ids follow BERT: ``[PAD]`` pads, ``[CLS]`` starts a caption (BOS), ``[SE
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -86,8 +87,6 @@ class StoryTokenizer:
 
     def fingerprint(self) -> str:
         """sha256 of the vocabulary: tells whether two tokenizers map text to the same ids."""
-        import hashlib
-
         vocab = sorted(self._tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
         return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
 
@@ -167,7 +166,7 @@ def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
     Unreachable and uncached → :class:`UserError` saying how to provide it (fast: the hub's
     reachability is probed once instead of waiting through the client's retries).
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # lazy: only the pretrained tokenizer needs the hub client
 
     patterns = [TOKENIZER_FILE, "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
     try:
@@ -181,7 +180,7 @@ def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
         local = snapshot_download(name, allow_patterns=patterns)
     if (Path(local) / TOKENIZER_FILE).is_file():
         return StoryTokenizer(Tokenizer.from_file(str(Path(local) / TOKENIZER_FILE)), name, True)
-    from transformers import BertTokenizerFast  # vocab.txt only: let transformers build it
+    from transformers import BertTokenizerFast  # lazy: slow to import; vocab.txt only: let transformers build it
 
     return StoryTokenizer(BertTokenizerFast.from_pretrained(local).backend_tokenizer, name, True)
 

@@ -90,10 +90,10 @@ class History:
 
 def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None) -> bytes:
     """PNG bytes: loss (left) and perplexity (right), train vs val per epoch."""
-    import matplotlib
+    import matplotlib  # lazy: slow to import, only plotting needs it
 
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from matplotlib.figure import Figure  # lazy: as above; no pyplot: no global state, no GUI backend
 
     fig = Figure(figsize=(10, 4), dpi=100)
     ax_loss, ax_ppl = fig.subplots(1, 2)

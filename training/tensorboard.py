@@ -45,7 +45,7 @@ class ScalarWriter:
 
 def read_scalars(directory: str | Path) -> dict[str, list[tuple[int, float]]]:
     """``tag -> [(step, value)]`` from every event file under ``directory`` (for tests/tools)."""
-    from tensorflow.core.util import event_pb2
+    from tensorflow.core.util import event_pb2  # lazy: only reading events back needs TensorFlow's protos
 
     out: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(Path(directory).glob("events.out.tfevents.*")):

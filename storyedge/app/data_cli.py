@@ -6,7 +6,9 @@ import time
 
 import click
 import numpy as np
+from tqdm import tqdm
 
+from storyedge.config import load_config
 from storyedge.errors import UserError
 
 
@@ -23,8 +25,7 @@ def data() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing directory.")
 def synth(out: str, stories: int, seed: int, frame_size: int, overwrite: bool) -> None:
     """Generate the synthetic visual-stories dataset (save_to_disk layout) at OUT."""
-    from tqdm import tqdm
-
+    # lazy: storyedge.data imports datasets (slow), and `storyedge data --help` should not wait
     from storyedge.data.synthetic import split_sizes, write_synthetic_dataset
 
     if stories < 3:
@@ -51,7 +52,7 @@ def synth(out: str, stories: int, seed: int, frame_size: int, overwrite: bool) -
 )
 def info(config_path: str | None) -> None:
     """Load the configured dataset and print per-split stories, windows and caption lengths."""
-    from storyedge.config import load_config
+    # lazy: storyedge.data imports datasets (slow), and `storyedge data --help` should not wait
     from storyedge.data.loading import load_story_splits
     from storyedge.data.windows import count_windows
 

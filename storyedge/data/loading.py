@@ -198,7 +198,7 @@ def _hub_offline_mode() -> Iterator[None]:
     """Make ``datasets``/``huggingface_hub`` use their cache only (their offline flags are read
     at import, so an ``HF_HUB_OFFLINE`` set later, or a dead network, would otherwise mean
     a minute of retries before the same failure)."""
-    import huggingface_hub.constants as hub_constants
+    import huggingface_hub.constants as hub_constants  # lazy: only the hub path needs the hub client
 
     saved = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE)
     datasets.config.HF_HUB_OFFLINE = True
@@ -210,6 +210,7 @@ def _hub_offline_mode() -> Iterator[None]:
 
 
 def _load_hub(name: str) -> datasets.DatasetDict:
+    # lazy: only the hub path needs the hub client's exception types
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import LocalEntryNotFoundError
 

@@ -219,7 +219,7 @@ def make_tf_dataset(
     dropped so shapes are static. ``shuffle=False`` (evaluation): in order, the last partial
     batch kept. Prefetched. Frames are gathered from the uint8 pool and normalised per batch.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: the numpy pipeline (bench, export) must not import TensorFlow
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

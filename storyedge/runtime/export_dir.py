@@ -24,6 +24,8 @@ from storyedge.errors import ConfigError, UserError
 from storyedge.manifest import Manifest, read_manifest, verify_files
 from storyedge.run_dir import check_compatible
 from storyedge.runtime.backend import Backend
+from storyedge.runtime.litert import TFLiteBackend
+from storyedge.runtime.onnxrt import OnnxBackend
 from storyedge.runtime.specs import LAYOUTS, BackendSpec, backend_specs
 from storyedge.tokenizer import StoryTokenizer
 
@@ -82,12 +84,8 @@ def open_export(export_dir: str | Path, expected_config: Config | None = None, v
 def load_backend(spec: BackendSpec, threads: int | None = None, providers: list[str] | None = None) -> Backend:
     """The backend for an exported (encoder, decoder_step) pair."""
     if spec.format == "tflite":
-        from storyedge.runtime.litert import TFLiteBackend
-
         return TFLiteBackend(spec, threads)
     if spec.format == "onnx":
-        from storyedge.runtime.onnxrt import OnnxBackend
-
         return OnnxBackend(spec, threads, providers)
     raise UserError(f"unknown backend format {spec.format!r}")
 

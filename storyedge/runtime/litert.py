@@ -19,8 +19,8 @@ class TFLiteBackend(Backend):
     format = "tflite"
 
     def __init__(self, spec: BackendSpec, threads: int | None = None) -> None:
-        try:  # lazy: LiteRT is optional for users who only run ONNX
-            from ai_edge_litert.interpreter import Interpreter
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # lazy: LiteRT is optional (ONNX-only users)
         except ImportError:
             raise UserError("backend tflite: ai-edge-litert is not installed (pip install ai-edge-litert)") from None
         self.name, self.precision, self.threads = spec.name, spec.precision, threads

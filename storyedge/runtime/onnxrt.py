@@ -21,8 +21,8 @@ class OnnxBackend(Backend):
     format = "onnx"
 
     def __init__(self, spec: BackendSpec, threads: int | None = None, providers: list[str] | None = None) -> None:
-        try:  # lazy: ONNX Runtime is optional for users who only run LiteRT
-            import onnxruntime as ort
+        try:
+            import onnxruntime as ort  # lazy: ONNX Runtime is optional (LiteRT-only users)
         except ImportError:
             raise UserError("backend onnx: onnxruntime is not installed (pip install onnxruntime)") from None
         available = ort.get_available_providers()

@@ -108,8 +108,8 @@ def select_specs(specs: list[BackendSpec], patterns: str | None) -> list[Backend
 
 def extra_providers() -> list[str]:
     """Accelerator providers of the installed onnxruntime (empty when it is absent)."""
-    try:  # lazy: ONNX Runtime is optional
-        import onnxruntime as ort
+    try:
+        import onnxruntime as ort  # lazy: ONNX Runtime is optional
     except ImportError:
         return []
     available = ort.get_available_providers()
