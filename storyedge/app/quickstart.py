@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from storyedge.bench.results import BenchReport
 from storyedge.config import Config, load_config
 from storyedge.errors import CheckFailed, UserError
 
@@ -145,7 +146,7 @@ def quickstart(config_path: str | None, device: str, ablation: bool, smoke: bool
 def final_screen(
     summary: dict[str, Any],
     ablation: dict[str, Any] | None,
-    report: dict[str, Any],
+    report: BenchReport,
     run_dir: Path,
     bench_dir: Path,
     wall_seconds: float,
@@ -171,7 +172,7 @@ def final_screen(
         f"curves       {run_dir / 'curves.png'}",
         f"exports      {run_dir / 'exports'} (manifest.json)",
         f"reports      {bench_dir / 'report.md'}, {bench_dir / 'report.json'}",
-        f"plots        " + ", ".join(str(bench_dir / p) for p in report.get("plots", [])),
+        f"plots        " + ", ".join(str(bench_dir / p) for p in report.plots),
         f"wall time    {wall_seconds / 60:.1f} min",
     ]
     return "\n".join(lines)
