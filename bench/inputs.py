@@ -31,6 +31,7 @@ def window_dict(windows: Any) -> dict[str, np.ndarray]:
 
 
 def num_windows(windows: dict[str, np.ndarray]) -> int:
+    """How many windows the arrays hold."""
     return int(windows["target"].shape[0])
 
 

@@ -16,12 +16,13 @@ What is measured per backend (all wall-clock, ``time.perf_counter``, batch = the
 
 * ``tokens_per_s``: ``caption_tokens / median caption time`` (encoder included; the mean-based
   figure is ``tokens_per_s_mean``); ``decode_tokens_per_s``: ``1000 / median step ms``.
-* ``rss_delta_mb``: growth of the process's *current* resident set (``/proc/self/statm``) from
-  just before the backend was created to just after its first encoder + step call, so it
-  counts the weights, arenas and packed kernels that backend keeps resident. Allocators may
-  reuse memory freed by earlier backends, so it is a lower bound; where ``/proc`` is absent
-  it is the growth of peak RSS (``ru_maxrss``) instead. The report also gives the process's
-  peak RSS (``ru_maxrss``) at the end.
+* ``rss_delta_mb``: change of the process's *current* resident set (psutil, so Linux, macOS and
+  Windows alike) from just before the backend was created to just after its first encoder +
+  step call, so it counts the weights, arenas and packed kernels that backend keeps resident.
+  It is signed: allocators reuse memory freed by earlier backends (and may return some to the
+  system), so it is a lower bound of the backend's footprint and can be negative. The report
+  also gives the process's peak RSS at the end (:func:`peak_rss_bytes`), and a baseline: the RSS
+  of a fresh process holding only what running a backend needs (:func:`baseline_rss_bytes`).
 
 Roofline floor (``roofline``): a decoder step must read every weight it uses once; at batch 1
 nothing is reused, so ``step >= weight bytes read / memory read bandwidth``. Bytes read per step
@@ -40,50 +41,73 @@ be read faster than DRAM: the floor does not bind and multiples below 1 are poss
 
 from __future__ import annotations
 
-import os
-import resource
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import numpy as np
+import psutil
 
-from storyedge.runtime import Backend, state_batch
 from storyedge.bench.metrics import latency_stats
+from storyedge.bench.results import Latency, MemoryBandwidth, Roofline, StepFloors
+from storyedge.runtime import Backend, state_batch
+
+try:
+    import resource  # POSIX only: ru_maxrss, the peak RSS where psutil has none
+except ImportError:  # Windows: psutil's peak_wset instead
+    resource = None  # type: ignore[assignment]
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8-dynamic": 1, "int8": 1}
+#: where Linux describes cpu0's caches (index*/level, index*/size)
+SYSFS_CPU_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
+CACHE_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+#: what :func:`baseline_rss_bytes` runs: the imports every process running a backend has
+BASELINE_PROBE = "import numpy, psutil, storyedge.runtime; print(psutil.Process().memory_info().rss)"
+BASELINE_TIMEOUT_S = 120
 
 
 # ------------------------------------------------------------------------------------ memory
 
 
-def current_rss_bytes() -> int | None:
-    """Resident set size now (Linux ``/proc/self/statm``), None where unavailable."""
+def current_rss_bytes() -> int:
+    """Resident set size of this process now (psutil)."""
+    return int(psutil.Process().memory_info().rss)
+
+
+def baseline_rss_bytes() -> tuple[int, str]:
+    """RSS of what any process running a backend holds before it loads one → (bytes, how measured).
+
+    Measured in a fresh Python subprocess that imports numpy, psutil and storyedge.runtime, so what
+    this process imported (TensorFlow, in a quickstart that trained first) does not count; where
+    the subprocess fails, this process's current RSS instead (an over-estimate)."""
     try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+        done = subprocess.run([sys.executable, "-c", BASELINE_PROBE], capture_output=True, text=True,
+                              timeout=BASELINE_TIMEOUT_S, check=True)
+        return int(done.stdout.split()[-1]), "a fresh Python process with numpy and storyedge.runtime imported"
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return current_rss_bytes(), "the bench process itself (the fresh-process probe failed)"
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (``ru_maxrss``: kB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def rss_probe() -> int:
-    """Current RSS when measurable, else peak RSS (see the module doc)."""
-    current = current_rss_bytes()
-    return current if current is not None else peak_rss_bytes()
+    """Peak resident set size of this process: psutil's ``peak_wset`` where it has one (Windows),
+    else ``ru_maxrss`` (kB on Linux, bytes on macOS), else the current RSS."""
+    info = psutil.Process().memory_info()
+    peak = getattr(info, "peak_wset", None)
+    if peak is not None:
+        return int(peak)
+    if resource is None:
+        return int(info.rss)
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max(int(maxrss if sys.platform == "darwin" else maxrss * 1024), int(info.rss))
 
 
 # ------------------------------------------------------------------------------- bandwidth
 
 
-def memory_bandwidth(size_mb: int = 256, repeats: int = 5, threads: int = 1) -> dict[str, Any]:
+def memory_bandwidth(size_mb: int = 256, repeats: int = 5, threads: int = 1) -> MemoryBandwidth:
     """Measured memory read bandwidth (GB/s, 1e9 bytes) of this machine, numpy only.
 
     Best of ``repeats`` passes of two streaming reductions (``np.sum`` over float64, ``np.max``
@@ -97,7 +121,7 @@ def memory_bandwidth(size_mb: int = 256, repeats: int = 5, threads: int = 1) -> 
     as_f32 = data.view(np.float32)
     data.sum()  # fault the pages in
 
-    def best(fn: Any) -> float:
+    def best(fn: Callable[[], object]) -> float:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -117,32 +141,33 @@ def memory_bandwidth(size_mb: int = 256, repeats: int = 5, threads: int = 1) -> 
     # A copy reads as many bytes as it writes, so its read rate (copy / 2) is a lower bound of
     # what a pure read can reach; numpy's reductions are sometimes compute-bound below it.
     methods["copy_read_1thread"] = copy / 2
-    single = max(v for k, v in methods.items() if k.endswith("_1thread"))
-    return {
-        "size_mb": size_mb,
-        "repeats": repeats,
-        "threads": threads,
-        "methods_gbps": methods,
-        "read_gbps_1thread": single,
-        "read_gbps": max(methods.values()),
-        "copy_gbps": copy,
-        "method": f"fastest of: best of {repeats} np.sum (float64) / np.max (float32) passes over "
+    return MemoryBandwidth(
+        size_mb=size_mb,
+        repeats=repeats,
+        threads=threads,
+        methods_gbps=methods,
+        read_gbps_1thread=max(v for k, v in methods.items() if k.endswith("_1thread")),
+        read_gbps=max(methods.values()),
+        copy_gbps=copy,
+        method=f"fastest of: best of {repeats} np.sum (float64) / np.max (float32) passes over "
         f"{size_mb} MB on 1 and {threads} thread(s), and half the traffic of an np.copyto",
-        "last_level_cache_bytes": last_level_cache_bytes(),
-    }
+        last_level_cache_bytes=last_level_cache_bytes(),
+    )
 
 
-def last_level_cache_bytes() -> int | None:
-    """Size of the largest CPU cache (Linux sysfs; None elsewhere). Weights that fit in it can be
-    read faster than the DRAM bandwidth, so the roofline floor does not bind them."""
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
+def last_level_cache_bytes(base: Path = SYSFS_CPU_CACHE) -> int | None:
+    """Size of the highest-level CPU cache described under ``base`` (Linux sysfs layout:
+    ``index*/level`` and ``index*/size`` such as ``32768K``); None where there is none or it
+    cannot be parsed. Weights that fit in it can be read faster than the DRAM bandwidth, so the
+    roofline floor does not bind them."""
     best: tuple[int, int] | None = None
     try:
-        for index in base.glob("index*"):
+        for index in sorted(base.glob("index*")):
             level = int((index / "level").read_text())
             text = (index / "size").read_text().strip().upper()
-            size = int(text.rstrip("KMG")) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
-            if best is None or level > best[0]:
+            unit = CACHE_SIZE_UNITS.get(text[-1:], 1)
+            size = int(text[:-1] if text[-1:] in CACHE_SIZE_UNITS else text) * unit
+            if best is None or (level, size) > best:
                 best = (level, size)
     except (OSError, ValueError):
         return None
@@ -156,21 +181,58 @@ def step_weight_bytes(counts: dict[str, int], precision: str) -> int:
 
 
 def roofline_floor_ms(weight_bytes: int, read_gbps: float) -> float:
+    """The time reading ``weight_bytes`` takes at ``read_gbps`` (ms)."""
     return weight_bytes / (read_gbps * 1e9) * 1e3
+
+
+ROOFLINE_NOTE = (
+    "Bytes per step = the step's matrices (as the manifest's decoder declares them) at the "
+    "precision's bytes/weight + fp32 biases + one embedding row (see storyedge.bench.latency). "
+    "The decoder file size (whole embedding table included) is an upper bound. Multiples use the step "
+    "p50. Weights that fit in the last-level cache can be read faster than DRAM (the floor does not bind)."
+)
+
+
+def step_floors(counts: dict[str, int], read_gbps: float) -> StepFloors:
+    """The fp32 and int8 floors of a decoder step reading the weights ``counts`` declares."""
+    fp32_bytes, int8_bytes = step_weight_bytes(counts, "fp32"), step_weight_bytes(counts, "int8")
+    return StepFloors(
+        counts=dict(counts), read_gbps=read_gbps,
+        fp32_weight_bytes=fp32_bytes, fp32_floor_ms=roofline_floor_ms(fp32_bytes, read_gbps),
+        int8_weight_bytes=int8_bytes, int8_floor_ms=roofline_floor_ms(int8_bytes, read_gbps),
+        note=ROOFLINE_NOTE,
+    )
+
+
+def backend_roofline(
+    floors: StepFloors, precision: str, step_p50_ms: float, llc_bytes: int | None, decoder_file_bytes: int | None
+) -> Roofline:
+    """A backend's step p50 as multiples of the floor at its precision and of the fp32 floor."""
+    weight_bytes = step_weight_bytes(floors.counts, precision)
+    floor = roofline_floor_ms(weight_bytes, floors.read_gbps)
+    return Roofline(
+        weight_bytes=weight_bytes,
+        bytes_per_weight=BYTES_PER_WEIGHT.get(precision, 4),
+        floor_ms=floor,
+        step_vs_floor=step_p50_ms / floor,
+        step_vs_fp32_floor=step_p50_ms / floors.fp32_floor_ms,
+        fits_in_llc=None if llc_bytes is None else weight_bytes <= llc_bytes,
+        decoder_file_floor_ms=roofline_floor_ms(decoder_file_bytes, floors.read_gbps) if decoder_file_bytes else None,
+    )
 
 
 # ----------------------------------------------------------------------------------- timing
 
 
-def first_inference(backend: Backend, inputs: dict[str, np.ndarray], bos_id: int) -> dict[str, float]:
-    """Time the first encoder and decoder-step calls of a freshly loaded backend."""
+def first_inference(backend: Backend, inputs: dict[str, np.ndarray], bos_id: int) -> tuple[float, float]:
+    """Time the first encoder and decoder-step calls of a freshly loaded backend → (encode ms, step ms)."""
     start = time.perf_counter()
     state = backend.encode(inputs)
     mid = time.perf_counter()
     batch = state_batch(state)
     backend.step(np.full((batch,), bos_id, np.int32), state)
     end = time.perf_counter()
-    return {"first_encode_ms": (mid - start) * 1e3, "first_step_ms": (end - mid) * 1e3}
+    return (mid - start) * 1e3, (end - mid) * 1e3
 
 
 def timed_caption(
@@ -204,7 +266,7 @@ def measure_latency(
     caption_tokens: int,
     warmup: int,
     runs: int,
-) -> dict[str, Any]:
+) -> Latency:
     """Warm-up, then ``runs`` timed forced-length greedy captions (see the module doc)."""
     for _ in range(warmup):
         timed_caption(backend, inputs, bos_id, caption_tokens)
@@ -217,15 +279,15 @@ def measure_latency(
         steps.extend(s)
     step_stats = latency_stats(steps)
     caption_stats = latency_stats(caption)
-    return {
-        "caption_tokens": caption_tokens,
-        "warmup": warmup,
-        "runs": runs,
-        "encoder": latency_stats(encoder),
-        "step": step_stats,
-        "first_token": latency_stats(first),
-        "caption": caption_stats,
-        "tokens_per_s": caption_tokens / (caption_stats["p50_ms"] / 1e3),
-        "decode_tokens_per_s": 1e3 / step_stats["p50_ms"],
-        "tokens_per_s_mean": caption_tokens / (caption_stats["mean_ms"] / 1e3),
-    }
+    return Latency(
+        caption_tokens=caption_tokens,
+        warmup=warmup,
+        runs=runs,
+        encoder=latency_stats(encoder),
+        step=step_stats,
+        first_token=latency_stats(first),
+        caption=caption_stats,
+        tokens_per_s=caption_tokens / (caption_stats.p50_ms / 1e3),
+        decode_tokens_per_s=1e3 / step_stats.p50_ms,
+        tokens_per_s_mean=caption_tokens / (caption_stats.mean_ms / 1e3),
+    )

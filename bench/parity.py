@@ -10,25 +10,62 @@ its captions are compared with the reference's. Written against :class:`Backend`
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from storyedge.bench.inputs import encoder_feed, iter_batches, num_windows
-from storyedge.bench.metrics import ParityResult, TokenStats, parity_result
+from storyedge.bench.metrics import TokenStats, parity_result
+from storyedge.bench.results import ParityStats
 from storyedge.runtime import Backend, greedy_decode
+
+
+@dataclass
+class GreedySample:
+    """One eval window: its target ids and each backend's greedy caption ids."""
+
+    window: int
+    target: list[int]
+    greedy: dict[str, list[int]]
 
 
 @dataclass
 class ParityRun:
     """Results of :func:`run_parity`."""
 
-    results: list[ParityResult]
+    results: list[ParityStats]
     windows: int
-    #: a few windows' greedy captions per backend (token ids), for the report
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    #: a few windows' greedy captions per backend, for the report
+    samples: list[GreedySample] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _timed(seconds: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, adding its wall time to ``seconds[name]``."""
+    start = time.perf_counter()
+    out = fn()
+    seconds[name] += time.perf_counter() - start
+    return out
+
+
+def _teacher_force(
+    everyone: list[Backend], states: dict[str, Any], target: np.ndarray, real: np.ndarray,
+    stats: dict[str, TokenStats], seconds: dict[str, float],
+) -> None:
+    """Step every backend through ``target`` (``everyone[0]`` is the reference), stopping after the
+    batch's last real target token, and compare each position's logits with the reference's."""
+    last = int(np.nonzero(real.any(axis=0))[0].max()) + 1 if real.any() else 0
+    states = dict(states)
+    for t in range(last):
+        token, next_token, mask = target[:, t], target[:, t + 1], real[:, t]
+        ref_logits = None
+        for b in everyone:
+            logits, states[b.name] = _timed(seconds, b.name, lambda: b.step(token, states[b.name]))
+            stats[b.name].add(logits, next_token, mask, ref_logits)
+            if ref_logits is None:
+                ref_logits = logits
 
 
 def run_parity(
@@ -49,55 +86,29 @@ def run_parity(
     ``max_new``: greedy captions stop after this many tokens (``max_caption_len - 1``: the
     framed caption ``[BOS] … [EOS]`` then fits the caption length).
     """
-    import time
-
     everyone = [reference, *backends]
     stats = {b.name: TokenStats() for b in everyone}
     greedy_same = {b.name: 0 for b in backends}
     seconds = {b.name: 0.0 for b in everyone}
-    sample_rows: list[dict[str, Any]] = []
+    sample_rows: list[GreedySample] = []
     seen = 0
     for chunk, valid in iter_batches(windows, batch):
         feed = encoder_feed(chunk)
         target = chunk["target"].astype(np.int32)
-        states = {}
-        for b in everyone:
-            start = time.perf_counter()
-            states[b.name] = b.encode(feed)
-            seconds[b.name] += time.perf_counter() - start
-        # Teacher forcing, stopping after the last real target token of the batch.
-        real = (target[:, 1:] != pad_id) & valid[:, None]
-        last = int(np.nonzero(real.any(axis=0))[0].max()) + 1 if real.any() else 0
-        tf_states = dict(states)
-        for t in range(last):
-            token, next_token, mask = target[:, t], target[:, t + 1], real[:, t]
-            ref_logits = None
-            for b in everyone:
-                start = time.perf_counter()
-                logits, tf_states[b.name] = b.step(token, tf_states[b.name])
-                seconds[b.name] += time.perf_counter() - start
-                if b is reference:
-                    ref_logits = logits
-                    stats[b.name].add(logits, next_token, mask, None)
-                else:
-                    stats[b.name].add(logits, next_token, mask, ref_logits)
+        states = {b.name: _timed(seconds, b.name, lambda: b.encode(feed)) for b in everyone}
+        _teacher_force(everyone, states, target, (target[:, 1:] != pad_id) & valid[:, None], stats, seconds)
         # Greedy captions from each backend's own encoder state.
-        captions = {}
-        for b in everyone:
-            start = time.perf_counter()
-            captions[b.name] = [h.tokens for h in greedy_decode(b, states[b.name], bos_id, eos_id, max_new)]
-            seconds[b.name] += time.perf_counter() - start
+        captions = {
+            b.name: [h.tokens for h in _timed(
+                seconds, b.name, lambda: greedy_decode(b, states[b.name], bos_id, eos_id, max_new))]
+            for b in everyone
+        }
         for row in np.nonzero(valid)[0]:
             for b in backends:
                 greedy_same[b.name] += int(captions[b.name][row] == captions[reference.name][row])
             if len(sample_rows) < samples:
-                sample_rows.append(
-                    {
-                        "window": seen + int(row),
-                        "target": [int(x) for x in target[row]],
-                        "greedy": {name: caps[row] for name, caps in captions.items()},
-                    }
-                )
+                greedy = {name: caps[row] for name, caps in captions.items()}
+                sample_rows.append(GreedySample(seen + int(row), [int(x) for x in target[row]], greedy))
         seen += int(valid.sum())
         if progress is not None:
             progress(int(valid.sum()))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from storyedge.bench.results import BUDGET_LABELS, Budgets
 from storyedge.errors import UserError
 
 GATE_OPTIONS = {
@@ -19,6 +20,20 @@ GATE_OPTIONS = {
     "gate_int8_dynamic_top1_min": "int8_dynamic_top1_min",
     "gate_int8_ppl_max": "int8_ppl_ratio_max",
 }
+#: click parameter of each budget flag (``--budget-caption-ms`` → ``budget_caption_ms``) → Budgets field
+BUDGET_OPTIONS = {f"budget_{name}": name for name in BUDGET_LABELS}
+
+
+def budget_options(command: click.Command) -> click.Command:
+    """Add ``--budget-<name>`` (one per :class:`Budgets` field) and ``--fail-over-budget``."""
+    command = click.option(
+        "--fail-over-budget", is_flag=True,
+        help="Exit 1 (after writing the reports) when no backend that passes the gates is within every set budget.",
+    )(command)
+    for param, name in reversed(BUDGET_OPTIONS.items()):
+        command = click.option(f"--{param.replace('_', '-')}", param, type=float, default=None,
+                               help=f"Budget: {BUDGET_LABELS[name]} <= this [unset].")(command)
+    return command
 
 
 @click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,6 +78,7 @@ GATE_OPTIONS = {
 @click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help="int8-dynamic: PPL ratio <= this [1.02].")
 @click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help="int8-dynamic: top-1 agreement >= this [0.95].")
 @click.option("--gate-int8-ppl-max", type=float, default=None, help="static int8: PPL ratio <= this [1.05].")
+@budget_options
 def bench(
     exports: Path | None,
     config_path: str | None,
@@ -82,7 +98,8 @@ def bench(
     latency_only: bool,
     compare: Path | None,
     bandwidth_mb: int,
-    **gate_flags: float | None,
+    fail_over_budget: bool,
+    **limits: float | None,
 ) -> None:
     """Perplexity parity and decoding latency per backend of an export.
 
@@ -91,12 +108,15 @@ def bench(
     the export's reference/ weights. Parity: teacher-forced PPL, PPL ratio, KL, top-1 and
     greedy-caption agreement, max |dlogit| on the eval windows, with gates (exit 1 after the
     report when one fails). Latency: load, first inference, encoder, decoder step (percentiles),
-    first token, greedy caption, tokens/s, size, RSS, and the roofline floor of a step.
+    first token, greedy caption, tokens/s, size, RSS, and the roofline floor of a step. The
+    summary names the fastest-caption, fastest-step and smallest backend that passes the gates;
+    with --budget-* it also names the fastest one within every budget.
 
     \b
     storyedge bench --exports exports/quickstart --out bench_report
     storyedge bench --exports exports/quickstart --latency-only --runs 200
     storyedge bench --config storyreasoning.yaml --random-init --out bench_seed
+    storyedge bench --exports exports/quickstart --budget-caption-ms 10 --budget-size-mb 5 --fail-over-budget
     """
     from storyedge.bench.runner import BenchOptions, run_bench
     from storyedge.config import load_config
@@ -107,6 +127,7 @@ def bench(
             raise UserError(f"{name}: must be >= 1, got {value}")
     if warmup is not None and warmup < 0:
         raise UserError(f"--warmup: must be >= 0, got {warmup}")
+    budgets = _budgets(limits, fail_over_budget)
     config = load_config(config_path) if config_path else None
     if random_init:
         if exports is not None:
@@ -129,6 +150,18 @@ def bench(
         exports=exports, out=out, config=config, split=split, max_windows=max_windows, threads=threads,
         warmup=warmup, runs=runs, caption_tokens=caption_tokens, latency_only=latency_only,
         backends=backends, compare=compare, bandwidth_mb=bandwidth_mb,
-        gate_overrides={GATE_OPTIONS[k]: v for k, v in gate_flags.items()},
+        gate_overrides={GATE_OPTIONS[k]: v for k, v in limits.items()},
+        budgets=budgets, fail_over_budget=fail_over_budget,
     )
     run_bench(opts, echo=click.echo)
+
+
+def _budgets(limits: dict[str, float | None], fail_over_budget: bool) -> Budgets:
+    """Pop the ``--budget-*`` values out of ``limits`` into :class:`Budgets`, checked."""
+    budgets = Budgets(**{name: limits.pop(param) for param, name in BUDGET_OPTIONS.items()})
+    for name, limit in budgets.limits().items():
+        if not limit > 0:
+            raise UserError(f"--budget-{name.replace('_', '-')}: must be > 0, got {limit:g}")
+    if fail_over_budget and not budgets.limits():
+        raise UserError("--fail-over-budget needs at least one --budget-* limit")
+    return budgets

@@ -16,6 +16,8 @@ from typing import Any
 import click
 
 from storyedge import constants
+from storyedge.bench.report import REPORT_JSON, REPORT_MD, load_report, terminal_text
+from storyedge.bench.results import BenchReport
 from storyedge.bench.runner import BenchOptions, run_bench
 from storyedge.config import Config, load_config
 from storyedge.errors import CheckFailed, UserError
@@ -68,7 +70,10 @@ def _stage(number: int, name: str, detail: str) -> None:
 def _train_or_reuse(cfg: Config, device: str, label: str) -> TrainingSummary:
     """A finished run's summary when ``save_dir`` has one; else train (resuming a checkpoint)."""
     run_dir = Path(cfg.training.save_dir)
-    summary = read_summary(run_dir)
+    try:
+        summary = read_summary(run_dir)
+    except UserError as exc:
+        raise UserError(f"{exc}; pass --force to retrain from scratch") from None
     if summary is not None and not summary.interrupted:
         resolve_bundle(run_dir)
         click.echo(f"reusing the trained {label} model in {run_dir} (--force retrains)")
@@ -160,12 +165,10 @@ def bench_stage(cfg: Config, exports: Path, bench_dir: Path, force: bool) -> tup
     """Stage 5: parity + latency of every exported backend (or reuse a report newer than the
     exports); returns (report, the gate failure to raise after the final screen, if any)."""
     _stage(5, "bench", f"parity + latency per backend → {bench_dir}")
-    from storyedge.bench.report import load_report
-
     gate_failure: CheckFailed | None = None
-    report_path = bench_dir / "report.json"
-    if report_path.is_file() and not force and report_path.stat().st_mtime >= (exports / MANIFEST_FILE).stat().st_mtime:
-        report = load_report(report_path)
+    report_path = bench_dir / REPORT_JSON
+    report = _reusable_report(report_path, exports) if not force else None
+    if report is not None:
         click.echo(f"reusing the bench report in {bench_dir} (--force re-runs it)")
     else:
         try:
@@ -175,17 +178,25 @@ def bench_stage(cfg: Config, exports: Path, bench_dir: Path, force: bool) -> tup
     return report, gate_failure
 
 
+def _reusable_report(report_path: Path, exports: Path) -> BenchReport | None:
+    """The report in ``report_path`` when it is newer than the exports and readable by this version."""
+    if not report_path.is_file() or report_path.stat().st_mtime < (exports / MANIFEST_FILE).stat().st_mtime:
+        return None
+    try:
+        return load_report(report_path)
+    except UserError:  # written by another storyedge version: measure again
+        return None
+
+
 def final_screen(
     summary: TrainingSummary,
     ablation: TrainingSummary | None,
-    report: dict[str, Any],
+    report: BenchReport,
     run_dir: Path,
     bench_dir: Path,
     wall_seconds: float,
 ) -> str:
     """The one screen the quickstart ends with."""
-    from storyedge.bench.report import terminal_text
-
     def ppl(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
@@ -203,8 +214,8 @@ def final_screen(
         f"model        {run_dir / BEST_DIR}",
         f"curves       {run_dir / CURVES_PNG}",
         f"exports      {run_dir / EXPORTS_DIR} (manifest.json)",
-        f"reports      {bench_dir / 'report.md'}, {bench_dir / 'report.json'}",
-        f"plots        " + ", ".join(str(bench_dir / p) for p in report.get("plots", [])),
+        f"reports      {bench_dir / REPORT_MD}, {bench_dir / REPORT_JSON}",
+        f"plots        " + ", ".join(str(bench_dir / p) for p in report.plots),
         f"wall time    {wall_seconds / 60:.1f} min",
     ]
     return "\n".join(lines)

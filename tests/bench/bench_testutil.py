@@ -1,4 +1,4 @@
-"""Shared helpers of the bench tests: the tiny config, CLI flags, numpy toy backends."""
+"""Shared helpers of the bench tests: the tiny config, CLI flags, numpy toy backends, hand-made reports."""
 
 from __future__ import annotations
 
@@ -9,6 +9,23 @@ import numpy as np
 
 from storyedge.config import Config, load_config
 from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor
+from storyedge.bench.results import (
+    BackendResult,
+    BenchReport,
+    Budgets,
+    GateCheck,
+    Gates,
+    Host,
+    Latency,
+    LatencyStats,
+    MemoryBandwidth,
+    ParityStats,
+    ParitySummary,
+    Roofline,
+    Settings,
+    StepFloors,
+)
+from storyedge.bench.summary import budget_verdicts, summarize
 from storyedge.runtime import Backend
 
 TINY = {
@@ -149,3 +166,54 @@ def toy_windows(n: int, vocab: int = 11, length: int = 7, k: int = 2, seed: int 
         "captions": rng.integers(0, vocab, size=(n, k, length)).astype(np.int32),
         "target": target,
     }
+
+
+def hand_result(name: str, *, precision: str = "fp32", caption_ms: float = 10.0, step_ms: float = 0.5,
+                encoder_ms: float = 4.0, size_bytes: int = 2_000_000, passed: bool | None = True,
+                fits_in_llc: bool | None = False, floor_multiple: float = 1.5, rss_delta_mb: float = 20.0,
+                baseline_rss_mb: float = 100.0) -> BackendResult:
+    """A hand-made :class:`BackendResult` (p50 = mean = the given figure); ``passed`` None: no parity
+    (latency-only), and the name ``tf-reference`` makes it the reference."""
+    def stats(ms: float, count: int) -> LatencyStats:
+        return LatencyStats(count, ms, ms, ms * 1.1, ms * 1.2, ms * 1.5, ms * 0.1, ms * 0.9, ms * 2)
+
+    reference = name == "tf-reference"
+    parity = None
+    if passed is not None:
+        parity = ParityStats(name, precision, ppl=10.0, mean_nll=2.3, tokens=100, windows=10)
+        if not reference:
+            parity.gates["ppl_ratio"] = GateCheck(1.0 if passed else 1.5, "<=", 1.02, passed)
+    latency = Latency(12, 1, 3, stats(encoder_ms, 3), stats(step_ms, 36), stats(encoder_ms + step_ms, 3),
+                      stats(caption_ms, 3), 12 / (caption_ms / 1e3), 1e3 / step_ms, 12 / (caption_ms / 1e3))
+    floor_ms = step_ms / floor_multiple
+    roofline = Roofline(1000, 4, floor_ms, floor_multiple, floor_multiple, fits_in_llc)
+    return BackendResult(
+        name=name, format="tf" if reference else name.split("-")[0], precision=precision,
+        layout="reference" if reference else "separate", reference=reference, threads=1, providers=None,
+        load_seconds=0.1, size_bytes=0 if reference else size_bytes, decoder_file_bytes=None, first_encode_ms=5.0,
+        first_step_ms=1.0, rss_before_mb=300.0, rss_after_mb=300.0 + rss_delta_mb, rss_delta_mb=rss_delta_mb,
+        peak_rss_estimate_mb=baseline_rss_mb + max(rss_delta_mb, 0.0), latency=latency, roofline=roofline,
+        parity=parity,
+    )
+
+
+def hand_report(results: list[BackendResult], budgets: Budgets | None = None,
+                latency_only: bool = False) -> BenchReport:
+    """A hand-made :class:`BenchReport` around ``results``: verdicts and summary computed."""
+    budgets = budgets or Budgets()
+    for r in results:
+        r.budgets = budget_verdicts(r, budgets)
+    settings = Settings(batch=1, threads=1, warmup=1, runs=3, split="validation", max_windows=6, caption_tokens=12,
+                        latency_only=latency_only, backends_filter=None, vocab_size=120, model={"fusion": "attention"},
+                        dataset={"seq_len": 3}, budgets=budgets)
+    bandwidth = MemoryBandwidth(16, 2, 1, {"sum_f64_1thread": 10.0}, 10.0, 10.0, 12.0, "hand-made", 32 << 20)
+    floors = StepFloors({"matrix_params": 100, "vector_params": 10, "embedding_row": 5}, 10.0, 460, 1e-4, 145, 3e-5,
+                        "hand-made")
+    parity = None if latency_only else ParitySummary("tf-reference", "validation", 10, 100, {})
+    return BenchReport(
+        storyedge_version="0.0", created="2025-01-01T00:00:00+00:00", export_dir="exports", source={"test": True},
+        host=Host("linux", "x86_64", "", 2, {"python": "3.11"}), settings=settings, gates=Gates(),
+        memory_bandwidth=bandwidth, roofline=floors, parity=parity, backends=results,
+        summary=summarize(results, not latency_only, budgets), baseline_rss_mb=100.0, peak_rss_mb=400.0,
+        failed_gates=[line for r in results if r.parity for line in r.parity.failures()],
+    )

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from bench_testutil import FAST, RELAXED, BenchEnv
 
-from storyedge.runtime.specs import decoder_only_specs
 from storyedge.app.cli import main
+from storyedge.bench.results import BenchReport
 from storyedge.manifest import read_manifest, sha256_file, write_manifest
 from storyedge.runtime import backend_specs
+from storyedge.runtime.specs import decoder_only_specs
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, s
     out, err = capsys.readouterr()
     code = exit_info.value.code
     return (code if isinstance(code, int) else 0), out, err
+
+
+def read_report(out: Path) -> BenchReport:
+    """The typed report written into ``out``."""
+    return BenchReport.from_json((out / "report.json").read_text(), out / "report.json")
 
 
 def run_python(code: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -52,30 +58,49 @@ BLOCK_IMPORTS = textwrap.dedent(
 )
 
 
+FullReport = tuple[Path, BenchReport, str]
+
+
 @pytest.fixture(scope="module")
-def full_report(bench_env: BenchEnv, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+def full_report(bench_env: BenchEnv, tmp_path_factory: pytest.TempPathFactory) -> FullReport:
     """One full bench run (every backend + the TF reference, parity + latency)."""
     out = tmp_path_factory.mktemp("full_report")
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "--exports", str(bench_env.exports), "--out", str(out), *FAST, *RELAXED])
     assert exit_info.value.code in (0, None)
-    return out, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+    return out, read_report(out), (out / "report.md").read_text()
 
 
 # ---------------------------------------------------------------------------- bench report
 
 
-def test_report_files_written(full_report: tuple[Path, dict[str, Any], str]) -> None:
+def test_report_files_written(full_report: FullReport) -> None:
     out, report, md = full_report
     for name in ("report.json", "report.md", "step_latency.png", "ppl_ratio.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "step_latency.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Parity vs `tf-reference`" in md and "## Latency" in md and "Roofline" in md
-    assert report["failed_gates"] == []
-    assert report["parity"]["windows"] >= 1 and report["parity"]["tokens"] > 0
+    assert "## Parity vs `tf-reference`" in md and "## Latency" in md and "Roofline" in md and "## Summary" in md
+    assert json.loads((out / "report.json").read_text())["schema_version"] == "1.0"
+    assert report.failed_gates == [] and report.plots == ["step_latency.png", "ppl_ratio.png"]
+    assert report.parity is not None and report.parity.windows >= 1 and report.parity.tokens > 0
+    assert report.samples and set(report.samples[0].greedy) == {b.name for b in report.backends}
 
 
-def test_backends_cover_every_manifest_pair(bench_env: BenchEnv, full_report: tuple[Path, dict[str, Any], str]) -> None:
+def test_summary_of_a_full_run(full_report: FullReport) -> None:
+    _, report, md = full_report
+    s = report.summary
+    assert s.parity_checked and s.reference == "tf-reference" and not s.budgets_set
+    passing = [b for b in report.backends if not b.reference and b.parity.passed]
+    assert set(s.eligible) == {b.name for b in passing}
+    fastest = min(passing, key=lambda b: b.latency.caption.p50_ms)
+    assert s.fastest_caption.backend == fastest.name
+    ref = report.reference_result
+    assert s.fastest_caption.speedup == pytest.approx(ref.latency.caption.p50_ms / fastest.latency.caption.p50_ms)
+    assert s.smallest_file.backend == min(passing, key=lambda b: b.size_bytes).name
+    assert "Summary: among the exported backends that pass every parity gate" in md
+
+
+def test_backends_cover_every_manifest_pair(bench_env: BenchEnv, full_report: FullReport) -> None:
     _, report, _ = full_report
     manifest = read_manifest(bench_env.exports)
     pairs = backend_specs(bench_env.exports, manifest)
@@ -84,47 +109,56 @@ def test_backends_cover_every_manifest_pair(bench_env: BenchEnv, full_report: tu
     # + a decoder-only backend for each decoder step whose encoder export validation rejected
     lone = {s.name for s in decoder_only_specs(bench_env.exports, manifest, pairs)}
     assert all(name.endswith("-decoder") for name in lone)
-    names = {b["name"] for b in report["backends"]}
+    names = {b.name for b in report.backends}
     assert names == expected | lone | {"tf-reference"}
-    layouts = {b["name"]: b["layout"] for b in report["backends"]}
+    layouts = {b.name: b.layout for b in report.backends}
     assert layouts["tflite-fp32"] == "separate" and layouts["tflite-fp32-multi"] == "multi"
 
 
-def test_fp32_backends_pass_fp32_gates(full_report: tuple[Path, dict[str, Any], str]) -> None:
+def test_fp32_backends_pass_fp32_gates(full_report: FullReport) -> None:
     _, report, _ = full_report
-    fp32 = [b for b in report["backends"] if b["precision"] == "fp32" and not b["reference"]]
+    fp32 = [b for b in report.backends if b.precision == "fp32" and not b.reference]
     assert len(fp32) >= 3
     for b in fp32:
-        p = b["parity"]
-        assert abs(p["ppl_ratio"] - 1) <= 1e-3, b["name"]
-        assert p["greedy_agreement"] == 1.0 and p["top1_agreement"] == 1.0
-        assert p["max_abs_logit_diff"] < 1e-3 and p["kl"] < 1e-6
-        assert set(p["gates"]) == {"ppl_ratio", "greedy_agreement"} and p["passed"]
-    ref = next(b for b in report["backends"] if b["reference"])
-    assert ref["parity"]["ppl_ratio"] == 1.0 and ref["parity"]["ppl"] > 1
+        p = b.parity
+        assert abs(p.ppl_ratio - 1) <= 1e-3, b.name
+        assert p.greedy_agreement == 1.0 and p.top1_agreement == 1.0
+        assert p.max_abs_logit_diff < 1e-3 and p.kl < 1e-6
+        assert set(p.gates) == {"ppl_ratio", "greedy_agreement"} and p.passed
+    ref = report.reference_result
+    assert ref.parity.ppl_ratio == 1.0 and ref.parity.ppl > 1
 
 
-def test_latency_fields_present_positive_ordered(full_report: tuple[Path, dict[str, Any], str]) -> None:
+def test_latency_fields_present_positive_ordered(full_report: FullReport) -> None:
     _, report, _ = full_report
-    s = report["settings"]
-    assert report["memory_bandwidth"]["read_gbps"] > 0 and report["peak_rss_mb"] > 0
-    assert report["roofline"]["fp32_floor_ms"] > report["roofline"]["int8_floor_ms"] > 0
-    for b in report["backends"]:
-        lat = b["latency"]
-        assert lat["step"]["count"] == s["runs"] * s["caption_tokens"]
-        assert lat["encoder"]["count"] == lat["caption"]["count"] == s["runs"]
-        for key in ("encoder", "step", "first_token", "caption"):
-            st = lat[key]
-            assert all(st[f] > 0 for f in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms")), (b["name"], key)
-            assert st["p50_ms"] <= st["p90_ms"] <= st["p95_ms"] <= st["p99_ms"], (b["name"], key)
-            assert st["stdev_ms"] >= 0
-        assert lat["tokens_per_s"] > 0 and lat["decode_tokens_per_s"] > 0
-        assert b["load_seconds"] > 0 and b["first_encode_ms"] > 0 and b["first_step_ms"] > 0
-        assert b["rss_delta_mb"] >= 0
-        assert b["roofline"]["floor_ms"] > 0 and b["roofline"]["step_vs_floor"] > 0
-        if not b["reference"]:
-            assert b["size_bytes"] > 0
-    assert set(report["targets"]) >= {"int8_step_vs_tf_step", "fp32_step_vs_roofline", "greedy_caption_ms", "encoder_vs_tf"}
+    s = report.settings
+    assert report.memory_bandwidth.read_gbps > 0 and report.peak_rss_mb > 0
+    assert report.roofline.fp32_floor_ms > report.roofline.int8_floor_ms > 0
+    assert 0 < report.baseline_rss_mb < report.peak_rss_mb
+    for b in report.backends:
+        lat = b.latency
+        assert lat.step.count == s.runs * s.caption_tokens
+        assert lat.encoder.count == lat.caption.count == s.runs
+        for key, st in (("encoder", lat.encoder), ("step", lat.step), ("first_token", lat.first_token),
+                        ("caption", lat.caption)):
+            assert st.min_ms > 0, (b.name, key)
+            assert st.min_ms <= st.p50_ms <= st.p90_ms <= st.p95_ms <= st.p99_ms <= st.max_ms, (b.name, key)
+            assert st.min_ms <= st.mean_ms <= st.max_ms, (b.name, key)
+            # a sample stdev never exceeds the range's half-width times sqrt(n / (n - 1)) (Popoviciu)
+            assert st.stdev_ms <= (st.max_ms - st.min_ms) / 2 * (st.count / (st.count - 1)) ** 0.5 + 1e-12
+        # each caption is its encoder call + its steps + loop overhead, so the means add up
+        assert lat.caption.mean_ms >= lat.encoder.mean_ms + s.caption_tokens * lat.step.mean_ms, b.name
+        assert lat.first_token.mean_ms >= lat.encoder.mean_ms, b.name
+        assert lat.tokens_per_s == pytest.approx(s.caption_tokens / (lat.caption.p50_ms / 1e3))
+        assert lat.decode_tokens_per_s == pytest.approx(1e3 / lat.step.p50_ms)
+        assert b.load_seconds > 0 and b.first_encode_ms > 0 and b.first_step_ms > 0
+        # RSS+ is the signed difference of two current-RSS readings, each below the process's peak
+        assert b.rss_delta_mb == pytest.approx(b.rss_after_mb - b.rss_before_mb)
+        assert report.baseline_rss_mb < b.rss_before_mb <= report.peak_rss_mb and 0 < b.rss_after_mb <= report.peak_rss_mb
+        assert b.peak_rss_estimate_mb == pytest.approx(report.baseline_rss_mb + max(b.rss_delta_mb, 0))
+        assert b.roofline.floor_ms > 0 and b.roofline.step_vs_floor == pytest.approx(lat.step.p50_ms / b.roofline.floor_ms)
+        if not b.reference:
+            assert b.size_bytes > 0
 
 
 def test_forced_gate_failure_exits_1_after_writing(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,13 +169,38 @@ def test_forced_gate_failure_exits_1_after_writing(bench_env: BenchEnv, tmp_path
     )
     assert code == 1
     assert "failed:" in err and "greedy_agreement" in err
-    report = json.loads((out / "report.json").read_text())
-    assert report["failed_gates"] and report["backends"][1]["parity"]["passed"] is False
+    report = read_report(out)
+    assert report.failed_gates and report.backend("tflite-fp32").parity.passed is False
+    assert report.summary.eligible == [] and report.summary.fastest_caption is None
     assert (out / "report.md").is_file() and (out / "ppl_ratio.png").is_file()
-    assert "Parity vs tf-reference" in stdout
+    assert "Parity vs tf-reference" in stdout and "no exported backend passes the parity gates" in stdout
 
 
-def test_compare_prints_deltas(bench_env: BenchEnv, full_report: tuple[Path, dict[str, Any], str], tmp_path: Path,
+def test_fail_over_budget_exits_1_after_writing(bench_env: BenchEnv, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "over"
+    args = ("bench", "--exports", bench_env.exports, "--latency-only", "--backends", "tflite-fp32,onnx-fp32", *FAST)
+    code, stdout, err = run_cli(capsys, *args, "--out", out, "--budget-caption-ms", "1e-6", "--budget-size-mb", "100",
+                                "--fail-over-budget")
+    assert code == 1, err
+    assert err.startswith("failed: no backend that passes the gates is within every budget (caption_ms <= 1e-06")
+    assert (out / "report.json").is_file() and (out / "report.md").is_file()
+    report = read_report(out)
+    assert report.summary.budgets_failed and report.settings.fail_over_budget
+    for b in report.backends:
+        verdicts = {v.budget: v.within for v in b.budgets}
+        assert verdicts == {"caption_ms": False, "size_mb": True}, b.name
+    assert "caption_ms <= 1e-06" in stdout and "OVER caption_ms" in stdout
+    assert "## Budgets" in (out / "report.md").read_text()
+    # generous budgets: the summary names the fastest backend within them, and the run passes
+    code, stdout, err = run_cli(capsys, *args, "--out", tmp_path / "within", "--budget-caption-ms", "1e6",
+                                "--budget-peak-rss-mb", "1e6", "--fail-over-budget")
+    assert code == 0, err
+    report = read_report(tmp_path / "within")
+    assert report.summary.within_budgets.backend == report.summary.fastest_caption.backend
+
+
+def test_compare_prints_deltas(bench_env: BenchEnv, full_report: FullReport, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     old_dir, _, _ = full_report
     code, stdout, _ = run_cli(
@@ -150,11 +209,28 @@ def test_compare_prints_deltas(bench_env: BenchEnv, full_report: tuple[Path, dic
     )
     assert code == 0
     assert "Compared with" in stdout and "Δ step" in stdout
-    report = json.loads((tmp_path / "new" / "report.json").read_text())
-    rows = {r["backend"]: r for r in report["compare"]["rows"]}
+    report = read_report(tmp_path / "new")
+    assert report.compare is not None and report.compare.old == str(old_dir / "report.json")
+    rows = {r.backend: r for r in report.compare.rows}
     assert set(rows) == {"tflite-fp32", "onnx-fp32"}
-    assert rows["tflite-fp32"]["step"]["delta"] is not None and rows["tflite-fp32"]["ppl_ratio"]["new"] is None
-    assert "tf-reference" in report["compare"]["only_old"]
+    assert rows["tflite-fp32"].step.delta is not None and rows["tflite-fp32"].ppl_ratio.new is None
+    assert "tf-reference" in report.compare.only_old
+    assert "parity NOT checked" in stdout
+
+
+def test_compare_refuses_a_foreign_file_and_another_major(full_report: FullReport, bench_env: BenchEnv,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"name": "not ours", "backends": []}))
+    err = _bench_fails(capsys, bench_env.exports, tmp_path, "--compare", foreign)
+    assert f"{foreign}: not a storyedge bench report" in err
+    data = json.loads((full_report[0] / "report.json").read_text())
+    data["schema_version"] = "2.0"
+    future = tmp_path / "future.json"
+    future.write_text(json.dumps(data))
+    err = _bench_fails(capsys, bench_env.exports, tmp_path, "--compare", future)
+    assert f"{future}: bench report schema_version 2.0 is not readable" in err
+    assert not (tmp_path / "r" / "report.json").exists()
 
 
 def test_latency_only_runs_without_tensorflow(bench_env: BenchEnv, tmp_path: Path) -> None:
@@ -173,13 +249,15 @@ def test_latency_only_runs_without_tensorflow(bench_env: BenchEnv, tmp_path: Pat
     )
     result = run_python(code)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
-    assert report["parity"] is None and report["settings"]["latency_only"] is True
-    names = {b["name"] for b in report["backends"]}
+    report = read_report(out)
+    assert report.parity is None and report.settings.latency_only is True
+    names = {b.name for b in report.backends}
     assert "tf-reference" not in names and "tflite-fp32" in names and "onnx-fp32" in names
-    assert all(b["latency"]["step"]["mean_ms"] > 0 for b in report["backends"])
+    assert all(b.latency.step.mean_ms > 0 and b.parity is None for b in report.backends)
+    assert not report.summary.parity_checked and report.summary.fastest_caption is not None
+    assert "parity NOT checked" in result.stdout
     assert (out / "report.md").is_file() and not (out / "step_latency.png").exists()
-    assert "plots skipped: matplotlib is not installed" in report["notes"]
+    assert "plots skipped: matplotlib is not installed" in report.notes
     # Parity needs the TF reference: without TensorFlow a clear one-line error, exit 2.
     result = run_python(
         BLOCK_IMPORTS.format(blocked={"tensorflow"})
@@ -262,6 +340,9 @@ def test_bad_flags(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = run_cli(capsys, "bench", "--exports", bench_env.exports, "--random-init", "--config", "quickstart")
     assert code == 2 and "--random-init" in err
     assert "no bench report" in _bench_fails(capsys, bench_env.exports, tmp_path, "--compare", tmp_path / "nothing.json")
+    assert "--budget-caption-ms: must be > 0" in _bench_fails(capsys, bench_env.exports, tmp_path,
+                                                              "--budget-caption-ms", "0")
+    assert "needs at least one --budget-" in _bench_fails(capsys, bench_env.exports, tmp_path, "--fail-over-budget")
 
 
 # -------------------------------------------------------------------------------- generate
@@ -310,20 +391,35 @@ def test_generate_from_checkpoint(bench_env: BenchEnv, tmp_path: Path, capsys: p
     assert code == 2 and "--exports" in err
 
 
-def test_generate_beam_matches_python_api(bench_env: BenchEnv) -> None:
+def test_generate_beam_matches_python_api(bench_env: BenchEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    """``storyedge generate --beam N`` prints what the Python API's beam search gives on the same window."""
+    from storyedge.bench.runner import load_eval_windows
     from storyedge.runtime.decoding import beam_search, greedy_decode
-    from storyedge.bench.inputs import synthetic_inputs
-    from storyedge.runtime.export_dir import load_backend, find_spec, open_export
+    from storyedge.runtime.export_dir import find_spec, load_backend, open_export
 
     export = open_export(bench_env.exports)
-    backend = load_backend(find_spec(export, "onnx", "fp32"), 1, None)
-    tok = export.tokenizer
-    for seed in range(3):
-        state = backend.encode(synthetic_inputs(export.manifest, seed=seed))
-        greedy = greedy_decode(backend, state, tok.bos_id, tok.eos_id, 13)[0]
-        assert beam_search(backend, state, tok.bos_id, tok.eos_id, 13, beam=1)[0].tokens == greedy.tokens
-        for width in (2, 4):
-            assert beam_search(backend, state, tok.bos_id, tok.eos_id, 13, beam=width)[0].score() >= greedy.score() - 1e-9
+    backend = load_backend(find_spec(export, "onnx", "fp32"), 1, ["CPUExecutionProvider"])
+    tok, cfg = export.tokenizer, export.config
+    max_new = cfg.dataset.max_caption_len - 1
+    windows = load_eval_windows(cfg, tok, cfg.bench.split, 2)
+    for index in range(2):
+        state = backend.encode({k: v[index: index + 1] for k, v in windows.items() if k != "target"})
+        greedy = greedy_decode(backend, state, tok.bos_id, tok.eos_id, max_new)[0]
+        for width in (1, 3):
+            expected = beam_search(backend, state, tok.bos_id, tok.eos_id, max_new, beam=width)
+            got = _generate(capsys, bench_env, "--backend", "onnx", "--precision", "fp32", "--threads", "1",
+                            "--index", index, "--beam", width)
+            assert got["backend"] == backend.name and got["beam"] == width
+            assert got["tokens"] == expected[0].tokens
+            assert got["caption"] == tok.decode(expected[0].caption_ids(tok.eos_id))
+            assert got["logprob"] == pytest.approx(expected[0].logprob, abs=1e-5)
+            assert got["score"] == pytest.approx(expected[0].score(), abs=1e-5)
+            assert got["score"] >= greedy.score() - 1e-9
+            if width == 1:
+                assert got["tokens"] == greedy.tokens
+            else:
+                assert [a["caption"] for a in got["alternatives"]] == [
+                    tok.decode(h.caption_ids(tok.eos_id)) for h in expected[1:width]]
 
 
 def test_generate_from_images_and_captions(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -366,12 +462,12 @@ def test_random_init_tiny(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.Ca
         "--vocab-size", "300", "--stories", "12", "--max-windows", "3", "--out", out, *FAST,
     )
     assert code == 0, err
-    report = json.loads((out / "report.json").read_text())
-    assert report["source"]["random_init"] is True
-    assert report["settings"]["vocab_size"] == 300
-    assert {b["name"] for b in report["backends"]} == {"tf-reference", "onnx-fp32"}
-    onnx = next(b for b in report["backends"] if b["name"] == "onnx-fp32")
-    assert onnx["parity"]["passed"] and abs(onnx["parity"]["ppl_ratio"] - 1) <= 1e-3
+    report = read_report(out)
+    assert report.source["random_init"] is True
+    assert report.settings.vocab_size == 300
+    assert {b.name for b in report.backends} == {"tf-reference", "onnx-fp32"}
+    onnx = report.backend("onnx-fp32")
+    assert onnx.parity.passed and abs(onnx.parity.ppl_ratio - 1) <= 1e-3
     assert (out / "exports" / "manifest.json").is_file()
     assert "padded with [unused] to 300" in stdout
 

@@ -4,6 +4,8 @@ numpy toy backends (fast; no TensorFlow, no exported files)."""
 from __future__ import annotations
 
 import math
+import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +16,17 @@ from bench_testutil import MarkovBackend, ToyBackend, toy_decoder, toy_windows
 from storyedge.runtime.decoding import Hypothesis, beam_search, greedy_decode
 from storyedge.bench.inputs import iter_batches
 from storyedge.bench.latency import (
+    SYSFS_CPU_CACHE,
+    backend_roofline,
     first_inference,
+    last_level_cache_bytes,
     measure_latency,
     memory_bandwidth,
     roofline_floor_ms,
+    step_floors,
     step_weight_bytes,
 )
 from storyedge.bench.metrics import (
-    Gates,
-    ParityResult,
     TokenStats,
     kl_divergence,
     latency_stats,
@@ -32,6 +36,7 @@ from storyedge.bench.metrics import (
     token_nll,
 )
 from storyedge.bench.parity import run_parity
+from storyedge.bench.results import Gates, ParityStats
 from storyedge.config import BenchConfig
 
 # ------------------------------------------------------------------------------- metrics
@@ -86,8 +91,8 @@ def test_token_stats_masks_and_agreement() -> None:
     assert empty.count == 0 and math.isnan(empty.ppl)
 
 
-def _result(precision: str, **metrics: float) -> ParityResult:
-    r = ParityResult("x", precision, ppl=10.0, mean_nll=2.3, tokens=100, windows=10)
+def _result(precision: str, **metrics: float) -> ParityStats:
+    r = ParityStats("x", precision, ppl=10.0, mean_nll=2.3, tokens=100, windows=10)
     for k, v in metrics.items():
         setattr(r, k, v)
     return r
@@ -120,21 +125,28 @@ def test_gate_overrides_and_lines() -> None:
     gates = Gates.from_bench_config(BenchConfig(), fp32_ppl_ratio_tol=0.0, int8_ppl_ratio_max=None)
     assert gates.int8_ppl_ratio_max == 1.05  # None keeps the config value
     assert gates.apply(_result("fp32", ppl_ratio=1.0, greedy_agreement=1.0)).passed
-    assert not gates.apply(_result("fp32", ppl_ratio=1.0 + 1e-9, greedy_agreement=1.0)).passed
+    failing = gates.apply(_result("fp32", ppl_ratio=1.0 + 1e-9, greedy_agreement=1.0))
+    assert not failing.passed and failing.gate_lines == [1.0, 1.0]
+    assert failing.failures() == ["x ppl_ratio 1 (needs |ratio-1|<= 0)"]
     assert gates.lines("fp32") == [1.0, 1.0]
     assert gates.lines("int8") == [1.05]
     assert Gates().checks("unknown") == []
 
 
-def test_latency_stats_fields_and_order() -> None:
+def test_latency_stats_by_hand() -> None:
+    seconds = [0.004, 0.001, 0.003, 0.002]  # ms: 1, 2, 3, 4
+    stats = latency_stats(seconds)
+    assert stats.count == 4 and stats.min_ms == pytest.approx(1.0) and stats.max_ms == pytest.approx(4.0)
+    assert stats.mean_ms == pytest.approx(2.5) and stats.p50_ms == pytest.approx(2.5)
+    assert stats.p90_ms == pytest.approx(3.7)  # linear interpolation: 3 + 0.7 * (4 - 3)
+    assert stats.stdev_ms == pytest.approx(statistics.stdev([1.0, 2.0, 3.0, 4.0]))  # sample stdev, ddof 1
     samples = np.random.default_rng(0).exponential(1e-3, size=500)
     stats = latency_stats(samples)
-    assert stats["count"] == 500
-    assert stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p95_ms"] <= stats["p99_ms"] <= stats["max_ms"]
-    assert stats["mean_ms"] == pytest.approx(samples.mean() * 1e3)
-    assert stats["stdev_ms"] > 0
-    assert latency_stats([0.002])["stdev_ms"] == 0.0
-    assert latency_stats([])["count"] == 0
+    assert stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p95_ms <= stats.p99_ms <= stats.max_ms
+    assert stats.mean_ms == pytest.approx(samples.mean() * 1e3)
+    assert stats.stdev_ms == pytest.approx(statistics.stdev((samples * 1e3).tolist()))
+    assert latency_stats([0.002]).stdev_ms == 0.0
+    assert latency_stats([]).count == 0 and math.isnan(latency_stats([]).p50_ms)
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -243,15 +255,17 @@ def test_iter_batches_pads_last_batch() -> None:
 def test_measure_latency_fields() -> None:
     backend = ToyBackend()
     inputs = {k: v[:1] for k, v in toy_windows(1).items() if k != "target"}
-    first = first_inference(backend, inputs, bos_id=2)
-    assert first["first_encode_ms"] > 0 and first["first_step_ms"] > 0
+    first_encode_ms, first_step_ms = first_inference(backend, inputs, bos_id=2)
+    assert first_encode_ms > 0 and first_step_ms > 0
     lat = measure_latency(backend, inputs, bos_id=2, caption_tokens=5, warmup=1, runs=4)
-    assert lat["step"]["count"] == 20 and lat["encoder"]["count"] == 4 and lat["caption"]["count"] == 4
-    for key in ("encoder", "step", "first_token", "caption"):
-        s = lat[key]
-        assert s["mean_ms"] > 0 and s["p50_ms"] <= s["p90_ms"] <= s["p95_ms"] <= s["p99_ms"]
-    assert lat["caption"]["mean_ms"] >= lat["first_token"]["mean_ms"] >= lat["encoder"]["min_ms"]
-    assert lat["tokens_per_s"] > 0 and lat["decode_tokens_per_s"] > 0
+    assert lat.step.count == 20 and lat.encoder.count == 4 and lat.caption.count == 4
+    for s in (lat.encoder, lat.step, lat.first_token, lat.caption):
+        assert s.mean_ms > 0 and s.p50_ms <= s.p90_ms <= s.p95_ms <= s.p99_ms
+    assert lat.caption.mean_ms >= lat.first_token.mean_ms >= lat.encoder.min_ms
+    # a caption is its encoder call plus its steps (and loop overhead): the means add up
+    assert lat.caption.mean_ms >= lat.encoder.mean_ms + 5 * lat.step.mean_ms
+    assert lat.tokens_per_s == pytest.approx(5 / (lat.caption.p50_ms / 1e3))
+    assert lat.decode_tokens_per_s == pytest.approx(1e3 / lat.step.p50_ms)
 
 
 def test_roofline_bytes_and_bandwidth() -> None:
@@ -263,14 +277,49 @@ def test_roofline_bytes_and_bandwidth() -> None:
     assert fp32 == (counts["matrix_params"] + 300) * 4 + counts["vector_params"] * 4
     assert int8 < fp32 / 3
     assert roofline_floor_ms(10**9, 10.0) == pytest.approx(100.0)
+    floors = step_floors(counts, read_gbps=20.0)
+    assert floors.fp32_weight_bytes == fp32 and floors.fp32_floor_ms == pytest.approx(fp32 / 20e9 * 1e3)
+    roof = backend_roofline(floors, "int8-dynamic", step_p50_ms=floors.int8_floor_ms * 3, llc_bytes=16 << 20,
+                            decoder_file_bytes=None)
+    assert roof.step_vs_floor == pytest.approx(3.0) and roof.fits_in_llc is False and roof.floor_binds
+    assert roof.step_vs_fp32_floor == pytest.approx(3 * floors.int8_floor_ms / floors.fp32_floor_ms)
+    assert backend_roofline(floors, "fp32", 1.0, llc_bytes=None, decoder_file_bytes=None).fits_in_llc is None
+    assert not backend_roofline(floors, "fp32", 1.0, llc_bytes=fp32, decoder_file_bytes=None).floor_binds
     bw = memory_bandwidth(size_mb=16, repeats=2, threads=2)
-    assert bw["read_gbps"] > 0.1 and bw["copy_gbps"] > 0.1
-    assert set(bw["methods_gbps"]) == {"sum_f64_1thread", "max_f32_1thread", "sum_f64_2threads", "max_f32_2threads",
-                                      "copy_read_1thread"}
-    assert bw["read_gbps"] == max(bw["methods_gbps"].values()) >= bw["read_gbps_1thread"]
-    assert bw["methods_gbps"]["copy_read_1thread"] == pytest.approx(bw["copy_gbps"] / 2)
-    llc = bw["last_level_cache_bytes"]
-    assert llc is None or llc >= 1 << 16
+    assert bw.read_gbps > 0.1 and bw.copy_gbps > 0.1
+    assert set(bw.methods_gbps) == {"sum_f64_1thread", "max_f32_1thread", "sum_f64_2threads", "max_f32_2threads",
+                                    "copy_read_1thread"}
+    assert bw.read_gbps == max(bw.methods_gbps.values()) >= bw.read_gbps_1thread
+    assert bw.methods_gbps["copy_read_1thread"] == pytest.approx(bw.copy_gbps / 2)
+    assert bw.last_level_cache_bytes == last_level_cache_bytes()
+
+
+def _fake_cache(base: Path, entries: list[tuple[str, str]]) -> Path:
+    for i, (level, size) in enumerate(entries):
+        (base / f"index{i}").mkdir(parents=True)
+        (base / f"index{i}" / "level").write_text(level + "\n")
+        (base / f"index{i}" / "size").write_text(size + "\n")
+    return base
+
+
+def test_last_level_cache_from_a_fake_sysfs(tmp_path: Path) -> None:
+    levels = [("1", "32K"), ("1", "32K"), ("2", "1024K"), ("3", "32768K")]
+    assert last_level_cache_bytes(_fake_cache(tmp_path / "a", levels)) == 32 << 20
+    # the highest level wins even when a lower level is larger; M and plain-byte sizes parse
+    assert last_level_cache_bytes(_fake_cache(tmp_path / "b", [("2", "2M"), ("3", "1048576")])) == 1 << 20
+    assert last_level_cache_bytes(_fake_cache(tmp_path / "c", [("1", "48K"), ("2", "2M")])) == 2 << 20
+    assert last_level_cache_bytes(tmp_path / "absent") is None
+    assert last_level_cache_bytes(_fake_cache(tmp_path / "d", [("3", "lots")])) is None
+    broken = _fake_cache(tmp_path / "e", [("2", "1M")])
+    (broken / "index0" / "size").unlink()
+    assert last_level_cache_bytes(broken) is None
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and SYSFS_CPU_CACHE.is_dir()),
+                    reason="needs Linux sysfs cache information")
+def test_last_level_cache_found_on_this_machine() -> None:
+    llc = last_level_cache_bytes()
+    assert llc is not None and llc >= 1 << 16
 
 
 # ------------------------------------------------------------------------- backend plans
@@ -308,29 +357,24 @@ def test_select_specs_patterns() -> None:
     assert select_specs(specs, "nothing") == []
 
 
-def _latency_entry(name: str, precision: str, step_ms: float, floor_ratio: float, in_cache: bool,
-                   reference: bool = False) -> dict[str, Any]:
-    lat: dict[str, Any] = {key: {"p50_ms": step_ms * mult}
-                           for key, mult in (("step", 1), ("encoder", 20), ("caption", 40))}
-    lat["caption_tokens"] = 12
-    return {"name": name, "precision": precision, "reference": reference, "latency": lat,
-            "roofline": {"step_vs_fp32_floor": floor_ratio, "floor_ms": step_ms / floor_ratio,
-                         "fits_in_llc": in_cache}}
+# -------------------------------------------------------------------------------- memory
 
 
-@pytest.mark.parametrize(("in_cache", "ratio", "met"), [(False, 1.2, True), (False, 2.0, False), (True, 3.0, None)])
-def test_roofline_target_does_not_apply_to_weights_in_cache(in_cache: bool, ratio: float, met: bool | None) -> None:
-    from storyedge.bench.runner import targets
+def test_rss_follows_an_allocation() -> None:
+    from storyedge.bench.latency import current_rss_bytes, peak_rss_bytes
 
-    entries = [
-        _latency_entry("tf-reference", "fp32", 2.0, 40.0, in_cache, reference=True),
-        _latency_entry("tflite-fp32", "fp32", 0.05, ratio, in_cache),
-        _latency_entry("tflite-int8-dynamic", "int8-dynamic", 0.04, ratio, in_cache),
-    ]
-    out = targets(entries)
-    roof = out["fp32_step_vs_roofline"]
-    assert roof["met"] is met and roof["value"] == ratio
-    assert ("n/a" in roof["goal"]) is in_cache
-    # the other targets are unaffected: 0.04 / 2.0 = 1/50 <= 1/30
-    assert out["int8_step_vs_tf_step"]["met"] is True
-    assert out["int8_step_vs_tf_step"]["value"] == pytest.approx(0.02)
+    before = current_rss_bytes()
+    block = np.ones(64 << 20, np.uint8)  # 64 MiB, every page touched
+    grown = current_rss_bytes() - before
+    assert grown >= 48 << 20, grown
+    assert peak_rss_bytes() >= before + grown * 0.9  # the peak is a high-water mark, in bytes
+    del block
+
+
+def test_baseline_rss_is_a_fresh_process() -> None:
+    from storyedge.bench.latency import baseline_rss_bytes, current_rss_bytes
+
+    rss, how = baseline_rss_bytes()
+    assert how.startswith("a fresh Python process")
+    # this test process holds everything the fresh one imported, and pytest besides
+    assert 5 << 20 < rss < current_rss_bytes()

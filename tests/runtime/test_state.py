@@ -57,7 +57,7 @@ def test_decoding_parity_and_latency_run_on_foreign_state() -> None:
     run = run_parity(ToyBackend("ref"), [ToyBackend("copy")], windows, batch=2, pad_id=0, bos_id=2, eos_id=3, max_new=6)
     assert run.results[1].ppl_ratio == 1.0 and run.results[1].greedy_agreement == 1.0
     latency = measure_latency(backend, _inputs(), bos_id=2, caption_tokens=4, warmup=0, runs=2)
-    assert latency["step"]["count"] == 8
+    assert latency.step.count == 8
 
 
 def _signatures(step_out: list[TensorInfo] | None = None) -> tuple[SignatureInfo, SignatureInfo]:

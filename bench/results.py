@@ -1,0 +1,538 @@
+"""The typed bench report: what ``storyedge bench`` measured, as dataclasses, and ``report.json``.
+
+:class:`BenchReport` is the whole report; :meth:`BenchReport.to_json` writes it and
+:meth:`BenchReport.from_json` reads one back (``schema_version`` ``"MAJOR.MINOR"``, see
+:mod:`storyedge.schema`: any MINOR of this MAJOR is read, fields a newer MINOR added are ignored,
+another MAJOR or a file that is not a bench report is one :class:`~storyedge.errors.UserError`).
+Per backend, :class:`BackendResult` holds what it is, its :class:`Latency` (:class:`LatencyStats`
+per measured span), its :class:`Roofline`, its :class:`ParityStats` (None under
+``--latency-only``) and a :class:`BudgetVerdict` per budget the user set.
+
+Stdlib only, so anything can read a report (no numpy, no runtime). The gate limits
+(:class:`Gates`) live here too: they are part of the report, and they judge a
+:class:`ParityStats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storyedge.errors import UserError
+from storyedge.schema import check_schema, known_fields
+
+SCHEMA_VERSION = "1.0"
+REPORT_KIND = "bench report"
+
+
+# ------------------------------------------------------------------------------- latency
+
+
+@dataclass
+class LatencyStats:
+    """Summary of timed samples, in ms: percentiles by linear interpolation, sample stdev."""
+
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    stdev_ms: float
+    min_ms: float
+    max_ms: float
+
+
+@dataclass
+class Latency:
+    """One backend's timing: ``runs`` forced-length greedy captions after ``warmup`` untimed ones."""
+
+    caption_tokens: int
+    warmup: int
+    runs: int
+    encoder: LatencyStats
+    step: LatencyStats
+    first_token: LatencyStats
+    caption: LatencyStats
+    #: caption_tokens / caption p50 (encoder included)
+    tokens_per_s: float
+    #: 1000 / step p50
+    decode_tokens_per_s: float
+    #: caption_tokens / caption mean
+    tokens_per_s_mean: float
+
+
+@dataclass
+class MemoryBandwidth:
+    """Memory read bandwidth measured in the run (GB/s, 1e9 bytes) and the last-level cache size."""
+
+    size_mb: int
+    repeats: int
+    threads: int
+    methods_gbps: dict[str, float]
+    read_gbps_1thread: float
+    read_gbps: float
+    copy_gbps: float
+    method: str
+    #: None where the size is unknown (no Linux sysfs)
+    last_level_cache_bytes: int | None
+
+
+@dataclass
+class StepFloors:
+    """The run's roofline floors of one decoder step (bytes it reads ÷ read bandwidth)."""
+
+    counts: dict[str, int]
+    read_gbps: float
+    fp32_weight_bytes: int
+    fp32_floor_ms: float
+    int8_weight_bytes: int
+    int8_floor_ms: float
+    note: str
+
+
+@dataclass
+class Roofline:
+    """One backend's decoder step against the roofline floor (multiples use the step p50)."""
+
+    weight_bytes: int
+    bytes_per_weight: int
+    floor_ms: float
+    step_vs_floor: float
+    step_vs_fp32_floor: float
+    #: True: the weights fit in the last-level cache (the DRAM floor does not bind); None: cache size unknown
+    fits_in_llc: bool | None
+    #: floor of the whole decoder file's bytes (an upper bound); None for multi-signature files
+    decoder_file_floor_ms: float | None = None
+
+    @property
+    def floor_binds(self) -> bool:
+        """Whether the floor is a real lower bound (weights not known to stay in the cache)."""
+        return self.fits_in_llc is not True
+
+
+# -------------------------------------------------------------------------------- parity
+
+
+@dataclass
+class GateCheck:
+    """One parity gate applied to one backend: ``value op limit``."""
+
+    value: float
+    op: str  # "<=", ">=" or "|x-1|<="
+    limit: float
+    passed: bool
+
+    def describe(self, name: str) -> str:
+        """``ppl_ratio 1.03 (needs ratio <= 1.02)``."""
+        return f"{name} {self.value:.6g} (needs {self.op.replace('x', 'ratio')} {self.limit:g})"
+
+
+@dataclass
+class ParityStats:
+    """Parity of one backend against the reference (the reference's own row has ratio 1)."""
+
+    backend: str
+    precision: str
+    ppl: float
+    mean_nll: float
+    tokens: int
+    windows: int
+    ppl_ratio: float = 1.0
+    kl: float = 0.0
+    top1_agreement: float = 1.0
+    greedy_agreement: float = 1.0
+    max_abs_logit_diff: float = 0.0
+    #: gate name → check; empty for the reference (and for a precision without gates)
+    gates: dict[str, GateCheck] = field(default_factory=dict)
+    #: PPL-ratio gate line(s), for the plot
+    gate_lines: list[float] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Every gate passed (vacuously true without gates)."""
+        return all(g.passed for g in self.gates.values())
+
+    def failures(self) -> list[str]:
+        """One line per failed gate, naming the backend."""
+        return [f"{self.backend} {check.describe(name)}" for name, check in self.gates.items() if not check.passed]
+
+
+@dataclass
+class Gates:
+    """Parity gates per precision (defaults: :class:`storyedge.config.BenchConfig`)."""
+
+    fp32_ppl_ratio_tol: float = 1e-3
+    fp32_greedy_agreement: float = 1.0
+    fp16_ppl_ratio_max: float = 1.005
+    int8_dynamic_ppl_ratio_max: float = 1.02
+    int8_dynamic_top1_min: float = 0.95
+    int8_ppl_ratio_max: float = 1.05
+
+    @classmethod
+    def from_bench_config(cls, bench: Any, **overrides: float | None) -> "Gates":
+        """The config's ``bench.gate_*`` values, with the non-None ``overrides`` on top."""
+        gates = cls(
+            fp32_ppl_ratio_tol=bench.gate_fp32_ppl_ratio_tol,
+            fp32_greedy_agreement=bench.gate_fp32_greedy_agreement,
+            fp16_ppl_ratio_max=bench.gate_fp16_ppl_ratio_max,
+            int8_dynamic_ppl_ratio_max=bench.gate_int8_dynamic_ppl_ratio_max,
+            int8_dynamic_top1_min=bench.gate_int8_dynamic_top1_min,
+            int8_ppl_ratio_max=bench.gate_int8_ppl_ratio_max,
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(gates, key, float(value))
+        return gates
+
+    def checks(self, precision: str) -> list[tuple[str, str, float]]:
+        """(metric = gate name, op, limit) for a precision; op is ``<=``, ``>=`` or ``|x-1|<=``."""
+        if precision == "fp32":
+            return [("ppl_ratio", "|x-1|<=", self.fp32_ppl_ratio_tol),
+                    ("greedy_agreement", ">=", self.fp32_greedy_agreement)]
+        if precision == "fp16":
+            return [("ppl_ratio", "<=", self.fp16_ppl_ratio_max)]
+        if precision == "int8-dynamic":
+            return [("ppl_ratio", "<=", self.int8_dynamic_ppl_ratio_max),
+                    ("top1_agreement", ">=", self.int8_dynamic_top1_min)]
+        if precision == "int8":
+            return [("ppl_ratio", "<=", self.int8_ppl_ratio_max)]
+        return []
+
+    def apply(self, result: ParityStats) -> ParityStats:
+        """Fill ``result.gates`` and ``result.gate_lines``; NaN metrics fail their gate."""
+        for name, op, limit in self.checks(result.precision):
+            value = float(getattr(result, name))
+            if op == "<=":
+                passed = value <= limit
+            elif op == ">=":
+                passed = value >= limit
+            else:
+                passed = abs(value - 1.0) <= limit
+            result.gates[name] = GateCheck(value, op, limit, bool(passed))
+        result.gate_lines = self.lines(result.precision)
+        return result
+
+    def lines(self, precision: str) -> list[float]:
+        """PPL-ratio gate line(s) for plots."""
+        for name, op, limit in self.checks(precision):
+            if name == "ppl_ratio":
+                return [1 - limit, 1 + limit] if op == "|x-1|<=" else [limit]
+        return []
+
+
+@dataclass
+class ParitySummary:
+    """Where parity ran: the reference, the eval windows, and seconds spent per backend."""
+
+    reference: str
+    split: str
+    windows: int
+    tokens: int
+    seconds: dict[str, float]
+
+
+@dataclass
+class Sample:
+    """One eval window's true caption and each backend's greedy caption."""
+
+    window: int
+    target: str
+    greedy: dict[str, str]
+
+
+# ------------------------------------------------------------------------------- budgets
+
+
+#: budget field → what it limits (label for help text and tables); the measures are in summary.py
+BUDGET_LABELS = {
+    "caption_ms": "greedy caption p50 (ms)",
+    "step_ms": "decoder step p50 (ms)",
+    "encoder_ms": "encoder p50 (ms)",
+    "size_mb": "file size (MB, 1e6 bytes)",
+    "peak_rss_mb": "estimated peak RSS of a process running only this backend (MB)",
+}
+
+
+@dataclass
+class Budgets:
+    """The user's limits (None: not set); every field is a key of :data:`BUDGET_LABELS`."""
+
+    caption_ms: float | None = None
+    step_ms: float | None = None
+    encoder_ms: float | None = None
+    size_mb: float | None = None
+    peak_rss_mb: float | None = None
+
+    def limits(self) -> dict[str, float]:
+        """The budgets that are set: name → limit."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class BudgetVerdict:
+    """One backend against one budget: ``value <= limit``; ``within`` None when there is no value."""
+
+    budget: str
+    limit: float
+    value: float | None
+    within: bool | None
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+@dataclass
+class BackendResult:
+    """Everything measured about one backend."""
+
+    name: str
+    format: str
+    precision: str
+    layout: str
+    reference: bool
+    threads: int | None
+    providers: list[str] | None
+    #: creating the backend (TF: model build + weights + tracing)
+    load_seconds: float
+    #: bytes on disk of the file(s) it runs (0: the in-memory TF reference)
+    size_bytes: int
+    decoder_file_bytes: int | None
+    first_encode_ms: float
+    first_step_ms: float
+    #: current RSS just before creating the backend and just after its first encoder + step call
+    rss_before_mb: float
+    rss_after_mb: float
+    #: rss_after_mb - rss_before_mb, signed (negative: the allocator reused freed memory)
+    rss_delta_mb: float
+    #: baseline_rss_mb + max(rss_delta_mb, 0): a process running only this backend (a lower bound)
+    peak_rss_estimate_mb: float
+    latency: Latency
+    roofline: Roofline
+    parity: ParityStats | None = None
+    budgets: list[BudgetVerdict] = field(default_factory=list)
+
+    @property
+    def size_mb(self) -> float | None:
+        """File size in MB (None for the in-memory reference)."""
+        return self.size_bytes / 1e6 if self.size_bytes else None
+
+    @property
+    def over_budget(self) -> list[str]:
+        """Names of the set budgets this backend is not known to be within."""
+        return [v.budget for v in self.budgets if v.within is not True]
+
+
+# -------------------------------------------------------------------------------- summary
+
+
+@dataclass
+class Pick:
+    """The backend answering one summary question."""
+
+    backend: str
+    #: the figure the question ranks by, in ``unit``
+    value: float
+    unit: str
+    #: reference p50 / this backend's p50 of ``speedup_of`` (None without a timed reference)
+    speedup: float | None
+    speedup_of: str
+    #: step p50 / floor at its precision, where the floor binds (None where the weights fit in cache)
+    floor_multiple: float | None
+
+
+@dataclass
+class Summary:
+    """What a user acts on: per question the best backend that passes the parity gates."""
+
+    #: False under --latency-only: the picks are ranked by latency alone
+    parity_checked: bool
+    reference: str | None
+    #: exported backends eligible for the picks (passing the gates, or all under --latency-only)
+    eligible: list[str]
+    fastest_caption: Pick | None = None
+    fastest_step: Pick | None = None
+    smallest_file: Pick | None = None
+    #: the fastest-caption eligible backend within every set budget (None: none is, or none set)
+    within_budgets: Pick | None = None
+    budgets_set: bool = False
+
+    @property
+    def budgets_failed(self) -> bool:
+        """Budgets were set and no eligible backend is within all of them."""
+        return self.budgets_set and self.within_budgets is None
+
+
+# -------------------------------------------------------------------------------- compare
+
+
+@dataclass
+class Delta:
+    """One figure in two reports."""
+
+    old: float | None
+    new: float | None
+    delta: float | None
+    pct: float | None
+
+    @classmethod
+    def of(cls, old: float | None, new: float | None) -> "Delta":
+        """new - old and its percentage of old (None where either is missing)."""
+        if old is None or new is None:
+            return cls(old, new, None, None)
+        return cls(old, new, new - old, (new - old) / old * 100 if old else None)
+
+
+@dataclass
+class CompareRow:
+    """A backend present in both reports: mean latencies and PPL ratio, old → new."""
+
+    backend: str
+    step: Delta
+    encoder: Delta
+    caption: Delta
+    ppl_ratio: Delta
+
+
+@dataclass
+class Comparison:
+    """``--compare``: the old report's path and a row per backend present in both."""
+
+    old: str
+    rows: list[CompareRow]
+    only_old: list[str]
+    only_new: list[str]
+
+
+# --------------------------------------------------------------------------------- report
+
+
+@dataclass
+class Host:
+    """The machine and the runtime versions of the run."""
+
+    platform: str
+    machine: str
+    processor: str
+    cpu_count: int | None
+    versions: dict[str, str]
+
+
+@dataclass
+class Settings:
+    """What the run was asked to do."""
+
+    batch: int
+    threads: int
+    warmup: int
+    runs: int
+    split: str
+    max_windows: int
+    caption_tokens: int
+    latency_only: bool
+    backends_filter: str | None
+    vocab_size: int
+    model: dict[str, Any]
+    dataset: dict[str, Any]
+    budgets: Budgets = field(default_factory=Budgets)
+    fail_over_budget: bool = False
+
+
+@dataclass
+class BenchReport:
+    """The whole report of one ``storyedge bench`` run."""
+
+    storyedge_version: str
+    created: str
+    export_dir: str
+    source: dict[str, Any]
+    host: Host
+    settings: Settings
+    gates: Gates
+    memory_bandwidth: MemoryBandwidth
+    roofline: StepFloors
+    parity: ParitySummary | None
+    backends: list[BackendResult]
+    summary: Summary
+    #: RSS of a process holding Python, numpy and storyedge.runtime but no backend (MB)
+    baseline_rss_mb: float
+    #: peak RSS of the whole bench process at the end (MB)
+    peak_rss_mb: float
+    samples: list[Sample] = field(default_factory=list)
+    failed_gates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    compare: Comparison | None = None
+    plots: list[str] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+
+    def backend(self, name: str) -> BackendResult | None:
+        """The result of the backend called ``name``, if it ran."""
+        return next((b for b in self.backends if b.name == name), None)
+
+    @property
+    def reference_result(self) -> BackendResult | None:
+        """The TF reference's result (None under --latency-only)."""
+        return next((b for b in self.backends if b.reference), None)
+
+    def to_json(self) -> str:
+        """The report as JSON text (``report.json``)."""
+        return json.dumps(asdict(self), indent=2, default=_plain)
+
+    @classmethod
+    def from_json(cls, text: str, path: str | Path = "report.json") -> "BenchReport":
+        """Parse a ``report.json``; one-line :class:`UserError` naming ``path`` when it is not a bench
+        report this version reads (not JSON, not a report, another schema MAJOR, malformed)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise UserError(f"{path}: not a storyedge {REPORT_KIND} (not JSON)") from None
+        check_schema(data, SCHEMA_VERSION, REPORT_KIND, path)
+        try:
+            return _build(cls, data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UserError(f"{path}: malformed {REPORT_KIND} ({type(exc).__name__}: {exc})") from None
+
+
+def _build(cls: type, data: Any) -> Any:
+    """A dataclass from its JSON object, recursively; unknown keys (a newer MINOR) are ignored."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _value(hints[name], value) for name, value in known_fields(cls, data).items()})
+
+
+def _value(hint: Any, value: Any) -> Any:
+    """``value`` decoded as ``hint`` (a dataclass, ``X | None``, ``list[X]``, ``dict[str, X]`` or plain)."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return _value(options[0], value) if len(options) == 1 else value
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        return [_value(args[0], v) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        return {k: _value(args[1], v) for k, v in value.items()}
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what :func:`json.dumps` does not know: numpy scalars (``.item()``) and paths."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
