@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storyedge import constants
 from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
@@ -167,12 +168,12 @@ class ParityStats:
 class Gates:
     """Parity gates per precision (defaults: :class:`storyedge.config.BenchConfig`)."""
 
-    fp32_ppl_ratio_tol: float = 1e-3
-    fp32_greedy_agreement: float = 1.0
-    fp16_ppl_ratio_max: float = 1.005
-    int8_dynamic_ppl_ratio_max: float = 1.02
-    int8_dynamic_top1_min: float = 0.95
-    int8_ppl_ratio_max: float = 1.05
+    fp32_ppl_ratio_tol: float = constants.GATE_FP32_PPL_RATIO_TOL
+    fp32_greedy_agreement: float = constants.GATE_FP32_GREEDY_AGREEMENT
+    fp16_ppl_ratio_max: float = constants.GATE_FP16_PPL_RATIO_MAX
+    int8_dynamic_ppl_ratio_max: float = constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX
+    int8_dynamic_top1_min: float = constants.GATE_INT8_DYNAMIC_TOP1_MIN
+    int8_ppl_ratio_max: float = constants.GATE_INT8_PPL_RATIO_MAX
 
     @classmethod
     def from_bench_config(cls, bench: Any, **overrides: float | None) -> "Gates":

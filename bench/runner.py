@@ -17,6 +17,7 @@ manifest/tokenizer modules and the runtimes are imported (no TensorFlow, no ``da
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 import logging
@@ -57,7 +58,7 @@ from storyedge.bench.results import (
     StepFloors,
 )
 from storyedge.bench.summary import budget_verdicts, peak_rss_estimate_mb, summarize
-from storyedge.config import Config
+from storyedge.config import BenchConfig, Config
 from storyedge.devices import import_tensorflow, set_tf_threads
 from storyedge.errors import CheckFailed, UserError
 from storyedge.runtime import Backend, BackendSpec, ExportDir, backend_plans, build_reference, load_backend, open_export
@@ -144,6 +145,13 @@ class ParityOutcome:
     samples: list[Sample]
 
 
+def resolve_budgets(flags: Budgets, bench: BenchConfig) -> Budgets:
+    """Each budget from its ``--budget-*`` flag when given, else from ``bench.budget_*``."""
+    values = {f.name: getattr(flags, f.name) for f in dataclasses.fields(Budgets)}
+    return Budgets(**{name: getattr(bench, f"budget_{name}") if value is None else value
+                      for name, value in values.items()})
+
+
 def plan_run(opts: BenchOptions) -> Plan:
     """Open the export, resolve every option over the config's ``bench`` section, load the
     ``--compare`` report (failing early on a bad one) and select the backends."""
@@ -164,9 +172,11 @@ def plan_run(opts: BenchOptions) -> Plan:
         vocab_size=export.vocab_size,
         model=export.config.to_dict()["model"],
         dataset={k: getattr(dataset, k) for k in ("seq_len", "image_size", "max_caption_len", "max_reason_len")},
-        budgets=opts.budgets,
-        fail_over_budget=opts.fail_over_budget,
+        budgets=resolve_budgets(opts.budgets, bench),
+        fail_over_budget=opts.fail_over_budget or bench.fail_over_budget,
     )
+    if settings.fail_over_budget and not settings.budgets.limits():
+        raise UserError("--fail-over-budget needs at least one budget (--budget-* or bench.budget_*)")
     compare_path = report_path(opts.compare) if opts.compare is not None else None
     compare_old = load_report(compare_path) if compare_path is not None else None
     specs = select_specs(export.specs, opts.backends)

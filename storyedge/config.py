@@ -266,6 +266,14 @@ class BenchConfig(_Section):
     gate_int8_dynamic_ppl_ratio_max: float = GATE_INT8_DYNAMIC_PPL_RATIO_MAX
     gate_int8_dynamic_top1_min: float = GATE_INT8_DYNAMIC_TOP1_MIN
     gate_int8_ppl_ratio_max: float = GATE_INT8_PPL_RATIO_MAX
+    #: User budgets (unset: none): every backend is marked within / over each one that is set.
+    budget_caption_ms: float | None = Field(None, gt=0)
+    budget_step_ms: float | None = Field(None, gt=0)
+    budget_encoder_ms: float | None = Field(None, gt=0)
+    budget_size_mb: float | None = Field(None, gt=0)
+    budget_peak_rss_mb: float | None = Field(None, gt=0)
+    #: Exit 1 (after the reports are written) when no backend passing the gates is within every budget.
+    fail_over_budget: bool = False
 
 
 class Config(_Section):

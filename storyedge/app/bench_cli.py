@@ -9,7 +9,11 @@ from pathlib import Path
 
 import click
 
+from storyedge import constants
+from storyedge.app.random_init import random_init_export_isolated
 from storyedge.bench.results import BUDGET_LABELS, Budgets
+from storyedge.bench.runner import BenchOptions, run_bench
+from storyedge.config import load_config
 from storyedge.errors import UserError
 
 GATE_OPTIONS = {
@@ -28,11 +32,12 @@ def budget_options(command: click.Command) -> click.Command:
     """Add ``--budget-<name>`` (one per :class:`Budgets` field) and ``--fail-over-budget``."""
     command = click.option(
         "--fail-over-budget", is_flag=True,
-        help="Exit 1 (after writing the reports) when no backend that passes the gates is within every set budget.",
+        help="Exit 1 (after writing the reports) when no backend that passes the gates is within every set budget "
+        "[bench.fail_over_budget].",
     )(command)
     for param, name in reversed(BUDGET_OPTIONS.items()):
         command = click.option(f"--{param.replace('_', '-')}", param, type=float, default=None,
-                               help=f"Budget: {BUDGET_LABELS[name]} <= this [unset].")(command)
+                               help=f"Budget: {BUDGET_LABELS[name]} <= this [bench.{param}; unset: none].")(command)
     return command
 
 
@@ -72,12 +77,12 @@ def budget_options(command: click.Command) -> click.Command:
               help="A previous report.json (or its directory): print latency and PPL-ratio deltas per backend.")
 @click.option("--bandwidth-mb", type=int, default=256, show_default=True,
               help="Array size for the memory-bandwidth measurement (roofline floor).")
-@click.option("--gate-fp32-ppl-tol", type=float, default=None, help="fp32: |PPL ratio - 1| <= this [1e-3].")
-@click.option("--gate-fp32-greedy", type=float, default=None, help="fp32: greedy-caption agreement >= this [1.0].")
-@click.option("--gate-fp16-ppl-max", type=float, default=None, help="fp16: PPL ratio <= this [1.005].")
-@click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help="int8-dynamic: PPL ratio <= this [1.02].")
-@click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help="int8-dynamic: top-1 agreement >= this [0.95].")
-@click.option("--gate-int8-ppl-max", type=float, default=None, help="static int8: PPL ratio <= this [1.05].")
+@click.option("--gate-fp32-ppl-tol", type=float, default=None, help=f"fp32: |PPL ratio - 1| <= this [{constants.GATE_FP32_PPL_RATIO_TOL:g}].")
+@click.option("--gate-fp32-greedy", type=float, default=None, help=f"fp32: greedy-caption agreement >= this [{constants.GATE_FP32_GREEDY_AGREEMENT:g}].")
+@click.option("--gate-fp16-ppl-max", type=float, default=None, help=f"fp16: PPL ratio <= this [{constants.GATE_FP16_PPL_RATIO_MAX:g}].")
+@click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help=f"int8-dynamic: PPL ratio <= this [{constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX:g}].")
+@click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help=f"int8-dynamic: top-1 agreement >= this [{constants.GATE_INT8_DYNAMIC_TOP1_MIN:g}].")
+@click.option("--gate-int8-ppl-max", type=float, default=None, help=f"static int8: PPL ratio <= this [{constants.GATE_INT8_PPL_RATIO_MAX:g}].")
 @budget_options
 def bench(
     exports: Path | None,
@@ -118,9 +123,6 @@ def bench(
     storyedge bench --config storyreasoning.yaml --random-init --out bench_seed
     storyedge bench --exports exports/quickstart --budget-caption-ms 10 --budget-size-mb 5 --fail-over-budget
     """
-    from storyedge.bench.runner import BenchOptions, run_bench
-    from storyedge.config import load_config
-
     for name, value in (("--max-windows", max_windows), ("--threads", threads), ("--runs", runs),
                         ("--caption-tokens", caption_tokens), ("--stories", stories), ("--bandwidth-mb", bandwidth_mb)):
         if value is not None and value < 1:
@@ -134,8 +136,6 @@ def bench(
             raise UserError("--random-init builds its own export: give --config, not --exports")
         if config is None:
             raise UserError("--random-init needs --config (e.g. quickstart.yaml or storyreasoning.yaml)")
-        from storyedge.app.random_init import random_init_export_isolated
-
         exports = random_init_export_isolated(
             config, out / "exports", threads=threads or config.bench.threads, vocab_size=vocab_size,
             stories=stories, quantize=quantize,
@@ -162,6 +162,4 @@ def _budgets(limits: dict[str, float | None], fail_over_budget: bool) -> Budgets
     for name, limit in budgets.limits().items():
         if not limit > 0:
             raise UserError(f"--budget-{name.replace('_', '-')}: must be > 0, got {limit:g}")
-    if fail_over_budget and not budgets.limits():
-        raise UserError("--fail-over-budget needs at least one --budget-* limit")
     return budgets
