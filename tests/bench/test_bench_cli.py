@@ -200,6 +200,21 @@ def test_fail_over_budget_exits_1_after_writing(bench_env: BenchEnv, tmp_path: P
     assert report.summary.within_budgets.backend == report.summary.fastest_caption.backend
 
 
+def test_budgets_from_the_config_and_a_flag_overriding_one(bench_env: BenchEnv, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = bench_env.config.replace(**{"bench.budget_caption_ms": 1e-6, "bench.budget_size_mb": 100.0,
+                                         "bench.fail_over_budget": True})
+    config.save(tmp_path / "budgets.yaml")
+    args = ("bench", "--exports", bench_env.exports, "--config", tmp_path / "budgets.yaml", "--latency-only",
+            "--backends", "tflite-fp32", *FAST)
+    code, _, err = run_cli(capsys, *args, "--out", tmp_path / "over")
+    assert code == 1 and "caption_ms <= 1e-06" in err, err
+    assert read_report(tmp_path / "over").settings.budgets.size_mb == 100.0
+    code, _, err = run_cli(capsys, *args, "--out", tmp_path / "flag", "--budget-caption-ms", "1e6")
+    assert code == 0, err
+    assert read_report(tmp_path / "flag").settings.budgets.limits() == {"caption_ms": 1e6, "size_mb": 100.0}
+
+
 def test_compare_prints_deltas(bench_env: BenchEnv, full_report: FullReport, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     old_dir, _, _ = full_report
@@ -342,7 +357,8 @@ def test_bad_flags(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.CaptureFi
     assert "no bench report" in _bench_fails(capsys, bench_env.exports, tmp_path, "--compare", tmp_path / "nothing.json")
     assert "--budget-caption-ms: must be > 0" in _bench_fails(capsys, bench_env.exports, tmp_path,
                                                               "--budget-caption-ms", "0")
-    assert "needs at least one --budget-" in _bench_fails(capsys, bench_env.exports, tmp_path, "--fail-over-budget")
+    assert "--fail-over-budget needs at least one budget" in _bench_fails(capsys, bench_env.exports, tmp_path,
+                                                                          "--fail-over-budget")
 
 
 # -------------------------------------------------------------------------------- generate
