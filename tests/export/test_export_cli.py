@@ -1,4 +1,4 @@
-"""``storyedge export`` through ``storyedge.cli.main``: exit codes, refusal, overwrite, rejection.
+"""``storyedge export`` through ``storyedge.app.cli.main``: exit codes, refusal, overwrite, rejection.
 
 Conversions here are ONNX only (seconds); the full matrix is exported once in conftest.
 """
