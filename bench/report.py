@@ -25,6 +25,7 @@ from storyedge.bench.results import (
     Pick,
     Summary,
 )
+from storyedge.atomic import atomic_write
 from storyedge.errors import UserError
 
 REPORT_JSON = "report.json"
@@ -398,8 +399,8 @@ def write_reports(report: BenchReport, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report.plots = write_plots(report, out)
-    (out / REPORT_JSON).write_text(report.to_json())
-    (out / REPORT_MD).write_text(markdown_text(report))
+    atomic_write(out / REPORT_JSON, report.to_json())
+    atomic_write(out / REPORT_MD, markdown_text(report))
     return {"json": out / REPORT_JSON, "md": out / REPORT_MD, **{p: out / p for p in report.plots}}
 
 

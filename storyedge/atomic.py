@@ -1,4 +1,4 @@
-"""One way to (re)write a whole directory atomically: build it next to the target, fsync, rename.
+"""One way to (re)write a whole directory, and one to (re)write a file, atomically.
 
 :func:`atomic_directory` yields an empty temporary sibling ``NAME.tmp-<pid>`` of the target
 ``NAME``; when the block ends without an exception, every file in it is fsynced, an existing
@@ -9,6 +9,8 @@ directory: ``NAME`` itself, or — only between the two renames — the old one 
 inside the block removes the temporary directory and leaves ``NAME`` untouched.
 
 Used by the exporter (``OUT``), the training bundle (``best/``) and the synthetic dataset writer.
+:func:`atomic_write` does the same for one file (``manifest.json``, ``history.json``,
+``summary.json``, the bench reports): a reader never sees it half-written.
 """
 
 from __future__ import annotations
@@ -124,3 +126,18 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary sibling and ``os.replace`` (never truncated)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{TMP_INFIX}-{os.getpid()}")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

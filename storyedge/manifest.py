@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from storyedge.atomic import atomic_write
 from storyedge.constants import EXPORT_FORMATS as FORMATS
 from storyedge.constants import QUANTIZE_PRECISIONS as PRECISIONS
 from storyedge.errors import UserError
@@ -247,11 +247,7 @@ def sha256_file(path: str | Path) -> str:
 
 def write_manifest(export_dir: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically (temp file + rename)."""
-    path = Path(export_dir) / MANIFEST_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(export_dir) / MANIFEST_FILE, manifest.to_json())
 
 
 def read_manifest(export_dir: str | Path) -> Manifest:

@@ -12,9 +12,10 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from storyedge.atomic import atomic_write
 
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
@@ -132,9 +133,4 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never truncated)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 

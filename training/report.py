@@ -16,7 +16,8 @@ from pathlib import Path
 from storyedge.errors import UserError
 from storyedge.run_dir import BEST_DIR, CONFIG_FILE, TOKENIZER_DIR
 from storyedge.schema import check_schema, known_fields
-from storyedge.training.history import CURVES_PNG, HISTORY_CSV, HISTORY_JSON, atomic_write, jsonable
+from storyedge.atomic import atomic_write
+from storyedge.training.history import CURVES_PNG, HISTORY_CSV, HISTORY_JSON, jsonable
 from storyedge.training.workspace import CHECKPOINT_DIR, TENSORBOARD_DIR
 
 #: ``summary.json``'s schema: a new field bumps MINOR, a change an old reader would misread MAJOR.

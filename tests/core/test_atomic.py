@@ -183,3 +183,26 @@ def test_resolve_bundle_falls_back_to_the_displaced_best(tmp_path: Path, bundle_
     assert not (run / BEST_DIR).exists()
     found = resolve_bundle(run)
     assert found.name.startswith(f"{BEST_DIR}.old-") and (found / WEIGHTS_FILE).read_text() == "epoch 1"
+
+
+def test_atomic_write_replaces_a_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    assert atomic.atomic_write(target, "new") == target and target.read_text() == "new"
+    atomic.atomic_write(target, b"\x00bytes")
+    assert target.read_bytes() == b"\x00bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_atomic_write_that_fails_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic.atomic_write(target, "new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
