@@ -60,7 +60,7 @@ from storyedge.bench.results import (
 from storyedge.bench.summary import budget_verdicts, peak_rss_estimate_mb, summarize
 from storyedge.config import BenchConfig, Config
 from storyedge.devices import import_tensorflow, set_tf_threads
-from storyedge.errors import CheckFailed, UserError
+from storyedge.errors import CheckFailed, DataError, UserError
 from storyedge.runtime import Backend, BackendSpec, ExportDir, backend_plans, build_reference, load_backend, open_export
 from storyedge.runtime import select_specs
 from storyedge.runtime.export_dir import REFERENCE_NEEDS_TF
@@ -189,13 +189,12 @@ def plan_run(opts: BenchOptions) -> Plan:
 
 def load_eval_windows(config: Config, tokenizer: Any, split: str, max_windows: int) -> dict[str, Any]:
     """Eval windows of ``split`` through the data layer (``datasets``; no TensorFlow)."""
-    from storyedge.data.loading import load_story_splits  # lazy: imports datasets
-    from storyedge.data.pipeline import encode_windows  # lazy: imports datasets
+    from storyedge.data.loading import load_split_windows  # lazy: imports datasets
 
-    splits = load_story_splits(config.dataset)
-    if split not in splits:
-        raise UserError(f"--split {split}: the dataset has splits {', '.join(splits)}")
-    arrays = encode_windows(splits[split], tokenizer, config.dataset, max_windows, split)
+    try:
+        arrays = load_split_windows(config.dataset, tokenizer, split, max_windows)
+    except DataError as exc:
+        raise DataError(f"--split {split}: {exc}") from None
     windows = window_dict(arrays.as_dict())
     if not config.model.use_reason:
         windows.pop("reason", None)

@@ -135,12 +135,9 @@ def build_export(ctx: ExportContext, source: dict[str, Any]) -> Manifest:
 
 def load_validation_windows(config: Config, tokenizer: "StoryTokenizer", count: int) -> "WindowArrays":
     """The first ``count`` windows of the configured dataset's validation split."""
-    # lazy: the data pipeline imports datasets
-    from storyedge.data.loading import load_story_splits
-    from storyedge.data.pipeline import encode_windows
+    from storyedge.data.loading import load_split_windows  # lazy: imports datasets
 
-    splits = load_story_splits(config.dataset)
-    return encode_windows(splits["validation"], tokenizer, config.dataset, max_windows=count, split_name="validation")
+    return load_split_windows(config.dataset, tokenizer, "validation", count)
 
 
 def export_from_checkpoint(

@@ -34,6 +34,7 @@ import datasets
 import pyarrow.compute as pc
 
 from storyedge.config import SYNTHETIC_DATASET, DatasetConfig
+from storyedge.data.pipeline import CaptionTokenizer, WindowArrays, encode_windows
 from storyedge.data.storyreasoning import adapt_storyreasoning, is_storyreasoning
 from storyedge.data.synthetic import (
     read_synthetic_meta,
@@ -98,6 +99,19 @@ def load_story_splits(cfg: DatasetConfig) -> datasets.DatasetDict:
 
 # --------------------------------------------------------------------------- sources
 
+
+
+def load_split_windows(
+    cfg: DatasetConfig, tokenizer: CaptionTokenizer, split: str, max_windows: int | None = None
+) -> WindowArrays:
+    """The first ``max_windows`` windows of ``split``, tokenised (numpy; no TensorFlow).
+
+    :class:`DataError` naming the split when the dataset has no such split.
+    """
+    splits = load_story_splits(cfg)
+    if split not in splits:
+        raise DataError(f"split {split!r}: the dataset has splits {', '.join(splits)}")
+    return encode_windows(splits[split], tokenizer, cfg, max_windows, split)
 
 def _load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
     if cfg.name == SYNTHETIC_DATASET:

@@ -184,3 +184,13 @@ def test_carve_keeps_one_story_for_tiny_train() -> None:
     ds = datasets.Dataset.from_dict({"story_id": ["a", "b"]})
     rest, val = carve_split(ds, 0.01)
     assert len(val) == 1 and len(rest) == 1
+
+
+def test_load_split_windows_counts_and_names_a_missing_split(tmp_path: Path, tokenizer) -> None:
+    from storyedge.data.loading import load_split_windows
+
+    cfg = DatasetConfig(name="synthetic", path=str(tmp_path / "syn"), synthetic_stories=10, synthetic_seed=7)
+    windows = load_split_windows(cfg, tokenizer, "train", max_windows=5)
+    assert len(windows) == 5 and windows.captions.shape[1:] == (cfg.seq_len, cfg.max_caption_len)
+    with pytest.raises(DataError, match=r"split 'dev': the dataset has splits train, validation, test"):
+        load_split_windows(cfg, tokenizer, "dev")
