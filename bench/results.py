@@ -492,7 +492,7 @@ class BenchReport:
             data = json.loads(text)
         except ValueError:
             raise UserError(f"{path}: not a storyedge {REPORT_KIND} (not JSON)") from None
-        check_schema(data, SCHEMA_VERSION, REPORT_KIND, path)
+        check_schema(data, SCHEMA_VERSION, REPORT_KIND, path, marks=("backends",))
         try:
             return _build(cls, data)
         except (TypeError, ValueError, KeyError) as exc:

@@ -218,7 +218,7 @@ class Manifest:
             data = json.loads(text)
         except ValueError as exc:
             raise UserError(f"{path}: malformed manifest ({exc})") from None
-        check_schema(data, SCHEMA_VERSION, "export manifest", path)
+        check_schema(data, SCHEMA_VERSION, "export manifest", path, marks=("files", "config"))
         try:
             data = known_fields(cls, data)
             files = [_file_entry(f) for f in data.pop("files")]

@@ -23,11 +23,15 @@ def major_of(version: str) -> int:
     return int(major)
 
 
-def check_schema(data: Any, expected: str, kind: str, path: str | Path) -> None:
+def check_schema(data: Any, expected: str, kind: str, path: str | Path, marks: tuple[str, ...] = ()) -> None:
     """Refuse ``data`` unless it is a mapping of ``kind`` whose ``schema_version`` has
-    ``expected``'s MAJOR (:class:`UserError`, exit 2)."""
+    ``expected``'s MAJOR (:class:`UserError`, exit 2). ``marks``: keys every version of ``kind``
+    has, so that another storyedge file (a manifest given for a report) is named as not one."""
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a storyedge {kind} (expected a JSON object)")
+    missing = [key for key in marks if key not in data]
+    if missing:
+        raise UserError(f"{path}: not a storyedge {kind} (no {missing[0]!r})")
     found = data.get("schema_version")
     if found is None:
         raise UserError(f"{path}: not a storyedge {kind} (no schema_version)")

@@ -109,7 +109,7 @@ class TrainingSummary:
             data = json.loads(text)
         except ValueError as exc:
             raise UserError(f"{path}: malformed {SUMMARY_KIND} ({exc})") from None
-        check_schema(data, SCHEMA_VERSION, SUMMARY_KIND, path)
+        check_schema(data, SCHEMA_VERSION, SUMMARY_KIND, path, marks=("status",))
         try:
             return cls(**known_fields(cls, data))
         except TypeError as exc:

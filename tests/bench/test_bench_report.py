@@ -162,6 +162,7 @@ def test_a_newer_minor_with_unknown_fields_is_read() -> None:
         ('[1, 2]', "expected a JSON object"),
         ('{"schema_version": "2.0", "backends": []}', "schema_version 2.0 is not readable"),
         ('{"schema_version": "1.0", "backends": "x"}', "malformed bench report"),
+        ('{"schema_version": "2.0", "files": [], "config": {}}', "not a storyedge bench report (no 'backends')"),
     ],
 )
 def test_foreign_or_other_major_json_is_one_clear_error(text: str, needle: str, tmp_path: Path) -> None:
