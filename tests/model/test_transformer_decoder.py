@@ -84,3 +84,48 @@ def test_width_projection_and_shapes(make_config, make_inputs):
     counts = count_params(model)
     assert counts["decoder"] > 0 and not hasattr(model, "decoder_cell")
     assert sum(v for k, v in counts.items() if k not in ("total", "trainable")) == counts["total"]
+
+
+def test_signatures_and_declared_state_come_from_the_model(make_config, make_inputs):
+    import tensorflow as tf
+
+    from storyedge.export.context import signature_infos
+    from storyedge.model.signatures import (
+        decoder_input_specs,
+        decoder_output_names,
+        decoder_spec,
+        decoder_step_fn,
+        encoder_fn,
+        encoder_output_names,
+        step_weight_counts,
+    )
+
+    cfg = transformer_config(make_config, **{"model.decoder_layers": 1, "model.use_reason": True})
+    model = build_model(cfg, VOCAB, 0)
+    specs = decoder_input_specs(model)
+    assert [s.name for s in specs] == ["token", "position", "k_cache_0", "v_cache_0", "cross_k_0", "cross_v_0"]
+    assert specs[1].dtype == tf.int32 and tuple(specs[2].shape) == (1, 2, 8, 5)
+    assert tuple(specs[4].shape) == (1, 2, cfg.dataset.seq_len + 2, 5)  # frames + context + reason
+    assert encoder_output_names(model) == ("cross_k_0", "cross_v_0")
+    assert decoder_output_names(model) == ("logits", "position_out", "k_cache_0_out", "v_cache_0_out")
+    infos = signature_infos(model, 1)
+    spec = decoder_spec(model)
+    spec.check(infos["encoder"], infos["decoder_step"])  # raises on a mismatch
+    # the tf.functions drive like the runtime: zeros state, carried cross K/V
+    inputs = make_inputs(cfg, VOCAB, batch=1)
+    enc = {k: v.numpy() for k, v in encoder_fn(model)(inputs["frames"], inputs["captions"], inputs["reason"]).items()}
+    state = spec.initial_state(enc)
+    step = decoder_step_fn(model)
+    names = [s.name for s in specs]
+    logits = []
+    for t in range(cfg.dataset.max_caption_len - 1):
+        feeds = {"token": inputs["target"][:, t], **state}
+        out = {k: v.numpy() for k, v in step(*(feeds[n] for n in names)).items()}
+        state = spec.advance(state, out)
+        logits.append(out["logits"])
+    assert np.abs(np.stack(logits, 1) - np.asarray(model(inputs))).max() < 1e-5
+    w = step_weight_counts(cfg, VOCAB)
+    width, ff = 10, 12
+    embed = cfg.model.text_embed_dim  # 8 != 10: the input projection is read too
+    assert w["matrix_params"] == 6 * width * width + 2 * width * ff + width * VOCAB + embed * width
+    assert w["embedding_row"] == cfg.model.text_embed_dim
