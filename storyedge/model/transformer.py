@@ -81,10 +81,10 @@ class StoryMemory(layers.Layer):
     def __init__(self, width: int, slots: int, dropout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.width, self.slots = int(width), int(slots)
-        self.frame_proj = layers.Dense(width, name="frame_proj")
-        self.context_proj = layers.Dense(width, name="context_proj")
-        self.reason_proj = layers.Dense(width, name="reason_proj")
-        self.norm = layers.LayerNormalization(epsilon=1e-5, name="norm")
+        self.frame_proj = layers.Dense(width, name=f"{self.name}_frame_proj")
+        self.context_proj = layers.Dense(width, name=f"{self.name}_context_proj")
+        self.reason_proj = layers.Dense(width, name=f"{self.name}_reason_proj")
+        self.norm = layers.LayerNormalization(epsilon=1e-5, name=f"{self.name}_norm")
         self.drop = layers.Dropout(dropout)
 
     def build(self, input_shape: Any = None) -> None:
@@ -109,14 +109,17 @@ class TransformerDecoderLayer(layers.Layer):
     def __init__(self, width: int, heads: int, ff_dim: int, dropout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.width, self.heads = int(width), int(heads)
-        dense = lambda units, name, **kw: layers.Dense(units, name=name, **kw)  # noqa: E731
-        self.self_norm = layers.LayerNormalization(epsilon=1e-5, name="self_norm")
+        # Sublayer names carry the layer's own: Keras variable paths must be unique across layers
+        # (training checkpoints by path) and do not include this layer's name.
+        prefix = self.name
+        dense = lambda units, name, **kw: layers.Dense(units, name=f"{prefix}_{name}", **kw)  # noqa: E731
+        self.self_norm = layers.LayerNormalization(epsilon=1e-5, name=f"{prefix}_self_norm")
         self.self_q, self.self_k, self.self_v = dense(width, "self_q"), dense(width, "self_k"), dense(width, "self_v")
         self.self_o = dense(width, "self_o")
-        self.cross_norm = layers.LayerNormalization(epsilon=1e-5, name="cross_norm")
+        self.cross_norm = layers.LayerNormalization(epsilon=1e-5, name=f"{prefix}_cross_norm")
         self.cross_q, self.cross_k, self.cross_v = dense(width, "cross_q"), dense(width, "cross_k"), dense(width, "cross_v")
         self.cross_o = dense(width, "cross_o")
-        self.ff_norm = layers.LayerNormalization(epsilon=1e-5, name="ff_norm")
+        self.ff_norm = layers.LayerNormalization(epsilon=1e-5, name=f"{prefix}_ff_norm")
         self.ff_in, self.ff_out = dense(ff_dim, "ff_in", activation="relu"), dense(width, "ff_out")
         self.drop = layers.Dropout(dropout)
 
@@ -163,12 +166,12 @@ class TransformerDecoder(layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.embedding, self.width, self.max_len = embedding, int(width), int(max_len)
-        self.in_proj = None if embedding.output_dim == width else layers.Dense(width, use_bias=False, name="in_proj")
-        self.position_embedding = layers.Embedding(max_len, width, name="position_embedding")
+        self.in_proj = None if embedding.output_dim == width else layers.Dense(width, use_bias=False, name=f"{self.name}_in_proj")
+        self.position_embedding = layers.Embedding(max_len, width, name=f"{self.name}_position_embedding")
         self.blocks = [
-            TransformerDecoderLayer(width, heads, ff_dim, dropout, name=f"layer_{i}") for i in range(num_layers)
+            TransformerDecoderLayer(width, heads, ff_dim, dropout, name=f"{self.name}_layer_{i}") for i in range(num_layers)
         ]
-        self.final_norm = layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+        self.final_norm = layers.LayerNormalization(epsilon=1e-5, name=f"{self.name}_final_norm")
         self.drop = layers.Dropout(dropout)
 
     def embed(self, tokens: Any, positions: Any, training: bool) -> Any:

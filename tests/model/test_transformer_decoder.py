@@ -83,6 +83,8 @@ def test_width_projection_and_shapes(make_config, make_inputs):
     assert np.abs(np.asarray(model(inputs)) - unrolled(model, inputs)).max() < 1e-5
     counts = count_params(model)
     assert counts["decoder"] > 0 and not hasattr(model, "decoder_cell")
+    paths = [w.path for w in model.weights]
+    assert len(set(paths)) == len(paths)  # training checkpoints variables by path
     assert sum(v for k, v in counts.items() if k not in ("total", "trainable")) == counts["total"]
 
 
