@@ -88,6 +88,7 @@ class StoryMemory(layers.Layer):
         self.drop = layers.Dropout(dropout)
 
     def build(self, input_shape: Any = None) -> None:
+        """Create the learned slot embedding ``[M, W]``."""
         self.slot_embedding = self.add_weight(
             shape=(self.slots, self.width), initializer=keras.initializers.RandomNormal(stddev=0.02),
             name="slot_embedding",
