@@ -131,3 +131,20 @@ def test_generate_beam_1_equals_greedy_across_backends(transformer_export: Trans
         assert beam3["score"] >= greedy["score"] - 1e-9
         tokens[backend] = greedy["tokens"]
     assert tokens["tflite"] == tokens["onnx"] == tokens["tf"]
+
+
+@pytest.mark.parametrize("field, value", [("update", "k_cache_1_gone"), ("shape", [1, 2, 9, 12])])
+def test_a_manifest_whose_cache_state_does_not_match_exits_2_naming_it(
+    transformer_export: TransformerExport, tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: Any,
+) -> None:
+    import shutil
+
+    copy = tmp_path / "exports"
+    shutil.copytree(transformer_export.exports, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (entry,) = [t for t in manifest["decoder"]["state"] if t["name"] == "k_cache_1"]
+    entry[field] = value
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = _cli(capsys, "bench", "--exports", copy, "--out", tmp_path / "bench", "--latency-only", *FAST)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "k_cache_1" in errors[0], err
