@@ -103,31 +103,23 @@ def check_io(path: Path, found: FoundIO, expected: SignatureInfo, graph: str) ->
 
 
 def signature_infos(model: "StoryModel", batch: int) -> dict[str, SignatureInfo]:
-    """The documented IO of both graphs with static shapes."""
+    """The documented IO of both graphs with static shapes (whatever the decoder: from the model)."""
     # lazy: storyedge.model imports TensorFlow
-    from storyedge.model.signatures import decoder_input_specs, encoder_input_specs
-
-    cfg = model.config
-    hidden, context, vocab = cfg.model.decoder_hidden_dim, model.context_dim, model.vocab_size
+    from storyedge.model.signatures import (
+        decoder_input_specs,
+        decoder_output_specs,
+        encoder_input_specs,
+        encoder_output_specs,
+    )
 
     def infos(specs: list[Any]) -> list[TensorInfo]:
         return [TensorInfo(s.name, [int(d) for d in s.shape], s.dtype.name) for s in specs]
 
     return {
         "encoder": SignatureInfo(
-            inputs=infos(encoder_input_specs(model, batch)),
-            outputs=[
-                TensorInfo("h0", [batch, hidden], "float32"),
-                TensorInfo("c0", [batch, hidden], "float32"),
-                TensorInfo("context", [batch, context], "float32"),
-            ],
+            inputs=infos(encoder_input_specs(model, batch)), outputs=infos(encoder_output_specs(model, batch))
         ),
         "decoder_step": SignatureInfo(
-            inputs=infos(decoder_input_specs(model, batch)),
-            outputs=[
-                TensorInfo("logits", [batch, vocab], "float32"),
-                TensorInfo("h_out", [batch, hidden], "float32"),
-                TensorInfo("c_out", [batch, hidden], "float32"),
-            ],
+            inputs=infos(decoder_input_specs(model, batch)), outputs=infos(decoder_output_specs(model, batch))
         ),
     }

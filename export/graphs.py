@@ -44,7 +44,8 @@ def rnn_layers(model: keras.Model) -> list[keras.layers.RNN]:
 
 
 def encoder_lstm_count(model: keras.Model) -> int:
-    """Number of ``keras.layers.LSTM`` layers (all in the encoder: the decoder is a cell)."""
+    """Number of ``keras.layers.LSTM`` layers (all in the encoder: the LSTM decoder is a cell and
+    the Transformer decoder has no RNN, so its step is straight-line for every layout)."""
     return sum(isinstance(layer, keras.layers.LSTM) for layer in rnn_layers(model))
 
 

@@ -22,12 +22,12 @@ from typing import Any
 
 from storyedge.errors import CheckFailed
 from storyedge.model.signatures import (
-    DECODER_STEP_OUTPUTS,
-    ENCODER_OUTPUTS,
     decoder_input_specs,
+    decoder_output_names,
     decoder_step_fn,
     encoder_fn,
     encoder_input_specs,
+    encoder_output_names,
 )
 
 LEFTOVER_OPS = ("Loop", "Scan", "If")
@@ -46,10 +46,10 @@ def convert_onnx(model: Any, graph: str, batch: int, opset: int) -> Any:
     from storyedge.export.graphs import onnx_fusable_lstms
 
     if graph == "encoder":
-        fn, specs, outputs = encoder_fn(model, batch), encoder_input_specs(model, batch), ENCODER_OUTPUTS
+        fn, specs, outputs = encoder_fn(model, batch), encoder_input_specs(model, batch), encoder_output_names(model)
     elif graph == "decoder_step":
         fn, specs = decoder_step_fn(model, batch), decoder_input_specs(model, batch)
-        outputs = DECODER_STEP_OUTPUTS
+        outputs = decoder_output_names(model)
     else:
         raise ValueError(f"unknown graph {graph!r}")
     # tf2onnx deep-copies the whole graph (constants included) before each optimizer pass unless

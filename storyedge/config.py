@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 from storyedge.constants import (
     CNN_STEM_STRIDES,
     DATASET_SCHEMAS,
+    DECODER_KINDS,
     EXPORT_FORMATS,
     FUSION_MODES,
     GATE_FP16_PPL_RATIO_MAX,
@@ -67,6 +68,7 @@ DatasetSchema = Literal[DATASET_SCHEMAS]
 TokenizerName = Literal[TOKENIZER_NAMES]
 FusionMode = Literal[FUSION_MODES]
 StemStride = Literal[CNN_STEM_STRIDES]
+DecoderKind = Literal[DECODER_KINDS]
 ExportFormat = Literal[EXPORT_FORMATS]
 QuantizeName = Literal[QUANTIZE_NAMES]
 
@@ -192,6 +194,14 @@ class ModelConfig(_Section):
     #: the decoder's initial state (False).
     use_reason_in_fusion: bool = False
     dropout: float = Field(0.1, ge=0, lt=1)
+    #: ``lstm`` (an LSTMCell step) or ``transformer`` (pre-norm decoder layers, width
+    #: ``decoder_hidden_dim``, causal self-attention with a KV cache, cross-attention to the story).
+    decoder: DecoderKind = "lstm"
+    #: Transformer decoder only: number of layers, attention heads (must divide
+    #: ``decoder_hidden_dim``) and the feed-forward inner size.
+    decoder_layers: int = Field(2, ge=1)
+    decoder_heads: int = Field(4, ge=1)
+    decoder_ff_dim: int = Field(192, ge=1)
 
     @field_validator("cnn_stem_stride", mode="before")
     @classmethod
@@ -210,6 +220,11 @@ class ModelConfig(_Section):
             )
         if self.use_reason_in_fusion and not self.use_reason:
             raise _rule("use_reason_in_fusion", "requires model.use_reason: true")
+        if self.decoder == "transformer" and self.decoder_hidden_dim % self.decoder_heads:
+            raise _rule(
+                "decoder_heads",
+                f"must divide model.decoder_hidden_dim ({self.decoder_hidden_dim}), got {self.decoder_heads}",
+            )
         return self
 
 

@@ -35,6 +35,9 @@ FUSION_MODES: Final = ("attention", "concat", "text_only")
 REASON_MODES: Final = ("none", "fusion", "init")
 #: ``model.cnn_stem_stride``: stride of the CNN's stem conv.
 CNN_STEM_STRIDES: Final = (1, 2, 4)
+#: ``model.decoder``: the LSTMCell caption decoder (default) or a pre-norm Transformer decoder
+#: with a static-shape key/value cache per layer.
+DECODER_KINDS: Final = ("lstm", "transformer")
 
 # ------------------------------------------------------------------------------- training
 

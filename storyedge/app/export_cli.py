@@ -26,6 +26,9 @@ Per format and precision, two static-shape graphs (batch --batch, default 1):
   encoder       frames [B,k,S,S,3] f32, captions [B,k,L] i32, reason [B,R] i32 (use_reason only)
                 -> h0 [B,H], c0 [B,H], context [B,C]
   decoder_step  token [B] i32, h [B,H], c [B,H], context [B,C] -> logits [B,V], h_out, c_out
+model.decoder: transformer: the encoder gives cross_k_i / cross_v_i per layer; the step takes
+  token, position [B] i32, k_cache_i / v_cache_i and the cross K/V -> logits, position_out,
+  k_cache_i_out, v_cache_i_out (the manifest's decoder section declares the state)
 plus, for TFLite, one multi-signature file holding both over shared weights.
 
 \b

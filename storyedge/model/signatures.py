@@ -1,11 +1,16 @@
 """Static-shape, stably named export signatures of the story model's two deployable graphs.
 
 ``encoder``: inputs ``frames`` [B,k,S,S,3] float32, ``captions`` [B,k,L] int32 and, only with
-``use_reason``, ``reason`` [B,R] int32; outputs ``h0``, ``c0`` [B,H], ``context`` [B,C] float32.
+``use_reason``, ``reason`` [B,R] int32. Outputs, LSTM decoder: ``h0``, ``c0`` [B,H],
+``context`` [B,C] float32; Transformer decoder: per layer i ``cross_k_i``, ``cross_v_i``
+[B,heads,M,d] float32 (the cross-attention keys / values, computed once per caption).
 
-``decoder_step``: inputs ``token`` [B] int32, ``h``, ``c`` [B,H], ``context`` [B,C] float32;
-outputs ``logits`` [B,V], ``h_out``, ``c_out`` [B,H] (never an input's name: tf2onnx crashes on
-an output named like an input).
+``decoder_step``, LSTM: inputs ``token`` [B] int32, ``h``, ``c`` [B,H], ``context`` [B,C]
+float32; outputs ``logits`` [B,V], ``h_out``, ``c_out`` [B,H]. Transformer: inputs ``token``,
+``position`` [B] int32, per layer ``k_cache_i``, ``v_cache_i`` [B,heads,L,d] and ``cross_k_i``,
+``cross_v_i``; outputs ``logits``, ``position_out`` (position + 1) and ``k_cache_i_out``,
+``v_cache_i_out``. An output is never named like an input (tf2onnx crashes on that): a state
+input ``x`` is replaced by the output ``x_out``.
 
 Every dimension is static (batch included): a dynamic batch on an LSTM forces TensorList ops,
 which only the Flex delegate runs. :func:`make_export_archive` tracks the Keras *model* (a
@@ -21,7 +26,15 @@ import tensorflow as tf
 
 from storyedge.config import Config
 from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor
-from storyedge.model.story_model import StoryModel, context_dim
+from storyedge.model.story_model import (
+    OUT_SUFFIX,
+    POSITION,
+    StoryModel,
+    cache_names,
+    context_dim,
+    cross_names,
+    memory_slots,
+)
 
 ENCODER_ENDPOINT = "encoder"
 DECODER_STEP_ENDPOINT = "decoder_step"
@@ -53,10 +66,36 @@ def encoder_input_specs(model_or_cfg: StoryModel | Config, batch: int = 1) -> li
     return specs
 
 
+def _head_shape(cfg: Config, batch: int, slots: int) -> list[int]:
+    m = cfg.model
+    return [batch, m.decoder_heads, slots, m.decoder_hidden_dim // m.decoder_heads]
+
+
+def _transformer_cross_specs(cfg: Config, batch: int) -> list[tf.TensorSpec]:
+    shape = _head_shape(cfg, batch, memory_slots(cfg))
+    return [tf.TensorSpec(shape, tf.float32, name=n) for i in range(cfg.model.decoder_layers) for n in cross_names(i)]
+
+
+def _transformer_cache_specs(cfg: Config, batch: int, suffix: str = "") -> list[tf.TensorSpec]:
+    shape = _head_shape(cfg, batch, cfg.dataset.max_caption_len)
+    return [
+        tf.TensorSpec(shape, tf.float32, name=n + suffix)
+        for i in range(cfg.model.decoder_layers) for n in cache_names(i)
+    ]
+
+
 def decoder_input_specs(model_or_cfg: StoryModel | Config, batch: int = 1) -> list[tf.TensorSpec]:
-    """Static ``tf.TensorSpec``s of the decoder-step inputs: token, h, c, context."""
+    """Static ``tf.TensorSpec``s of the decoder-step inputs (LSTM: token, h, c, context;
+    Transformer: token, position, the self-attention caches, the cross K/V)."""
     cfg = _config(model_or_cfg)
     hidden = cfg.model.decoder_hidden_dim
+    if cfg.model.decoder == "transformer":
+        return [
+            tf.TensorSpec([batch], tf.int32, name="token"),
+            tf.TensorSpec([batch], tf.int32, name=POSITION),
+            *_transformer_cache_specs(cfg, batch),
+            *_transformer_cross_specs(cfg, batch),
+        ]
     return [
         tf.TensorSpec([batch], tf.int32, name="token"),
         tf.TensorSpec([batch, hidden], tf.float32, name="h"),
@@ -65,10 +104,58 @@ def decoder_input_specs(model_or_cfg: StoryModel | Config, batch: int = 1) -> li
     ]
 
 
-def decoder_spec(model: StoryModel, batch: int = 1) -> DecoderSpec:
-    """How a runtime drives this model's ``decoder_step``: state ``h`` / ``c`` start as the
-    encoder's ``h0`` / ``c0`` and are replaced by ``h_out`` / ``c_out``; ``context`` is carried."""
+def encoder_output_specs(model: StoryModel, batch: int = 1) -> list[tf.TensorSpec]:
+    """The encoder's outputs in documented order (LSTM: h0, c0, context; Transformer: the cross K/V)."""
     cfg = model.config
+    if cfg.model.decoder == "transformer":
+        return _transformer_cross_specs(cfg, batch)
+    hidden = [batch, cfg.model.decoder_hidden_dim]
+    return [
+        tf.TensorSpec(hidden, tf.float32, name="h0"),
+        tf.TensorSpec(hidden, tf.float32, name="c0"),
+        tf.TensorSpec([batch, context_dim(cfg)], tf.float32, name="context"),
+    ]
+
+
+def decoder_output_specs(model: StoryModel, batch: int = 1) -> list[tf.TensorSpec]:
+    """The step's outputs in documented order: logits, then each state input's ``<name>_out``."""
+    cfg = model.config
+    logits = tf.TensorSpec([batch, model.vocab_size], tf.float32, name="logits")
+    if cfg.model.decoder == "transformer":
+        return [logits, tf.TensorSpec([batch], tf.int32, name=POSITION + OUT_SUFFIX),
+                *_transformer_cache_specs(cfg, batch, OUT_SUFFIX)]
+    hidden = [batch, cfg.model.decoder_hidden_dim]
+    return [logits, tf.TensorSpec(hidden, tf.float32, name="h_out"), tf.TensorSpec(hidden, tf.float32, name="c_out")]
+
+
+def encoder_output_names(model: StoryModel) -> tuple[str, ...]:
+    """Names of :func:`encoder_output_specs`."""
+    return tuple(s.name for s in encoder_output_specs(model))
+
+
+def decoder_output_names(model: StoryModel) -> tuple[str, ...]:
+    """Names of :func:`decoder_output_specs`."""
+    return tuple(s.name for s in decoder_output_specs(model))
+
+
+def decoder_spec(model: StoryModel, batch: int = 1) -> DecoderSpec:
+    """How a runtime drives this model's ``decoder_step``.
+
+    LSTM: state ``h`` / ``c`` start as the encoder's ``h0`` / ``c0`` and are replaced by
+    ``h_out`` / ``c_out``; ``context`` is carried. Transformer: ``position`` and every
+    ``k_cache_i`` / ``v_cache_i`` start as zeros and are replaced by their ``_out``; the
+    encoder's ``cross_k_i`` / ``cross_v_i`` are carried.
+    """
+    cfg = model.config
+    weights = step_weight_counts(cfg, model.vocab_size)
+    if cfg.model.decoder == "transformer":
+        state = [StateTensor(POSITION, [batch], "int32", init="zeros", update=POSITION + OUT_SUFFIX)]
+        state += [
+            StateTensor(s.name, [int(d) for d in s.shape], "float32", init="zeros", update=s.name + OUT_SUFFIX)
+            for s in _transformer_cache_specs(cfg, batch)
+        ]
+        carried = [CarriedInput(s.name, s.name) for s in _transformer_cross_specs(cfg, batch)]
+        return DecoderSpec(state=state, carried=carried, step_weights=weights)
     hidden = [batch, cfg.model.decoder_hidden_dim]
     return DecoderSpec(
         state=[
@@ -76,36 +163,54 @@ def decoder_spec(model: StoryModel, batch: int = 1) -> DecoderSpec:
             StateTensor("c", hidden, "float32", init="encoder", source="c0", update="c_out"),
         ],
         carried=[CarriedInput("context", "context")],
-        step_weights=step_weight_counts(cfg.model.text_embed_dim, context_dim(cfg), cfg.model.decoder_hidden_dim,
-                                        model.vocab_size),
+        step_weights=weights,
     )
 
 
-def step_weight_counts(embed_dim: int, context: int, hidden: int, vocab: int) -> dict[str, int]:
-    """Weights one LSTM decoder step reads: the cell kernel ``(E+C)x4H``, the recurrent kernel
-    ``Hx4H`` and the logits projection ``HxV`` (quantisable matrices), fp32 biases ``4H + V``,
-    and one embedding row ``E`` (the step gathers one token's row of the table)."""
-    matrices = (embed_dim + context) * 4 * hidden + hidden * 4 * hidden + hidden * vocab
-    return {"matrix_params": matrices, "vector_params": 4 * hidden + vocab, "embedding_row": embed_dim}
+def step_weight_counts(cfg: Config, vocab: int) -> dict[str, int]:
+    """Weights one decoder step reads, for the roofline floor.
+
+    LSTM: the cell kernel ``(E+C)x4H``, the recurrent kernel ``Hx4H`` and the logits projection
+    ``HxV`` (quantisable matrices), fp32 biases ``4H + V``, one embedding row ``E``.
+    Transformer (width W, F ff, n layers): per layer self-attention Q, K, V, O ``4·W²``,
+    cross-attention Q, O ``2·W²`` (its K / V were precomputed by the encoder), feed-forward
+    ``2·W·F``; the logits ``WxV`` and the ``ExW`` input projection when E != W. Vectors: biases,
+    LayerNorm scales / offsets, the position row; one embedding row ``E``.
+    """
+    m = cfg.model
+    embed, hidden = m.text_embed_dim, m.decoder_hidden_dim
+    if m.decoder == "transformer":
+        width, ff, n = hidden, m.decoder_ff_dim, m.decoder_layers
+        proj = embed * width if embed != width else 0
+        matrices = n * (6 * width * width + 2 * width * ff) + width * vocab + proj
+        # per layer: 6 W-biases + F + W (ff) biases, 3 LayerNorms; final LayerNorm, position row, logits bias
+        vectors = n * (6 * width + ff + width + 6 * width) + 2 * width + width + vocab
+        return {"matrix_params": matrices, "vector_params": vectors, "embedding_row": embed}
+    matrices = (embed + context_dim(cfg)) * 4 * hidden + hidden * 4 * hidden + hidden * vocab
+    return {"matrix_params": matrices, "vector_params": 4 * hidden + vocab, "embedding_row": embed}
 
 
 def _encoder_callable(model: StoryModel) -> Callable[..., dict[str, tf.Tensor]]:
+    outputs = encoder_output_names(model)
     if model.config.model.use_reason:
 
         def encoder(frames: tf.Tensor, captions: tf.Tensor, reason: tf.Tensor) -> dict[str, tf.Tensor]:
             out = model.encode(frames, captions, reason, training=False)
-            return {name: tf.identity(out[name], name=name) for name in ENCODER_OUTPUTS}
+            return {name: tf.identity(out[name], name=name) for name in outputs}
 
     else:
 
         def encoder(frames: tf.Tensor, captions: tf.Tensor) -> dict[str, tf.Tensor]:  # type: ignore[misc]
             out = model.encode(frames, captions, None, training=False)
-            return {name: tf.identity(out[name], name=name) for name in ENCODER_OUTPUTS}
+            return {name: tf.identity(out[name], name=name) for name in outputs}
 
     return encoder
 
 
 def _decoder_step_callable(model: StoryModel) -> Callable[..., dict[str, tf.Tensor]]:
+    if model.config.model.decoder == "transformer":
+        return _transformer_step_callable(model)
+
     def decoder_step(
         token: tf.Tensor, h: tf.Tensor, c: tf.Tensor, context: tf.Tensor
     ) -> dict[str, tf.Tensor]:
@@ -115,8 +220,24 @@ def _decoder_step_callable(model: StoryModel) -> Callable[..., dict[str, tf.Tens
     return decoder_step
 
 
+def _transformer_step_callable(model: StoryModel) -> Callable[..., dict[str, tf.Tensor]]:
+    """The step over positional inputs in :func:`decoder_input_specs` order (names from the specs)."""
+    names = [s.name for s in decoder_input_specs(model)]
+    outputs = decoder_output_names(model)
+    layers = range(model.config.model.decoder_layers)
+
+    def decoder_step(*args: tf.Tensor) -> dict[str, tf.Tensor]:
+        feeds = dict(zip(names, args))
+        caches = [tuple(feeds[n] for n in cache_names(i)) for i in layers]
+        cross = [tuple(feeds[n] for n in cross_names(i)) for i in layers]
+        out = model.decode_step(feeds["token"], feeds[POSITION], caches, cross, training=False)
+        return {name: tf.identity(out[name], name=name) for name in outputs}
+
+    return decoder_step
+
+
 def encoder_fn(model: StoryModel, batch: int = 1) -> tf.types.experimental.GenericFunction:
-    """``tf.function`` (static input signature) running ``model.encode`` -> {h0, c0, context}.
+    """``tf.function`` (static input signature) running ``model.encode`` -> its documented outputs.
 
     Positional arguments: frames, captions[, reason] (see :func:`encoder_input_specs`).
     """
@@ -124,7 +245,7 @@ def encoder_fn(model: StoryModel, batch: int = 1) -> tf.types.experimental.Gener
 
 
 def decoder_step_fn(model: StoryModel, batch: int = 1) -> tf.types.experimental.GenericFunction:
-    """``tf.function`` (static input signature) running ``model.decode_step`` -> {logits, h_out, c_out}."""
+    """``tf.function`` (static input signature) running ``model.decode_step`` -> its documented outputs."""
     return tf.function(
         _decoder_step_callable(model), input_signature=decoder_input_specs(model, batch)
     )
@@ -156,11 +277,15 @@ __all__ = [
     "ENCODER_ENDPOINT",
     "ENCODER_OUTPUTS",
     "decoder_input_specs",
+    "decoder_output_names",
+    "decoder_output_specs",
     "decoder_spec",
     "decoder_step_fn",
     "encoder_fn",
     "encoder_input_names",
     "encoder_input_specs",
+    "encoder_output_names",
+    "encoder_output_specs",
     "make_export_archive",
     "step_weight_counts",
 ]

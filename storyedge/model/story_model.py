@@ -24,6 +24,7 @@ from keras import layers, ops
 
 from storyedge.config import Config, config_from_dict
 from storyedge.model.layers import CaptionEncoder, FrameFusion, ImageEncoder
+from storyedge.model.transformer import StoryMemory, TransformerDecoder
 
 
 def reason_dim(cfg: Config) -> int:
@@ -40,6 +41,27 @@ def context_dim(cfg: Config) -> int:
     m = cfg.model
     extra = reason_dim(cfg) if (m.use_reason and not m.use_reason_in_fusion) else 0
     return m.temporal_hidden_dim + extra
+
+
+def memory_slots(cfg: Config) -> int:
+    """M, the Transformer decoder's memory slots: k frames, the story context [, the reason]."""
+    return cfg.dataset.seq_len + 1 + (1 if cfg.model.use_reason else 0)
+
+
+def cross_names(layer: int) -> tuple[str, str]:
+    """Encoder outputs holding layer ``layer``'s precomputed cross-attention keys and values."""
+    return f"cross_k_{layer}", f"cross_v_{layer}"
+
+
+def cache_names(layer: int) -> tuple[str, str]:
+    """Decoder-step inputs holding layer ``layer``'s self-attention key and value caches."""
+    return f"k_cache_{layer}", f"v_cache_{layer}"
+
+
+#: The Transformer step's position input (its update is ``position_out``).
+POSITION = "position"
+#: Suffix of a step output that replaces the state input of the same stem.
+OUT_SUFFIX = "_out"
 
 
 class StoryModel(keras.Model):
@@ -84,14 +106,26 @@ class StoryModel(keras.Model):
             m.fusion, m.multimodal_dim, m.attention_heads, m.dropout, name="fusion"
         )
         self.temporal_lstm = layers.LSTM(m.temporal_hidden_dim, name="temporal_lstm")
-        self.init_h = layers.Dense(m.decoder_hidden_dim, activation="tanh", name="init_h")
-        self.init_c = layers.Dense(m.decoder_hidden_dim, name="init_c")
-        self.decoder_input_dropout = layers.Dropout(m.dropout, name="decoder_input_dropout")
-        # Dropout lives outside the cell: LSTMCell's own dropout masks are cached per RNN run,
-        # which is wrong for a cell called step by step.
-        self.decoder_cell = layers.LSTMCell(m.decoder_hidden_dim, name="decoder_cell")
+        if m.decoder == "transformer":
+            self._build_transformer_decoder()
+        else:
+            self.init_h = layers.Dense(m.decoder_hidden_dim, activation="tanh", name="init_h")
+            self.init_c = layers.Dense(m.decoder_hidden_dim, name="init_c")
+            self.decoder_input_dropout = layers.Dropout(m.dropout, name="decoder_input_dropout")
+            # Dropout lives outside the cell: LSTMCell's own dropout masks are cached per RNN run,
+            # which is wrong for a cell called step by step.
+            self.decoder_cell = layers.LSTMCell(m.decoder_hidden_dim, name="decoder_cell")
         self.decoder_output_dropout = layers.Dropout(m.dropout, name="decoder_output_dropout")
         self.logits_proj = layers.Dense(vocab_size, name="logits_proj")
+
+    def _build_transformer_decoder(self) -> None:
+        """``memory`` (:class:`StoryMemory`) and ``transformer_decoder`` sharing the token table."""
+        m = self.config.model
+        self.memory = StoryMemory(m.decoder_hidden_dim, memory_slots(self.config), m.dropout, name="memory")
+        self.transformer_decoder = TransformerDecoder(
+            self.token_embedding, m.decoder_hidden_dim, m.decoder_heads, m.decoder_ff_dim,
+            m.decoder_layers, self.config.dataset.max_caption_len, m.dropout, name="transformer_decoder",
+        )
 
     # -- static sizes ---------------------------------------------------------------------
     @property
@@ -117,11 +151,26 @@ class StoryModel(keras.Model):
         reason: Any = None,
         training: bool = False,
     ) -> dict[str, Any]:
-        """Encode k frames and captions (and the reason) -> ``{h0 [B,H], c0 [B,H], context [B,C]}``.
+        """Encode k frames and captions (and the reason) -> the decoder's starting inputs.
+
+        LSTM decoder: ``{h0 [B,H], c0 [B,H], context [B,C]}``. Transformer decoder: per layer
+        ``i`` the cross-attention ``cross_k_i`` / ``cross_v_i`` [B, heads, M, W/heads] of the
+        story memory, computed once per caption.
 
         ``frames`` [B, k, S, S, 3] float32 (about [0, 1]); ``captions`` [B, k, L] int32
         right-padded with ``pad_id``; ``reason`` [B, R] int32, required iff ``use_reason``.
         """
+        fused, context, reason_vec = self._encode_story(frames, captions, reason, training)
+        if self.config.model.decoder == "transformer":
+            memory = self.memory(fused, context, reason_vec, training=training)
+            out = {}
+            for i, block in enumerate(self.transformer_decoder.blocks):
+                out.update(zip(cross_names(i), block.cross_kv(memory)))
+            return out
+        return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+
+    def _encode_story(self, frames: Any, captions: Any, reason: Any, training: bool) -> tuple[Any, Any, Any]:
+        """(fused frames [B, k, D], context [B, C], reason vector [B, Dr] or None)."""
         m = self.config.model
         frames = ops.convert_to_tensor(frames, "float32")
         captions = ops.convert_to_tensor(captions, "int32")
@@ -155,11 +204,12 @@ class StoryModel(keras.Model):
             reason=frame_reason,
             training=training,
         )  # [B*k, D]
-        story = self.temporal_lstm(ops.reshape(fused, (-1, k, fused.shape[-1])), training=training)
+        fused = ops.reshape(fused, (-1, k, fused.shape[-1]))
+        story = self.temporal_lstm(fused, training=training)
         context = story
         if reason_vec is not None and not m.use_reason_in_fusion:
             context = ops.concatenate([story, reason_vec], axis=-1)
-        return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+        return fused, context, reason_vec
 
     def _cell_step(self, x: Any, h: Any, c: Any, training: bool) -> tuple[Any, Any]:
         """One LSTMCell step on the (already embedded ++ context) input ``x`` [B, E+C]."""
@@ -170,15 +220,18 @@ class StoryModel(keras.Model):
         """Decoder hidden state(s) -> logits over the vocabulary."""
         return self.logits_proj(self.decoder_output_dropout(h, training=training))
 
-    def decode_step(
-        self,
-        token: Any,
-        h: Any,
-        c: Any,
-        context: Any,
-        training: bool = False,
-    ) -> dict[str, Any]:
-        """One decoder step: token [B] int32, h/c [B,H], context [B,C] -> ``{logits, h_out, c_out}``."""
+    def decode_step(self, token: Any, *state: Any, training: bool = False) -> dict[str, Any]:
+        """One decoder step on token [B] int32 and the decoder's state.
+
+        LSTM: ``decode_step(token, h, c, context)`` (h/c [B,H], context [B,C]) ->
+        ``{logits, h_out, c_out}``. Transformer: ``decode_step(token, position, caches, cross)``
+        with ``position`` [B] int32, ``caches`` a list per layer of (K, V) [B, heads, L, d] and
+        ``cross`` a list per layer of the encoder's (K, V) -> ``{logits, position_out,
+        k_cache_i_out, v_cache_i_out}``.
+        """
+        if self.config.model.decoder == "transformer":
+            return self._transformer_step(token, *state, training=training)
+        h, c, context = state
         token = ops.convert_to_tensor(token, "int32")
         x = ops.concatenate([self.token_embedding(token), context], axis=-1)
         x = self.decoder_input_dropout(x, training=training)
@@ -194,6 +247,10 @@ class StoryModel(keras.Model):
         over time, the cell looped over the static L-1 positions).
         """
         target = ops.convert_to_tensor(target, "int32")
+        if self.config.model.decoder == "transformer":
+            cross = [tuple(state[n] for n in cross_names(i)) for i in range(self.config.model.decoder_layers)]
+            hidden = self.transformer_decoder.sequence(target[:, :-1], cross, training=training)
+            return self._project(hidden, training)
         steps = target.shape[1] - 1
         context = state["context"]
         emb = self.token_embedding(target[:, :-1])  # [B, T, E]
@@ -205,6 +262,19 @@ class StoryModel(keras.Model):
             h, c = self._cell_step(x[:, t, :], h, c, training)
             hidden.append(h)
         return self._project(ops.stack(hidden, axis=1), training)
+
+    def _transformer_step(
+        self, token: Any, position: Any, caches: list[tuple[Any, Any]], cross: list[tuple[Any, Any]],
+        training: bool = False,
+    ) -> dict[str, Any]:
+        """The Transformer's :meth:`decode_step`."""
+        token = ops.convert_to_tensor(token, "int32")
+        position = ops.convert_to_tensor(position, "int32")
+        hidden, updated = self.transformer_decoder.step(token, position, list(caches), list(cross), training)
+        out = {"logits": self._project(hidden, training), POSITION + OUT_SUFFIX: position + 1}
+        for i, pair in enumerate(updated):
+            out.update({name + OUT_SUFFIX: value for name, value in zip(cache_names(i), pair)})
+        return out
 
     def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
         """Teacher-forced logits [B, L-1, V] from ``{frames, captions, reason?, target [B, L]}``."""
@@ -264,12 +334,20 @@ def _unique_size(variables: list[Any], seen: set[int]) -> int:
     return total
 
 
+def _lstm_only(model: StoryModel, *names: str) -> list[Any]:
+    return [getattr(model, n) for n in names] if model.config.model.decoder == "lstm" else []
+
+
+def _transformer_only(model: StoryModel) -> list[Any]:
+    return [model.memory, model.transformer_decoder] if model.config.model.decoder == "transformer" else []
+
+
 def count_params(model: StoryModel) -> dict[str, int]:
     """Parameter counts per component (all weights, BatchNorm statistics included).
 
     Keys: ``embedding`` (the shared token table), ``image_encoder``, ``caption_encoder``,
     ``reason_encoder``, ``fusion``, ``temporal`` (temporal LSTM + the h0/c0 bridge), ``decoder``
-    (LSTMCell + logits projection), ``total`` (each variable once) and ``trainable``.
+    (LSTMCell or Transformer memory + layers, + logits projection), ``total`` (each variable once) and ``trainable``.
     """
     seen: set[int] = set()
     components: dict[str, list[Any]] = {
@@ -278,8 +356,8 @@ def count_params(model: StoryModel) -> dict[str, int]:
         "caption_encoder": [model.caption_encoder],
         "reason_encoder": [model.reason_encoder] if model.reason_encoder is not None else [],
         "fusion": [model.fusion],
-        "temporal": [model.temporal_lstm, model.init_h, model.init_c],
-        "decoder": [model.decoder_cell, model.logits_proj],
+        "temporal": [model.temporal_lstm, *_lstm_only(model, "init_h", "init_c")],
+        "decoder": [*_lstm_only(model, "decoder_cell"), *_transformer_only(model), model.logits_proj],
     }
     counts = {
         name: _unique_size([v for layer in group for v in layer.weights], seen)
@@ -291,7 +369,12 @@ def count_params(model: StoryModel) -> dict[str, int]:
 
 
 __all__ = [
+    "OUT_SUFFIX",
+    "POSITION",
     "StoryModel",
+    "cache_names",
+    "cross_names",
+    "memory_slots",
     "build_model",
     "context_dim",
     "count_params",

@@ -8,7 +8,7 @@ import os
 import pytest
 
 #: marker -> environment variable that also selects it (None: only ``-m``)
-OPT_IN_MARKERS = {"seed_size": "STORYEDGE_SEED_SIZE", "ablation": None}
+OPT_IN_MARKERS = {"seed_size": "STORYEDGE_SEED_SIZE", "ablation": None, "transformer": None}
 
 
 def marker_selected(config: pytest.Config, name: str) -> bool:

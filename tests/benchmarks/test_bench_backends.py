@@ -8,6 +8,8 @@ depends on the shapes, not the weights), built and exported once per session thr
 
     pytest tests/benchmarks --benchmark-enable                       # quickstart size
     pytest tests/benchmarks --benchmark-enable -m seed_size          # seed size (slow export)
+    pytest tests/benchmarks --benchmark-enable -m transformer        # + the Transformer decoder
+    pytest tests/benchmarks --benchmark-enable -m "seed_size or transformer"  # all four, side by side
     pytest tests/benchmarks --benchmark-enable --benchmark-autosave  # then --benchmark-compare
 
 Seed-size benchmarks run only when selected with ``-m seed_size`` (or with
@@ -30,9 +32,17 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 BACKENDS = ["tf", "tflite-fp32", "tflite-int8-dynamic", "onnx-fp32", "onnx-int8-dynamic"]
+#: The Transformer decoder at each size (``-m transformer``; the seed one with ``seed_size`` too):
+#: quickstart: 2 layers x 4 heads, ff 192, width 96; seed: 4 layers x 8 heads, ff 2048, width 512.
+TRANSFORMER_QUICKSTART = {"model.decoder": "transformer", "model.decoder_layers": 2,
+                          "model.decoder_heads": 4, "model.decoder_ff_dim": 192}
+TRANSFORMER_SEED = {"model.decoder": "transformer", "model.decoder_layers": 4,
+                    "model.decoder_heads": 8, "model.decoder_ff_dim": 2048}
 SIZES = {
-    "quickstart": {"config": "quickstart.yaml", "vocab_size": None},
-    "seed": {"config": "storyreasoning.yaml", "vocab_size": 30522},
+    "quickstart": {"config": "quickstart.yaml", "vocab_size": None, "overrides": {}},
+    "seed": {"config": "storyreasoning.yaml", "vocab_size": 30522, "overrides": {}},
+    "quickstart-transformer": {"config": "quickstart.yaml", "vocab_size": None, "overrides": TRANSFORMER_QUICKSTART},
+    "seed-transformer": {"config": "storyreasoning.yaml", "vocab_size": 30522, "overrides": TRANSFORMER_SEED},
 }
 THREADS = 2
 
@@ -54,7 +64,7 @@ def export_for(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
         spec = SIZES[size]
         config = load_config(spec["config"]).replace(**{"export.quantize": ["none", "int8-dynamic"],
-                                                        "export.formats": ["tflite", "onnx"]})
+                                                        "export.formats": ["tflite", "onnx"], **spec["overrides"]})
         base = os.environ.get("STORYEDGE_BENCH_EXPORTS")
         root = Path(base) / f"{size}-{_code_key(config)}" if base else tmp_path_factory.mktemp(f"bench_{size}")
         out = root / "exports"
@@ -128,6 +138,8 @@ def _size_params() -> list[Any]:
     return [
         pytest.param("quickstart", id="quickstart"),
         pytest.param("seed", id="seed", marks=pytest.mark.seed_size),
+        pytest.param("quickstart-transformer", id="quickstart-transformer", marks=pytest.mark.transformer),
+        pytest.param("seed-transformer", id="seed-transformer", marks=[pytest.mark.seed_size, pytest.mark.transformer]),
     ]
 
 

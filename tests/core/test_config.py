@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import yaml
 
 from storyedge.config import Config, ModelConfig, config_from_dict, load_config, shipped_configs
 from storyedge.errors import ConfigError
@@ -116,6 +117,9 @@ def test_save_round_trip(tmp_path):
         ({"model": {"multimodal_dim": 64, "attention_heads": 3}},
          "model.attention_heads: must divide model.multimodal_dim (64), got 3"),
         ({"model": {"use_reason_in_fusion": True}}, "model.use_reason_in_fusion: requires model.use_reason: true"),
+        ({"model": {"decoder": "transformer", "decoder_hidden_dim": 96, "decoder_heads": 5}},
+         "model.decoder_heads: must divide model.decoder_hidden_dim (96), got 5"),
+        ({"model": {"decoder": "gru"}}, "model.decoder: must be one of lstm, transformer, got 'gru'"),
         ({"dataset": {"name": ""}}, "dataset.name: must not be empty"),
         ({"training": {"save_dir": ""}}, "training.save_dir: must not be empty"),
         # structure
@@ -142,7 +146,8 @@ BOUNDS = [
     ("tokenizer.vocab_size", 15, "must be >= 16"),
     *[(f"model.{k}", 0, "must be >= 1") for k in (
         "image_feat_dim", "image_spatial_dim", "cnn_base_filters", "text_embed_dim", "text_hidden_dim",
-        "multimodal_dim", "temporal_hidden_dim", "decoder_hidden_dim", "attention_heads")],
+        "multimodal_dim", "temporal_hidden_dim", "decoder_hidden_dim", "attention_heads",
+        "decoder_layers", "decoder_heads", "decoder_ff_dim")],
     ("model.dropout", -0.1, "must be in [0, 1)"),
     ("model.dropout", 1.0, "must be in [0, 1)"),
     ("training.lr", 0.0, "must be > 0"),
@@ -233,3 +238,33 @@ def test_shared_constants_come_from_one_module():
         constants.FUSION_MODES, constants.REASON_MODES, constants.TOKENIZER_NAMES, constants.SYNTHETIC_DATASET)
     assert manifest.PRECISIONS is constants.QUANTIZE_PRECISIONS and manifest.FORMATS is constants.EXPORT_FORMATS
     assert Config().bench.gate_int8_dynamic_top1_min == constants.GATE_INT8_DYNAMIC_TOP1_MIN
+
+
+def test_decoder_switch_defaults_and_transformer_keys():
+    from storyedge.constants import DECODER_KINDS
+    from storyedge.run_dir import SHAPE_KEYS
+
+    assert Config().model.decoder == "lstm" and DECODER_KINDS == ("lstm", "transformer")
+    cfg = config_from_dict({"model": {"decoder": "transformer", "decoder_hidden_dim": 12,
+                                      "decoder_heads": 3, "decoder_layers": 1, "decoder_ff_dim": 7}})
+    assert (cfg.model.decoder_layers, cfg.model.decoder_heads, cfg.model.decoder_ff_dim) == (1, 3, 7)
+    # heads need not divide the width of an LSTM decoder (they are unused there)
+    assert config_from_dict({"model": {"decoder_hidden_dim": 10, "decoder_heads": 3}}).model.decoder == "lstm"
+    assert {"decoder", "decoder_layers", "decoder_heads", "decoder_ff_dim"} <= set(SHAPE_KEYS["model"])
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"decoder": "transformer", "decoder_hidden_dim": 8, "decoder_heads": 3},
+     "model.decoder_heads: must divide model.decoder_hidden_dim (8), got 3"),
+    ({"decoder": "transformer", "decoder_layers": 0}, "model.decoder_layers: must be >= 1, got 0"),
+])
+def test_bad_transformer_keys_exit_2_with_one_line(tmp_path, capsys, model, message):
+    from storyedge.app.cli import main
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text(yaml.safe_dump({"model": model}))
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--config", str(bad), "--save-dir", str(tmp_path / "run")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exc.value.code == 2 and len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "run").exists()
