@@ -35,6 +35,8 @@ FUSION_MODES: Final = ("attention", "concat", "text_only")
 REASON_MODES: Final = ("none", "fusion", "init")
 #: ``model.cnn_stem_stride``: stride of the CNN's stem conv.
 CNN_STEM_STRIDES: Final = (1, 2, 4)
+#: ``model.image_encoder``: the ResNet-like CNN (default) or a Vision Transformer.
+IMAGE_ENCODERS: Final = ("cnn", "vit")
 
 # ------------------------------------------------------------------------------- training
 

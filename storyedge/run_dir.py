@@ -113,6 +113,7 @@ SHAPE_KEYS = {
         "image_feat_dim", "image_spatial_dim", "cnn_base_filters", "cnn_stem_stride",
         "text_embed_dim", "text_hidden_dim", "multimodal_dim", "temporal_hidden_dim",
         "decoder_hidden_dim", "attention_heads", "fusion", "use_reason", "use_reason_in_fusion",
+        "image_encoder", "vit_patch_size", "vit_layers", "vit_heads",
     ),
     "tokenizer": ("name", "vocab_size", "lowercase"),
 }
