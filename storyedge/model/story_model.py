@@ -24,6 +24,7 @@ from keras import layers, ops
 
 from storyedge.config import Config, config_from_dict
 from storyedge.model.layers import CaptionEncoder, FrameFusion, ImageEncoder
+from storyedge.model.vit import VitImageEncoder
 
 
 def reason_dim(cfg: Config) -> int:
@@ -40,6 +41,32 @@ def context_dim(cfg: Config) -> int:
     m = cfg.model
     extra = reason_dim(cfg) if (m.use_reason and not m.use_reason_in_fusion) else 0
     return m.temporal_hidden_dim + extra
+
+
+def build_image_encoder(cfg: Config) -> ImageEncoder | VitImageEncoder:
+    """The ``model.image_encoder`` of ``cfg``: the ResNet-like CNN or the ViT (same outputs)."""
+    m, d = cfg.model, cfg.dataset
+    if m.image_encoder == "vit":
+        return VitImageEncoder(
+            image_size=d.image_size,
+            feat_dim=m.image_feat_dim,
+            spatial_dim=m.image_spatial_dim,
+            patch_size=m.vit_patch_size,
+            num_layers=m.vit_layers,
+            heads=m.vit_heads,
+            dropout=m.dropout,
+            with_patches=m.fusion == "attention",
+            name="image_encoder",
+        )
+    return ImageEncoder(
+        image_size=d.image_size,
+        feat_dim=m.image_feat_dim,
+        spatial_dim=m.image_spatial_dim,
+        base_filters=m.cnn_base_filters,
+        with_patches=m.fusion == "attention",
+        stem_stride=m.cnn_stem_stride,
+        name="image_encoder",
+    )
 
 
 class StoryModel(keras.Model):
@@ -61,17 +88,9 @@ class StoryModel(keras.Model):
         self.pad_id = int(pad_id)
         m, d = config.model, config.dataset
         self.token_embedding = layers.Embedding(vocab_size, m.text_embed_dim, name="token_embedding")
-        self.image_encoder: ImageEncoder | None = None
+        self.image_encoder: ImageEncoder | VitImageEncoder | None = None
         if m.fusion != "text_only":
-            self.image_encoder = ImageEncoder(
-                image_size=d.image_size,
-                feat_dim=m.image_feat_dim,
-                spatial_dim=m.image_spatial_dim,
-                base_filters=m.cnn_base_filters,
-                with_patches=m.fusion == "attention",
-                stem_stride=m.cnn_stem_stride,
-                name="image_encoder",
-            )
+            self.image_encoder = build_image_encoder(config)
         self.caption_encoder = CaptionEncoder(
             self.token_embedding, m.text_hidden_dim, self.pad_id, m.dropout, name="caption_encoder"
         )
