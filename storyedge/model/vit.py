@@ -5,7 +5,7 @@
 
 * Patch embedding: a ``Conv2D`` of kernel = stride = ``patch_size`` (valid padding) to
   ``spatial_dim``-wide tokens, P = (S / patch_size)² of them, plus a learned position embedding.
-* ``num_layers`` pre-norm Transformer blocks: x += MHSA(LN(x)); x += MLP(LN(x)) (GELU, width
+* ``num_layers`` pre-norm Transformer blocks: x += MHSA(LN(x)); x += MLP(LN(x)) (tanh-approximate GELU, width
   ``VIT_MLP_RATIO * spatial_dim``), then a final LayerNorm.
 * ``patches`` = the final tokens (the cross-modal attention's K/V); ``global`` = a Dense to
   ``feat_dim`` of their mean (no class token).
@@ -77,7 +77,7 @@ class VitBlock(layers.Layer):
         self.attention_norm = layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.attention = VitSelfAttention(dim, heads, name="attention")
         self.mlp_norm = layers.LayerNormalization(epsilon=1e-6, name="mlp_norm")
-        self.mlp_in = layers.Dense(VIT_MLP_RATIO * dim, activation="gelu", name="mlp_in")
+        self.mlp_in = layers.Dense(VIT_MLP_RATIO * dim, name="mlp_in")
         self.mlp_out = layers.Dense(dim, name="mlp_out")
         self.dropout = layers.Dropout(dropout, name="dropout")
 
@@ -93,7 +93,8 @@ class VitBlock(layers.Layer):
     def call(self, x: Any, training: bool = False) -> Any:
         """Tokens [N, P, dim] -> [N, P, dim]."""
         x = x + self.dropout(self.attention(self.attention_norm(x)), training=training)
-        mlp = self.mlp_out(self.mlp_in(self.mlp_norm(x)))
+        # tanh GELU: the exact one is erfc, which tf2onnx cannot convert (no ONNX Erfc op)
+        mlp = self.mlp_out(ops.gelu(self.mlp_in(self.mlp_norm(x)), approximate=True))
         return x + self.dropout(mlp, training=training)
 
     def get_config(self) -> dict[str, Any]:
