@@ -135,11 +135,15 @@ class StoryModel(keras.Model):
         captions: Any,
         reason: Any = None,
         training: bool = False,
+        frame_vectors: bool = False,
     ) -> dict[str, Any]:
         """Encode k frames and captions (and the reason) -> ``{h0 [B,H], c0 [B,H], context [B,C]}``.
 
         ``frames`` [B, k, S, S, 3] float32 (about [0, 1]); ``captions`` [B, k, L] int32
         right-padded with ``pad_id``; ``reason`` [B, R] int32, required iff ``use_reason``.
+        With ``frame_vectors`` the dict also holds each frame's pooled vectors, frames folded
+        into the batch (for the contrastive loss): ``frame_image`` [B*k, image_feat_dim] (the
+        image encoder's global vector) and ``frame_text`` [B*k, 2*text_hidden_dim].
         """
         m = self.config.model
         frames = ops.convert_to_tensor(frames, "float32")
@@ -178,7 +182,10 @@ class StoryModel(keras.Model):
         context = story
         if reason_vec is not None and not m.use_reason_in_fusion:
             context = ops.concatenate([story, reason_vec], axis=-1)
-        return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+        state = {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+        if frame_vectors:
+            state.update(frame_image=image_global, frame_text=text_pooled)
+        return state
 
     def _cell_step(self, x: Any, h: Any, c: Any, training: bool) -> tuple[Any, Any]:
         """One LSTMCell step on the (already embedded ++ context) input ``x`` [B, E+C]."""
@@ -225,12 +232,21 @@ class StoryModel(keras.Model):
             hidden.append(h)
         return self._project(ops.stack(hidden, axis=1), training)
 
-    def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
-        """Teacher-forced logits [B, L-1, V] from ``{frames, captions, reason?, target [B, L]}``."""
+    def call(
+        self, inputs: dict[str, Any], training: bool = False, frame_vectors: bool = False
+    ) -> Any:
+        """Teacher-forced logits [B, L-1, V] from ``{frames, captions, reason?, target [B, L]}``.
+
+        With ``frame_vectors``: ``(logits, {"frame_image", "frame_text"})`` (see :meth:`encode`).
+        """
         state = self.encode(
-            inputs["frames"], inputs["captions"], inputs.get("reason"), training=training
+            inputs["frames"], inputs["captions"], inputs.get("reason"), training=training,
+            frame_vectors=frame_vectors,
         )
-        return self.teacher_forced_logits(state, inputs["target"], training=training)
+        logits = self.teacher_forced_logits(state, inputs["target"], training=training)
+        if frame_vectors:
+            return logits, {key: state[key] for key in ("frame_image", "frame_text")}
+        return logits
 
     # -- serialisation --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
