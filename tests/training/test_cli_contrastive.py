@@ -18,7 +18,7 @@ from training_testutil import tiny_config_dict, write_config
 
 pytestmark = pytest.mark.slow
 
-ON = {"epochs": 3, "contrastive_weight": 1.0, "contrastive_temperature": 0.2, "lr": 0.01}
+ON = {"epochs": 2, "contrastive_weight": 1.0, "contrastive_temperature": 0.2, "lr": 0.01}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,6 @@ def test_exported_encoder_has_no_heads_and_the_loss_off_op_list(trained_on, tmp_
 
     from storyedge.config import load_config
     from storyedge.manifest import read_manifest
-    from storyedge.model.story_model import build_model
     from storyedge.run_dir import load_bundle, save_bundle
 
     run_dir, _, _ = trained_on
@@ -89,17 +88,11 @@ def test_exported_encoder_has_no_heads_and_the_loss_off_op_list(trained_on, tmp_
     # the trained weights under the loss-off config: the same file graph, op for op
     save_bundle(tmp_path / "off_run", bundle.model, off_cfg, bundle.tokenizer, {"epoch": 0})
     off = _export(tmp_path / "off_run", tmp_path / "off")
-    # a random-init loss-off model: the same ops (counts differ where the converters fold
-    # random-init zero biases away)
-    fresh = build_model(off_cfg, bundle.tokenizer.vocab_size, bundle.tokenizer.pad_id)
-    save_bundle(tmp_path / "fresh_run", fresh, off_cfg, bundle.tokenizer, {"epoch": 0})
-    fresh_export = _export(tmp_path / "fresh_run", tmp_path / "fresh")
 
     def encoder_ops(export_dir: Path) -> dict[str, dict[str, int]]:
         return {f.format: f.ops for f in read_manifest(export_dir).files if f.graph == "encoder"}
 
     assert encoder_ops(on) == encoder_ops(off)
-    assert {k: set(v) for k, v in encoder_ops(on).items()} == {k: set(v) for k, v in encoder_ops(fresh_export).items()}
     # the files' tensors: every ONNX initializer / TFLite tensor is the model's, none a head's
     heads = _trained_heads(run_dir)
     assert len(heads) == 4  # two kernels, two biases
