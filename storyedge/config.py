@@ -36,6 +36,7 @@ from storyedge.constants import (
     GATE_INT8_DYNAMIC_PPL_RATIO_MAX,
     GATE_INT8_DYNAMIC_TOP1_MIN,
     GATE_INT8_PPL_RATIO_MAX,
+    IMAGE_ENCODERS,
     ONNX_OPSET_MAX,
     ONNX_OPSET_MIN,
     QUANTIZE_NAMES,
@@ -69,6 +70,7 @@ TokenizerName = Literal[TOKENIZER_NAMES]
 FusionMode = Literal[FUSION_MODES]
 StemStride = Literal[CNN_STEM_STRIDES]
 DecoderKind = Literal[DECODER_KINDS]
+ImageEncoder = Literal[IMAGE_ENCODERS]
 ExportFormat = Literal[EXPORT_FORMATS]
 QuantizeName = Literal[QUANTIZE_NAMES]
 
@@ -178,6 +180,15 @@ class ModelConfig(_Section):
     #: Stride of the CNN's stem conv (1, 2 or 4); 2 halves the resolution before the first
     #: residual stage, as ResNet's stem does (one stage fewer, ~4x cheaper at 32 px).
     cnn_stem_stride: StemStride = 2
+    #: ``cnn`` (the ResNet-like CNN) or ``vit`` (a Vision Transformer over patches): either gives
+    #: the patch sequence the attention reads and the global image vector.
+    image_encoder: ImageEncoder = "cnn"
+    #: ViT: side of a square patch in pixels (must divide ``dataset.image_size``).
+    vit_patch_size: int = Field(8, ge=1)
+    #: ViT: number of pre-norm Transformer blocks.
+    vit_layers: int = Field(2, ge=1)
+    #: ViT: attention heads per block (must divide ``model.image_spatial_dim``, the token width).
+    vit_heads: int = Field(2, ge=1)
     text_embed_dim: int = Field(64, ge=1)
     #: Hidden size of each direction of the caption (and reason) Bi-LSTM.
     text_hidden_dim: int = Field(64, ge=1)
@@ -225,6 +236,11 @@ class ModelConfig(_Section):
                 "decoder_heads",
                 f"must divide model.decoder_hidden_dim ({self.decoder_hidden_dim}), got {self.decoder_heads}",
             )
+        if self.image_encoder == "vit" and self.image_spatial_dim % self.vit_heads:
+            raise _rule(
+                "vit_heads",
+                f"must divide model.image_spatial_dim ({self.image_spatial_dim}), got {self.vit_heads}",
+            )
         return self
 
 
@@ -247,6 +263,11 @@ class TrainingConfig(_Section):
     jit_compile: bool = False
     #: Stop training after this many seconds (0: no limit); the epoch in progress finishes.
     max_train_seconds: float = Field(0.0, ge=0)
+    #: Weight of the contrastive (InfoNCE) image-caption alignment loss added to the caption
+    #: loss (0: off, the default graph and numbers).
+    contrastive_weight: float = Field(0.0, ge=0)
+    #: Temperature of the contrastive loss's cosine similarities.
+    contrastive_temperature: float = Field(0.1, gt=0)
 
 
 class ExportConfig(_Section):
@@ -306,6 +327,21 @@ class Config(_Section):
     def _empty_section(cls, value: Any) -> Any:
         # A section header with nothing under it (``bench:``) parses as None: all defaults.
         return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _check_cross_section_rules(self) -> Config:
+        image_size, patch = self.dataset.image_size, self.model.vit_patch_size
+        if self.model.image_encoder == "vit" and image_size % patch:
+            raise _rule(
+                "model.vit_patch_size", f"must divide dataset.image_size ({image_size}), got {patch}"
+            )
+        if self.training.contrastive_weight > 0 and self.model.fusion == "text_only":
+            raise _rule(
+                "training.contrastive_weight",
+                "must be 0 with model.fusion: text_only (the contrastive loss aligns the image "
+                "vector with the caption vector, and text_only has no image vector)",
+            )
+        return self
 
     def validate(self) -> Config:  # type: ignore[override]  # BaseModel.validate is deprecated
         """Re-check every key and rule; raise :class:`ConfigError` naming the first bad key."""

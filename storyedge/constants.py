@@ -39,6 +39,9 @@ CNN_STEM_STRIDES: Final = (1, 2, 4)
 #: with a static-shape key/value cache per layer.
 DECODER_KINDS: Final = ("lstm", "transformer")
 
+#: ``model.image_encoder``: the ResNet-like CNN (default) or a Vision Transformer.
+IMAGE_ENCODERS: Final = ("cnn", "vit")
+
 # ------------------------------------------------------------------------------- training
 
 #: ``--device`` choices; ``auto`` picks a GPU (CUDA or Metal) when one is usable.

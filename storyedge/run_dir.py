@@ -114,6 +114,7 @@ SHAPE_KEYS = {
         "text_embed_dim", "text_hidden_dim", "multimodal_dim", "temporal_hidden_dim",
         "decoder_hidden_dim", "attention_heads", "fusion", "use_reason", "use_reason_in_fusion",
         "decoder", "decoder_layers", "decoder_heads", "decoder_ff_dim",
+        "image_encoder", "vit_patch_size", "vit_layers", "vit_heads",
     ),
     "tokenizer": ("name", "vocab_size", "lowercase"),
 }

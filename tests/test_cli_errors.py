@@ -220,3 +220,21 @@ def test_generate_with_fewer_than_k_images(env, tmp_path, capsys):
         capsys,
     )
     assert_one_line_error(code, err, 2, "k = 2 frames and captions; got 1 image(s) and 1 caption(s)")
+
+
+@pytest.mark.parametrize(
+    "sections, fragments",
+    [
+        ({"model": {"image_encoder": "vit", "vit_patch_size": 5}}, ("model.vit_patch_size", "must divide")),
+        ({"model": {"image_encoder": "vit", "vit_heads": 3}}, ("model.vit_heads", "must divide")),
+        ({"training": {"contrastive_weight": -1.0}}, ("training.contrastive_weight", ">= 0")),
+        ({"training": {"contrastive_temperature": 0.0}}, ("training.contrastive_temperature", "> 0")),
+        ({"model": {"fusion": "text_only"}, "training": {"contrastive_weight": 0.5}},
+         ("training.contrastive_weight", "text_only has no image vector")),
+    ],
+)
+def test_vit_and_contrastive_bad_config_is_exit_2(sections, fragments, tmp_path, capsys) -> None:
+    config = write_config(tmp_path / "bad.yaml", TINY, **sections)
+    code, err = run_cli(["train", "--config", str(config), "--save-dir", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, 2, *fragments)
+    assert not (tmp_path / "run").exists()

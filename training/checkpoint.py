@@ -48,6 +48,7 @@ class TrainingCheckpoint:
     def __init__(
         self, directory: str | Path, model: keras.Model, optimizer: keras.optimizers.Optimizer,
         keep: int = 3,
+        extra: keras.layers.Layer | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -57,7 +58,10 @@ class TrainingCheckpoint:
         self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.elapsed_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        # training-only weights (the contrastive heads): checkpointed, never in best/ or exports
+        extra_weights = {} if extra is None else {"extra_weights": model_weights(extra)}
         self.checkpoint = tf.train.Checkpoint(
+            **extra_weights,
             model_weights=model_weights(model),
             optimizer=optimizer,
             step=self.step,

@@ -32,6 +32,15 @@ FIELDS = (
     "epoch_seconds",
     "elapsed_seconds",
 )
+#: Fields of the contrastive loss's epochs (``training.contrastive_weight > 0``), after FIELDS.
+CONTRASTIVE_FIELDS = (
+    "train_contrastive_loss",
+    "val_contrastive_loss",
+    "val_i2t_r1",
+    "val_i2t_r5",
+    "val_t2i_r1",
+    "val_t2i_r5",
+)
 
 
 class History:
@@ -67,7 +76,9 @@ class History:
         payload = {"unigram_val_ppl": self.unigram_ppl, "epochs": self.records}
         atomic_write(run_dir / HISTORY_JSON, json.dumps(jsonable(payload), indent=2).encode())
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
+        contrastive = any("train_contrastive_loss" in r for r in self.records)
+        fields = FIELDS + CONTRASTIVE_FIELDS if contrastive else FIELDS
+        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for record in self.records:
             writer.writerow(record)
@@ -96,8 +107,10 @@ def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None)
     matplotlib.use("Agg")
     from matplotlib.figure import Figure  # lazy: as above; no pyplot: no global state, no GUI backend
 
-    fig = Figure(figsize=(10, 4), dpi=100)
-    ax_loss, ax_ppl = fig.subplots(1, 2)
+    contrastive = any("train_contrastive_loss" in r for r in records)
+    fig = Figure(figsize=(15 if contrastive else 10, 4), dpi=100)
+    axes = fig.subplots(1, 3 if contrastive else 2)
+    ax_loss, ax_ppl = axes[0], axes[1]
     epochs = [r["epoch"] for r in records]
     for key, label, style in (("train", "train", "o-"), ("val", "val", "s-")):
         ax_loss.plot(epochs, [r[f"{key}_loss"] for r in records], style, label=label)
@@ -109,13 +122,28 @@ def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None)
     ax_ppl.set(title="perplexity", xlabel="epoch", ylabel="PPL")
     if any(r["train_ppl"] > 0 for r in records):
         ax_ppl.set_yscale("log")
-    for ax in (ax_loss, ax_ppl):
+    if contrastive:
+        _plot_contrastive(axes[2], records)
+    for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _plot_contrastive(ax: Any, records: list[dict[str, Any]]) -> None:
+    """The contrastive loss (train vs val) and the val recall@1 per epoch, on their own panel."""
+    epochs = [r["epoch"] for r in records]
+    for key, label, style in (("train_contrastive_loss", "train", "o-"), ("val_contrastive_loss", "val", "s-")):
+        ax.plot(epochs, [r.get(key, math.nan) for r in records], style, label=label)
+    ax.set(title="contrastive loss (InfoNCE)", xlabel="epoch", ylabel="loss")
+    recall = ax.twinx()
+    for key, label in (("val_i2t_r1", "R@1 image→caption"), ("val_t2i_r1", "R@1 caption→image")):
+        recall.plot(epochs, [r.get(key, math.nan) for r in records], "--", label=label)
+    recall.set(ylabel="recall@1", ylim=(0, 1))
+    recall.legend(loc="upper right")
 
 
 def _bad(value: Any) -> bool:

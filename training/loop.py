@@ -38,6 +38,7 @@ from storyedge.training.batches import (
     train_batches_per_epoch,
 )
 from storyedge.training.checkpoint import LoopState, TrainingCheckpoint
+from storyedge.training.contrastive import AlignmentAccumulator, contrastive_loss_for
 from storyedge.training.history import History
 from storyedge.training.loss import perplexity
 from storyedge.training.report import COMPLETED, EARLY_STOPPING, TIME_BUDGET
@@ -65,6 +66,37 @@ class TrainResult:
     stopped: str
     train_seconds: float
     resumed_from_step: int | None
+
+
+class ContrastiveMeter:
+    """Mean of the train steps' ``contrastive_loss`` over the log interval and the epoch
+    (a no-op when the step reports none: the loss is off)."""
+
+    def __init__(self) -> None:
+        self.epoch_sum = self.epoch_n = self.sum = self.n = 0.0
+
+    def add(self, out: dict[str, Any]) -> None:
+        """One train step's output."""
+        if "contrastive_loss" in out:
+            value = float(out["contrastive_loss"])
+            self.epoch_sum, self.epoch_n = self.epoch_sum + value, self.epoch_n + 1
+            self.sum, self.n = self.sum + value, self.n + 1
+
+    def reset_interval(self) -> None:
+        """Start a new log interval."""
+        self.sum = self.n = 0.0
+
+    def postfix(self) -> dict[str, str]:
+        """tqdm postfix entries (none when off)."""
+        return {"closs": f"{self.sum / self.n:.3f}"} if self.n else {}
+
+    def scalars(self) -> dict[str, float]:
+        """TensorBoard scalars of the interval (none when off)."""
+        return {"train/contrastive_loss": self.sum / self.n} if self.n else {}
+
+    def epoch_mean(self) -> float:
+        """The epoch's mean (nan when no step reported one)."""
+        return self.epoch_sum / self.epoch_n if self.epoch_n else math.nan
 
 
 def _echo(message: str) -> None:
@@ -98,14 +130,21 @@ class Trainer:
         self.progress = progress
         t = cfg.training
         self.optimizer = make_optimizer(t.lr, precision)
-        build_optimizer(self.optimizer, model)
+        #: the contrastive loss (its heads are training's, not the model's); None when off
+        self.contrastive = contrastive_loss_for(cfg)
+        build_optimizer(self.optimizer, model, self.contrastive)
         self.ckpt = TrainingCheckpoint(
-            self.run_dir / CHECKPOINT_DIR, model, self.optimizer, keep=t.keep_checkpoints
+            self.run_dir / CHECKPOINT_DIR, model, self.optimizer, keep=t.keep_checkpoints,
+            extra=self.contrastive.heads if self.contrastive is not None else None,
         )
         mode = "jit" if t.jit_compile else "function"
         pad = tokenizer.pad_id
-        self.train_step = make_train_step(model, self.optimizer, pad, t.clip_norm, self.ckpt.step, mode)
-        self.eval_step = make_eval_step(model, pad, mode)
+        self.train_step = make_train_step(
+            model, self.optimizer, pad, t.clip_norm, self.ckpt.step, mode, self.contrastive
+        )
+        self.eval_step = make_eval_step(model, pad, mode, self.contrastive)
+        #: the last evaluate()'s alignment figures (val InfoNCE, recall@k); empty when off
+        self.alignment: dict[str, float] = {}
         self.unigram_ppl = unigram_perplexity(
             train.target, validation.target, tokenizer.vocab_size, pad
         )
@@ -113,6 +152,7 @@ class Trainer:
         self._curves_at: float | None = None  # when curves.png was last rendered (monotonic)
         self.resumed_from_step: int | None = None
         self._writer: Any = None
+        self._train_contrastive = math.nan  # the last epoch's mean contrastive loss
 
     # -- state ----------------------------------------------------------------------------
     def restore(self, batch_size_then: int | None = None) -> LoopState:
@@ -143,13 +183,23 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, arrays: WindowArrays | None = None) -> tuple[float, float, int]:
-        """(loss, ppl, tokens): masked mean NLL over every non-pad target token of ``arrays``."""
+        """(loss, ppl, tokens): masked mean NLL over every non-pad target token of ``arrays``.
+
+        With the contrastive loss on, :attr:`alignment` then holds the validation InfoNCE and
+        the image→caption / caption→image recall@k among the validation frames.
+        """
         arrays = arrays if arrays is not None else self.val_arrays
         total = count = 0.0
+        align = None
+        if self.contrastive is not None:
+            align = AlignmentAccumulator(self.contrastive.temperature, self.tokenizer.pad_id)
         for batch in iter_eval_batches(arrays, self.cfg.dataset.batch_size, self.tokenizer.pad_id):
             out = self.eval_step(batch)
             total += float(out["loss_sum"])
             count += float(out["count"])
+            if align is not None:
+                align.add(batch, out)
+        self.alignment = align.result() if align is not None else {}
         loss = total / max(count, 1.0)
         return loss, perplexity(loss), int(count)
 
@@ -243,6 +293,7 @@ class Trainer:
         t, d = self.cfg.training, self.cfg.dataset
         total = count = 0.0
         log_total = log_count = 0.0
+        closs = ContrastiveMeter()
         t0 = time.monotonic()
         bar = self._progress_bar(epoch, start, n_batches)
         try:
@@ -250,15 +301,17 @@ class Trainer:
             for i, batch in enumerate(batches, start=start):
                 out = self.train_step(batch)
                 loss_sum, tokens = float(out["loss_sum"]), float(out["count"])
+                closs.add(out)
                 total, count = total + loss_sum, count + tokens
                 log_total, log_count = log_total + loss_sum, log_count + tokens
                 step = self._step()
                 bar.update(1)
                 if (i + 1) % t.log_interval == 0 or i + 1 == n_batches:
                     loss = log_total / max(log_count, 1.0)
-                    bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.2f}", step=step)
-                    self._writer.scalars(step, {"train/loss": loss, "train/ppl": perplexity(loss)})
+                    bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(loss):.2f}", **closs.postfix(), step=step)
+                    self._writer.scalars(step, {"train/loss": loss, "train/ppl": perplexity(loss), **closs.scalars()})
                     log_total = log_count = 0.0
+                    closs.reset_interval()
                 if sigint.raised:
                     path = self.ckpt.save(epoch, i + 1, elapsed())
                     raise TrainingInterrupted(path, step)
@@ -269,6 +322,7 @@ class Trainer:
             bar.close()
         # nan when the epoch was resumed after its last batch (only validation was left)
         train_loss = total / count if count else math.nan
+        self._train_contrastive = closs.epoch_mean()
         return train_loss, int(count), time.monotonic() - t0
 
     def _end_epoch(
@@ -293,10 +347,13 @@ class Trainer:
             "epoch_seconds": seconds,
             "elapsed_seconds": elapsed,
         }
+        if self.contrastive is not None:
+            record.update(train_contrastive_loss=self._train_contrastive, **self.alignment)
         improved = self._keep_if_best(record)
         self.history.append(record)
         self._save_history()
         keys = ("train_loss", "train_ppl", "val_loss", "val_ppl", "tokens_per_s")
+        keys += tuple(k for k in record if k == "train_contrastive_loss" or k in self.alignment)
         self._writer.scalars(epoch + 1, {f"epoch/{key}": record[key] for key in keys})
         self._writer.flush()
         self.ckpt.save(epoch + 1, 0, elapsed)
@@ -305,7 +362,17 @@ class Trainer:
             f"epoch {epoch + 1}/{self.cfg.training.epochs}: train loss {train_loss:.4f} "
             f"ppl {record['train_ppl']:.2f} | val loss {val_loss:.4f} ppl {val_ppl:.2f} "
             f"(unigram {self.unigram_ppl:.2f}) | {record['tokens_per_s']:.0f} tok/s | "
-            f"{seconds:.1f}s{mark}"
+            f"{seconds:.1f}s{mark}{self._alignment_line(record)}"
+        )
+
+    def _alignment_line(self, record: dict[str, Any]) -> str:
+        """`` | contrastive train 1.23 val 1.45 | R@1 i2t 0.50 t2i 0.48`` (empty when off)."""
+        if self.contrastive is None:
+            return ""
+        return (
+            f" | contrastive train {record['train_contrastive_loss']:.4f} "
+            f"val {record['val_contrastive_loss']:.4f} | R@1 i2t {record['val_i2t_r1']:.3f} "
+            f"t2i {record['val_t2i_r1']:.3f} R@5 i2t {record['val_i2t_r5']:.3f} t2i {record['val_t2i_r5']:.3f}"
         )
 
     def _keep_if_best(self, record: dict[str, Any]) -> bool:

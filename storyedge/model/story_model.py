@@ -25,6 +25,7 @@ from keras import layers, ops
 from storyedge.config import Config, config_from_dict
 from storyedge.model.layers import CaptionEncoder, FrameFusion, ImageEncoder
 from storyedge.model.transformer import StoryMemory, TransformerDecoder
+from storyedge.model.vit import VitImageEncoder
 
 
 def reason_dim(cfg: Config) -> int:
@@ -64,6 +65,32 @@ POSITION = "position"
 OUT_SUFFIX = "_out"
 
 
+def build_image_encoder(cfg: Config) -> ImageEncoder | VitImageEncoder:
+    """The ``model.image_encoder`` of ``cfg``: the ResNet-like CNN or the ViT (same outputs)."""
+    m, d = cfg.model, cfg.dataset
+    if m.image_encoder == "vit":
+        return VitImageEncoder(
+            image_size=d.image_size,
+            feat_dim=m.image_feat_dim,
+            spatial_dim=m.image_spatial_dim,
+            patch_size=m.vit_patch_size,
+            num_layers=m.vit_layers,
+            heads=m.vit_heads,
+            dropout=m.dropout,
+            with_patches=m.fusion == "attention",
+            name="image_encoder",
+        )
+    return ImageEncoder(
+        image_size=d.image_size,
+        feat_dim=m.image_feat_dim,
+        spatial_dim=m.image_spatial_dim,
+        base_filters=m.cnn_base_filters,
+        with_patches=m.fusion == "attention",
+        stem_stride=m.cnn_stem_stride,
+        name="image_encoder",
+    )
+
+
 class StoryModel(keras.Model):
     """Cross-modal attention fusion model for sequential visual story generation.
 
@@ -83,17 +110,9 @@ class StoryModel(keras.Model):
         self.pad_id = int(pad_id)
         m, d = config.model, config.dataset
         self.token_embedding = layers.Embedding(vocab_size, m.text_embed_dim, name="token_embedding")
-        self.image_encoder: ImageEncoder | None = None
+        self.image_encoder: ImageEncoder | VitImageEncoder | None = None
         if m.fusion != "text_only":
-            self.image_encoder = ImageEncoder(
-                image_size=d.image_size,
-                feat_dim=m.image_feat_dim,
-                spatial_dim=m.image_spatial_dim,
-                base_filters=m.cnn_base_filters,
-                with_patches=m.fusion == "attention",
-                stem_stride=m.cnn_stem_stride,
-                name="image_encoder",
-            )
+            self.image_encoder = build_image_encoder(config)
         self.caption_encoder = CaptionEncoder(
             self.token_embedding, m.text_hidden_dim, self.pad_id, m.dropout, name="caption_encoder"
         )
@@ -150,6 +169,7 @@ class StoryModel(keras.Model):
         captions: Any,
         reason: Any = None,
         training: bool = False,
+        frame_vectors: bool = False,
     ) -> dict[str, Any]:
         """Encode k frames and captions (and the reason) -> the decoder's starting inputs.
 
@@ -159,18 +179,27 @@ class StoryModel(keras.Model):
 
         ``frames`` [B, k, S, S, 3] float32 (about [0, 1]); ``captions`` [B, k, L] int32
         right-padded with ``pad_id``; ``reason`` [B, R] int32, required iff ``use_reason``.
+        With ``frame_vectors`` the dict also holds each frame's pooled vectors, frames folded
+        into the batch (for the contrastive loss): ``frame_image`` [B*k, image_feat_dim] (the
+        image encoder's global vector) and ``frame_text`` [B*k, 2*text_hidden_dim].
         """
-        fused, context, reason_vec = self._encode_story(frames, captions, reason, training)
+        fused, context, reason_vec, vectors = self._encode_story(frames, captions, reason, training)
         if self.config.model.decoder == "transformer":
             memory = self.memory(fused, context, reason_vec, training=training)
             out = {}
             for i, block in enumerate(self.transformer_decoder.blocks):
                 out.update(zip(cross_names(i), block.cross_kv(memory)))
-            return out
-        return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+        else:
+            out = {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+        if frame_vectors:
+            out.update(vectors)
+        return out
 
-    def _encode_story(self, frames: Any, captions: Any, reason: Any, training: bool) -> tuple[Any, Any, Any]:
-        """(fused frames [B, k, D], context [B, C], reason vector [B, Dr] or None)."""
+    def _encode_story(
+        self, frames: Any, captions: Any, reason: Any, training: bool
+    ) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """(fused frames [B, k, D], context [B, C], reason vector [B, Dr] or None, the frames'
+        pooled vectors ``{frame_image [B*k, F] or None, frame_text [B*k, T]}``)."""
         m = self.config.model
         frames = ops.convert_to_tensor(frames, "float32")
         captions = ops.convert_to_tensor(captions, "int32")
@@ -209,7 +238,7 @@ class StoryModel(keras.Model):
         context = story
         if reason_vec is not None and not m.use_reason_in_fusion:
             context = ops.concatenate([story, reason_vec], axis=-1)
-        return fused, context, reason_vec
+        return fused, context, reason_vec, {"frame_image": image_global, "frame_text": text_pooled}
 
     def _cell_step(self, x: Any, h: Any, c: Any, training: bool) -> tuple[Any, Any]:
         """One LSTMCell step on the (already embedded ++ context) input ``x`` [B, E+C]."""
@@ -276,12 +305,21 @@ class StoryModel(keras.Model):
             out.update({name + OUT_SUFFIX: value for name, value in zip(cache_names(i), pair)})
         return out
 
-    def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
-        """Teacher-forced logits [B, L-1, V] from ``{frames, captions, reason?, target [B, L]}``."""
+    def call(
+        self, inputs: dict[str, Any], training: bool = False, frame_vectors: bool = False
+    ) -> Any:
+        """Teacher-forced logits [B, L-1, V] from ``{frames, captions, reason?, target [B, L]}``.
+
+        With ``frame_vectors``: ``(logits, {"frame_image", "frame_text"})`` (see :meth:`encode`).
+        """
         state = self.encode(
-            inputs["frames"], inputs["captions"], inputs.get("reason"), training=training
+            inputs["frames"], inputs["captions"], inputs.get("reason"), training=training,
+            frame_vectors=frame_vectors,
         )
-        return self.teacher_forced_logits(state, inputs["target"], training=training)
+        logits = self.teacher_forced_logits(state, inputs["target"], training=training)
+        if frame_vectors:
+            return logits, {key: state[key] for key in ("frame_image", "frame_text")}
+        return logits
 
     # -- serialisation --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

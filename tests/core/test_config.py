@@ -268,3 +268,48 @@ def test_bad_transformer_keys_exit_2_with_one_line(tmp_path, capsys, model, mess
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert exc.value.code == 2 and len(errors) == 1 and message in errors[0], errors
     assert not (tmp_path / "run").exists()
+
+VIT = {"image_encoder": "vit"}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"model": {"image_encoder": "swin"}}, "model.image_encoder: must be one of cnn, vit, got 'swin'"),
+        ({"model": {**VIT, "vit_patch_size": 5}}, "model.vit_patch_size: must divide dataset.image_size (32), got 5"),
+        ({"dataset": {"image_size": 36}, "model": {**VIT, "vit_patch_size": 8}},
+         "model.vit_patch_size: must divide dataset.image_size (36), got 8"),
+        ({"model": {**VIT, "vit_patch_size": 0}}, "model.vit_patch_size: must be >= 1, got 0"),
+        ({"model": {**VIT, "vit_layers": 0}}, "model.vit_layers: must be >= 1, got 0"),
+        ({"model": {**VIT, "vit_heads": 0}}, "model.vit_heads: must be >= 1, got 0"),
+        ({"model": {**VIT, "vit_heads": 3}}, "model.vit_heads: must divide model.image_spatial_dim (64), got 3"),
+        ({"model": {**VIT, "vit_layers": "2"}}, "model.vit_layers: expected an integer, got '2'"),
+        ({"training": {"contrastive_weight": -0.5}}, "training.contrastive_weight: must be >= 0, got -0.5"),
+        ({"training": {"contrastive_temperature": 0}}, "training.contrastive_temperature: must be > 0, got 0"),
+        ({"training": {"contrastive_temperature": -1.0}}, "training.contrastive_temperature: must be > 0, got -1.0"),
+        ({"training": {"contrastive_weight": 0.5}, "model": {"fusion": "text_only"}},
+         "training.contrastive_weight: must be 0 with model.fusion: text_only (the contrastive loss aligns "
+         "the image vector with the caption vector, and text_only has no image vector)"),
+    ],
+)
+def test_vit_and_contrastive_bad_input(data, message):
+    assert config_error(data) == message
+
+
+def test_vit_and_contrastive_defaults_and_good_input():
+    cfg = Config()
+    assert (cfg.model.image_encoder, cfg.training.contrastive_weight) == ("cnn", 0.0)
+    # the ViT rules bind only when the ViT is chosen: the CNN takes any image size
+    assert config_from_dict({"dataset": {"image_size": 36}, "model": {"vit_heads": 3}}).dataset.image_size == 36
+    vit = config_from_dict({"model": {**VIT, "vit_patch_size": 16, "vit_heads": 4, "vit_layers": 1},
+                            "training": {"contrastive_weight": 1, "contrastive_temperature": 0.07}})
+    assert (vit.model.vit_patch_size, vit.training.contrastive_weight) == (16, 1.0)
+    assert config_from_dict({"model": {"fusion": "concat"}, "training": {"contrastive_weight": 0.1}})
+
+
+def test_vit_keys_change_the_graph():
+    from storyedge.run_dir import SHAPE_KEYS
+
+    assert {"image_encoder", "vit_patch_size", "vit_layers", "vit_heads"} <= set(SHAPE_KEYS["model"])
+    # the contrastive heads are not exported and do not change the exported graph
+    assert "training" not in SHAPE_KEYS
