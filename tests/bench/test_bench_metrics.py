@@ -269,9 +269,13 @@ def test_measure_latency_fields() -> None:
 
 
 def test_roofline_bytes_and_bandwidth() -> None:
+    from storyedge.config import load_config
     from storyedge.model.signatures import step_weight_counts
+    from storyedge.model.story_model import context_dim
 
-    counts = step_weight_counts(embed_dim=300, context=1536, hidden=512, vocab=30522)
+    seed = load_config("storyreasoning.yaml")  # E 300, H 512
+    assert context_dim(seed) == 1536
+    counts = step_weight_counts(seed, vocab=30522)
     assert counts["matrix_params"] == (300 + 1536) * 2048 + 512 * 2048 + 512 * 30522
     fp32, int8 = step_weight_bytes(counts, "fp32"), step_weight_bytes(counts, "int8-dynamic")
     assert fp32 == (counts["matrix_params"] + 300) * 4 + counts["vector_params"] * 4
