@@ -17,10 +17,11 @@ encoder converts to TFLite builtins and to plain ONNX ops.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from keras import initializers, layers, ops
+
+from storyedge.model.transformer import attend, merge_heads, split_heads
 
 #: Hidden width of each block's MLP as a multiple of the token width (ViT's 4).
 VIT_MLP_RATIO = 4
@@ -47,19 +48,10 @@ class VitSelfAttention(layers.Layer):
             dense.build(input_shape)
         self.built = True
 
-    def _split_heads(self, x: Any) -> Any:
-        x = ops.reshape(x, (-1, x.shape[1], self.heads, self.head_dim))
-        return ops.transpose(x, (0, 2, 1, 3))  # [N, h, P, dh]
-
     def call(self, x: Any) -> Any:
         """softmax(QKᵀ/√d_head)V per head, heads concatenated, then the output projection."""
-        q = self._split_heads(self.query(x))
-        k = self._split_heads(self.key(x))
-        v = self._split_heads(self.value(x))
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_dim))
-        attended = ops.matmul(ops.softmax(scores, axis=-1), v)  # [N, h, P, dh]
-        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (-1, x.shape[1], self.dim))
-        return self.output_proj(attended)
+        heads = [split_heads(proj(x), self.heads) for proj in (self.query, self.key, self.value)]
+        return self.output_proj(merge_heads(attend(*heads)))
 
     def get_config(self) -> dict[str, Any]:
         """Serialisable constructor arguments."""
