@@ -26,6 +26,8 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from storyedge.constants import (
     CNN_STEM_STRIDES,
+    COLLECTIVE_TIMEOUT_SECONDS,
+    STRATEGIES,
     DATASET_SCHEMAS,
     DECODER_KINDS,
     EXPORT_FORMATS,
@@ -73,6 +75,7 @@ DecoderKind = Literal[DECODER_KINDS]
 ImageEncoder = Literal[IMAGE_ENCODERS]
 ExportFormat = Literal[EXPORT_FORMATS]
 QuantizeName = Literal[QUANTIZE_NAMES]
+StrategyName = Literal[STRATEGIES]
 
 #: The error type of a rule checked by a ``model_validator``; its context names the key.
 _RULE = "config_rule"
@@ -268,6 +271,10 @@ class TrainingConfig(_Section):
     contrastive_weight: float = Field(0.0, ge=0)
     #: Temperature of the contrastive loss's cosine similarities.
     contrastive_temperature: float = Field(0.1, gt=0)
+    #: tf.distribute strategy (``--strategy``): auto, default, mirrored or multi-worker (TF_CONFIG).
+    strategy: StrategyName = "auto"
+    #: Seconds a worker waits in one collective for its peers before it fails (multi-worker).
+    collective_timeout_seconds: float = Field(COLLECTIVE_TIMEOUT_SECONDS, gt=0)
 
 
 class ExportConfig(_Section):

@@ -46,6 +46,12 @@ IMAGE_ENCODERS: Final = ("cnn", "vit")
 
 #: ``--device`` choices; ``auto`` picks a GPU (CUDA or Metal) when one is usable.
 DEVICES: Final = ("auto", "cpu", "cuda", "metal")
+#: ``--strategy`` / ``training.strategy``: how many devices / machines train (tf.distribute).
+#: auto: MirroredStrategy when TensorFlow sees more than one GPU, else the default strategy.
+STRATEGIES: Final = ("auto", "default", "mirrored", "multi-worker")
+#: Default ``training.collective_timeout_seconds``: how long a worker waits in one collective
+#: (all-reduce) for a peer before it gives up and exits non-zero.
+COLLECTIVE_TIMEOUT_SECONDS: Final = 120.0
 
 # --------------------------------------------------------------------------------- export
 

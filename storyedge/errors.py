@@ -23,3 +23,8 @@ class CheckFailed(Exception):
     """A quality gate or validation check failed; the CLI exits 1 after writing its report."""
 
     exit_code = 1
+
+
+class WorkerLost(CheckFailed):
+    """Multi-worker training lost a peer (killed, or silent past the collective timeout); the
+    CLI exits 1. Relaunching every worker with ``--resume`` continues from the last checkpoint."""

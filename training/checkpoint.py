@@ -12,6 +12,11 @@ records where the loop is, so ``--resume`` continues exactly there:
 
 Checkpoints are numbered by the global step (``ckpt-<step>``).
 
+Under a multi-worker strategy every worker saves (TensorFlow's multi-worker rule: all take part),
+but only the chief into the run directory: the others write into a ``write_directory`` of
+their own that is removed after each save, and they restore from the chief's checkpoints (the
+run directory is shared storage, as for Keras' ``BackupAndRestore``).
+
 The model's variables are checkpointed as a dict keyed by their Keras path (``model.weights``),
 not through ``model=model``: TensorFlow's object graph does not see Keras 3 layers held in a
 plain Python list (the image encoder's residual blocks), so ``tf.train.Checkpoint(model=...)``
@@ -22,6 +27,7 @@ optimizer's references). ``model.weights`` is what Keras itself saves.
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +55,14 @@ class TrainingCheckpoint:
         self, directory: str | Path, model: keras.Model, optimizer: keras.optimizers.Optimizer,
         keep: int = 3,
         extra: keras.layers.Layer | None = None,
+        write_directory: str | Path | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        #: where saves go when not ``directory`` (a non-chief worker's temporary directory)
+        self.write_directory = Path(write_directory) if write_directory is not None else None
+        # incremented inside the (replicated) train step: the first replica's increment counts
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
         self.best_val_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
@@ -73,12 +84,15 @@ class TrainingCheckpoint:
             elapsed_seconds=self.elapsed_seconds,
         )
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.directory), max_to_keep=keep, checkpoint_name="ckpt"
+            self.checkpoint, str(self.write_directory or self.directory), max_to_keep=keep,
+            checkpoint_name="ckpt",
         )
 
     @property
     def latest(self) -> str | None:
-        """Path prefix of the newest checkpoint, or None."""
+        """Path prefix of the newest checkpoint (of ``directory``), or None."""
+        if self.write_directory is not None:
+            return tf.train.latest_checkpoint(str(self.directory))
         return self.manager.latest_checkpoint
 
     def state(self) -> LoopState:
@@ -98,7 +112,11 @@ class TrainingCheckpoint:
         self.epoch.assign(epoch)
         self.step_in_epoch.assign(step_in_epoch)
         self.elapsed_seconds.assign(elapsed_seconds)
-        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if self.write_directory is not None:
+            shutil.rmtree(self.write_directory, ignore_errors=True)
+            return self.latest or path
+        return path
 
     def set_best(self, val_loss: float, epoch: int, bad_epochs: int) -> None:
         """Record a new best epoch (early-stopping state)."""

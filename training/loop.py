@@ -7,6 +7,12 @@ validation tokens), the history files, TensorBoard scalars, the best model (by v
 atomically with :func:`storyedge.run_dir.save_bundle`) and a checkpoint. Checkpoints are also
 written every ``checkpoint_every_steps`` steps and on Ctrl-C.
 
+Under a ``tf.distribute`` strategy (:mod:`storyedge.training.strategy`) the optimizer and the
+checkpoint are created in ``strategy.scope()`` (the model is built there by the caller), the
+steps and batches are :mod:`storyedge.training.distributed`'s, and only the chief writes:
+progress bar, history, curves, TensorBoard, best/ and checkpoints; another worker saves its
+checkpoints and best/ into its own temporary directory (``scratch_dir``), removed after each.
+
 Ctrl-C (:mod:`storyedge.training.signals`): the first SIGINT only raises a flag; the loop finishes the step in progress, writes a
 checkpoint and raises :class:`TrainingInterrupted` (the CLI exits 130 with the resume command).
 A second Ctrl-C interrupts at once (``KeyboardInterrupt``), and a checkpoint of the last
@@ -16,8 +22,10 @@ inside the compiled step, so weights, optimizer state and counter never disagree
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -39,12 +47,19 @@ from storyedge.training.batches import (
 )
 from storyedge.training.checkpoint import LoopState, TrainingCheckpoint
 from storyedge.training.contrastive import AlignmentAccumulator, contrastive_loss_for
+from storyedge.training.distributed import (
+    distribute_batches,
+    make_distributed_eval_step,
+    make_distributed_train_step,
+    synchronize_batch_norm,
+)
 from storyedge.training.history import History
 from storyedge.training.loss import perplexity
 from storyedge.training.report import COMPLETED, EARLY_STOPPING, TIME_BUDGET
 from storyedge.training.signals import SigintFlag, TrainingInterrupted
 from storyedge.training.tensorboard import ScalarWriter
 from storyedge.training.step import build_optimizer, make_eval_step, make_optimizer, make_train_step
+from storyedge.training.strategy import Replicas
 from storyedge.training.unigram import unigram_perplexity
 from storyedge.training.workspace import CHECKPOINT_DIR, TENSORBOARD_DIR
 
@@ -99,6 +114,19 @@ class ContrastiveMeter:
         return self.epoch_sum / self.epoch_n if self.epoch_n else math.nan
 
 
+class _NoScalars:
+    """The TensorBoard writer of a non-chief worker: writes nothing."""
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """Nothing."""
+
+    def flush(self) -> None:
+        """Nothing."""
+
+    def close(self) -> None:
+        """Nothing."""
+
+
 def _echo(message: str) -> None:
     """Print a line to stdout without breaking a live progress bar (bars are on stderr)."""
     tqdm.write(message, file=sys.stdout)
@@ -118,7 +146,13 @@ class Trainer:
         precision: str = "float32",
         echo: Callable[[str], None] = _echo,
         progress: bool = True,
+        replicas: Replicas | None = None,
+        scratch_dir: str | Path | None = None,
     ) -> None:
+        self.replicas = replicas if replicas is not None and replicas.distributed else None
+        self.is_chief = replicas is None or replicas.is_chief
+        #: where this process writes best/ and checkpoints: the run dir (chief) or a temp dir
+        self.write_dir = self.run_dir_for_writes(run_dir, scratch_dir)
         self.cfg = cfg
         self.model = model
         self.tokenizer = tokenizer
@@ -126,23 +160,34 @@ class Trainer:
         self.val_arrays = validation
         self.run_dir = Path(run_dir)
         self.precision = precision
-        self.echo = echo
-        self.progress = progress
+        self.echo = echo if self.is_chief else (lambda message: None)
+        self.progress = progress and self.is_chief
         t = cfg.training
-        self.optimizer = make_optimizer(t.lr, precision)
-        #: the contrastive loss (its heads are training's, not the model's); None when off
-        self.contrastive = contrastive_loss_for(cfg)
-        build_optimizer(self.optimizer, model, self.contrastive)
-        self.ckpt = TrainingCheckpoint(
-            self.run_dir / CHECKPOINT_DIR, model, self.optimizer, keep=t.keep_checkpoints,
-            extra=self.contrastive.heads if self.contrastive is not None else None,
-        )
+        with self._scope():
+            self.optimizer = make_optimizer(t.lr, precision)
+            #: the contrastive loss (its heads are training's, not the model's); None when off
+            self.contrastive = contrastive_loss_for(cfg)
+            build_optimizer(self.optimizer, model, self.contrastive)
+            write_ckpt = None if self.write_dir == self.run_dir else self.write_dir / CHECKPOINT_DIR
+            self.ckpt = TrainingCheckpoint(
+                self.run_dir / CHECKPOINT_DIR, model, self.optimizer, keep=t.keep_checkpoints,
+                extra=self.contrastive.heads if self.contrastive is not None else None,
+                write_directory=write_ckpt,
+            )
         mode = "jit" if t.jit_compile else "function"
         pad = tokenizer.pad_id
-        self.train_step = make_train_step(
-            model, self.optimizer, pad, t.clip_norm, self.ckpt.step, mode, self.contrastive
-        )
-        self.eval_step = make_eval_step(model, pad, mode, self.contrastive)
+        if self.replicas is None:
+            self.train_step = make_train_step(
+                model, self.optimizer, pad, t.clip_norm, self.ckpt.step, mode, self.contrastive
+            )
+            self.eval_step = make_eval_step(model, pad, mode, self.contrastive)
+        else:
+            strategy = self.replicas.strategy
+            synchronize_batch_norm(model)
+            self.train_step = make_distributed_train_step(
+                strategy, model, self.optimizer, pad, t.clip_norm, self.ckpt.step
+            )
+            self.eval_step = make_distributed_eval_step(strategy, model, pad)
         #: the last evaluate()'s alignment figures (val InfoNCE, recall@k); empty when off
         self.alignment: dict[str, float] = {}
         self.unigram_ppl = unigram_perplexity(
@@ -153,6 +198,27 @@ class Trainer:
         self.resumed_from_step: int | None = None
         self._writer: Any = None
         self._train_contrastive = math.nan  # the last epoch's mean contrastive loss
+
+    def run_dir_for_writes(self, run_dir: str | Path, scratch_dir: str | Path | None) -> Path:
+        """The chief's run dir; a non-chief worker's ``scratch_dir`` (never the run dir)."""
+        self.run_dir = Path(run_dir)
+        if self.is_chief:
+            return self.run_dir
+        if scratch_dir is None:
+            raise ValueError("a non-chief worker needs a scratch_dir to write into")
+        return Path(scratch_dir)
+
+    def _scope(self) -> Any:
+        """``strategy.scope()`` under a strategy, else nothing."""
+        return self.replicas.strategy.scope() if self.replicas is not None else contextlib.nullcontext()
+
+    def _batches(self, batches: Callable[[], Any]) -> Any:
+        """The batches ``batches()`` yields, distributed over the replicas under a strategy."""
+        if self.replicas is None:
+            return batches()
+        bs = self.cfg.dataset.batch_size
+        example = next(iter_eval_batches(self.val_arrays, 1))
+        return distribute_batches(self.replicas.strategy, batches, bs, example)
 
     # -- state ----------------------------------------------------------------------------
     def restore(self, batch_size_then: int | None = None) -> LoopState:
@@ -193,7 +259,9 @@ class Trainer:
         align = None
         if self.contrastive is not None:
             align = AlignmentAccumulator(self.contrastive.temperature, self.tokenizer.pad_id)
-        for batch in iter_eval_batches(arrays, self.cfg.dataset.batch_size, self.tokenizer.pad_id):
+        n = -(-len(arrays) // self.cfg.dataset.batch_size)
+        batches = self._batches(lambda: iter_eval_batches(arrays, self.cfg.dataset.batch_size, self.tokenizer.pad_id))
+        for _, batch in zip(range(n), batches):
             out = self.eval_step(batch)
             total += float(out["loss_sum"])
             count += float(out["count"])
@@ -214,7 +282,7 @@ class Trainer:
         def elapsed() -> float:
             return elapsed_before + time.monotonic() - t0
 
-        self._writer = ScalarWriter(self.run_dir / TENSORBOARD_DIR)
+        self._writer = ScalarWriter(self.run_dir / TENSORBOARD_DIR) if self.is_chief else _NoScalars()
         stopped: str | None = None
         # (epoch in progress, global step at its start): replaced in one assignment, so a
         # KeyboardInterrupt anywhere sees a consistent pair
@@ -237,7 +305,7 @@ class Trainer:
             raise TrainingInterrupted(path, self._step()) from None
         finally:
             self._writer.close()
-            if self.history.records:
+            if self.history.records and self.is_chief:
                 self.history.plot(self.run_dir)
         return self._result(epoch, stopped or COMPLETED, elapsed())
 
@@ -252,13 +320,17 @@ class Trainer:
         if t.early_stopping_patience and bad >= t.early_stopping_patience:
             self.echo(f"early stopping: no val-loss improvement for {bad} epochs")
             return EARLY_STOPPING
-        if t.max_train_seconds and elapsed >= t.max_train_seconds:
+        if t.max_train_seconds and self._max_over_workers(elapsed) >= t.max_train_seconds:
             self.echo(
                 f"time budget: {elapsed:.0f}s >= training.max_train_seconds "
                 f"({t.max_train_seconds:g}s); stopping after epoch {epochs_done}"
             )
             return TIME_BUDGET
         return None
+
+    def _max_over_workers(self, value: float) -> float:
+        """Every worker decides from the same number (the largest one's)."""
+        return self.replicas.max_over_workers(value) if self.replicas is not None else value
 
     def _result(self, epochs_done: int, stopped: str, train_seconds: float) -> TrainResult:
         best_loss = float(self.ckpt.best_val_loss.numpy())
@@ -297,8 +369,10 @@ class Trainer:
         t0 = time.monotonic()
         bar = self._progress_bar(epoch, start, n_batches)
         try:
-            batches = iter_train_batches(self.train_arrays, d.batch_size, t.seed, epoch, start)
-            for i, batch in enumerate(batches, start=start):
+            batches = self._batches(
+                lambda: iter_train_batches(self.train_arrays, d.batch_size, t.seed, epoch, start)
+            )
+            for i, batch in zip(range(start, n_batches), batches):
                 out = self.train_step(batch)
                 loss_sum, tokens = float(out["loss_sum"]), float(out["count"])
                 closs.add(out)
@@ -351,7 +425,8 @@ class Trainer:
             record.update(train_contrastive_loss=self._train_contrastive, **self.alignment)
         improved = self._keep_if_best(record)
         self.history.append(record)
-        self._save_history()
+        if self.is_chief:
+            self._save_history()
         keys = ("train_loss", "train_ppl", "val_loss", "val_ppl", "tokens_per_s")
         keys += tuple(k for k in record if k == "train_contrastive_loss" or k in self.alignment)
         self._writer.scalars(epoch + 1, {f"epoch/{key}": record[key] for key in keys})
@@ -383,8 +458,10 @@ class Trainer:
             self.ckpt.bad_epochs.assign_add(1)
             return False
         meta = {key: record[key] for key in ("epoch", "step", "val_loss", "val_ppl")}
-        save_bundle(self.run_dir, self.model, self.cfg, self.tokenizer,
+        save_bundle(self.write_dir, self.model, self.cfg, self.tokenizer,
                     {**meta, "unigram_val_ppl": self.unigram_ppl})
+        if self.write_dir != self.run_dir:
+            shutil.rmtree(self.write_dir / BEST_DIR, ignore_errors=True)
         self.ckpt.set_best(val_loss, record["epoch"], 0)
         return True
 

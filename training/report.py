@@ -89,6 +89,10 @@ class TrainingSummary:
     tf_version: str
     #: the last history record (``history.json``'s fields), None before the first epoch ends
     last_epoch: dict[str, float | int | None] | None = None
+    #: the tf.distribute decision, one line (``strategy: mirrored, 2 replica(s) ...``)
+    strategy: str | None = None
+    #: replicas that trained in sync (devices over all workers)
+    replicas: int = 1
     artifacts: dict[str, str] = field(default_factory=lambda: dict(ARTIFACTS))
     schema_version: str = SCHEMA_VERSION
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from storyedge.config import SYNTHETIC_DATASET, load_config
-from storyedge.constants import FUSION_MODES
+from storyedge.constants import FUSION_MODES, STRATEGIES
 from storyedge.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from storyedge.run_dir import CONFIG_FILE
 from storyedge.training.run import run_training  # imports TensorFlow only when called
@@ -44,6 +44,10 @@ def resolve_config(config_path: str | None, **options: Any):
 @click.option("--device", type=click.Choice(list(DEVICE_CHOICES)), default="auto", show_default=True,
               help="auto: CUDA / Metal GPU when TensorFlow sees one, else CPU. An explicit device "
                    "that is absent is an error.")
+@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=None,
+              help="tf.distribute strategy [training.strategy, default auto]: auto = mirrored when "
+                   "TensorFlow sees more than one GPU, else default (one device); multi-worker reads "
+                   "TF_CONFIG (one process per worker).")
 @click.option("--precision", type=click.Choice(list(PRECISION_CHOICES)), default="float32",
               show_default=True, help="mixed_float16 needs a CUDA GPU (loss scaling is automatic).")
 @click.option("--save-dir", metavar="DIR", help="Run directory [training.save_dir].")
@@ -62,16 +66,18 @@ def resolve_config(config_path: str | None, **options: Any):
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @click.pass_context
 def train(ctx: click.Context, config_path: str | None, device: str, precision: str,
-          resume: bool, no_progress: bool, **options: Any) -> None:
+          resume: bool, no_progress: bool, strategy: str | None, **options: Any) -> None:
     """Train the fusion model and keep the best epoch (by validation loss).
 
     The run directory gets config.yaml, tokenizer/, checkpoints/, best/ (the bundle export and
     bench load), history.json / history.csv, curves.png, tensorboard/ and summary.json.
-    Ctrl-C saves a checkpoint; continue with --resume.
+    Ctrl-C saves a checkpoint; continue with --resume. Under --strategy multi-worker only the
+    chief writes the run directory, which every worker must see (shared storage) to --resume.
     """
     cfg = resolve_config(config_path, **options)
     try:
-        run_training(cfg, device=device, precision=precision, resume=resume, progress=not no_progress)
+        run_training(cfg, device=device, precision=precision, resume=resume, progress=not no_progress,
+                     strategy=strategy)
     except TrainingInterrupted as exc:
         run_dir = Path(cfg.training.save_dir)
         click.echo(
