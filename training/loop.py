@@ -466,9 +466,12 @@ class Trainer:
         return True
 
     def _save_history(self) -> None:
-        """history.json / .csv every epoch; curves.png at most every :data:`CURVES_EVERY_SECONDS`."""
+        """history.json / .csv every epoch; curves.png at most every :data:`CURVES_EVERY_SECONDS`
+        (multi-worker: only when training stops, since the other workers wait in their next
+        collective while the chief renders)."""
         now = time.monotonic()
         plot = self._curves_at is None or now - self._curves_at >= CURVES_EVERY_SECONDS
+        plot = plot and (self.replicas is None or self.replicas.kind != "multi-worker")
         self.history.save(self.run_dir, curves=plot)
         if plot:
             self._curves_at = now

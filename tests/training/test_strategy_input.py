@@ -78,3 +78,18 @@ def test_cli_bad_tf_config_exits_2_with_one_line(tmp_path, tf_config, says):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --strategy multi-worker: ") and says in lines[0]
     assert "Traceback" not in proc.stderr and not run_dir.exists()
+
+
+def test_strategy_choice_on_one_cpu():
+    from storyedge.devices import select_device
+    from storyedge.training.strategy import select_strategy
+
+    cpu = select_device("cpu")
+    auto = select_strategy("auto", cpu, 5.0)
+    assert (auto.kind, auto.distributed, auto.num_replicas, auto.is_chief) == ("default", False, 1, True)
+    assert auto.describe().startswith("strategy: default, 1 replica(s) (/CPU:0) - auto: one device")
+    mirrored = select_strategy("mirrored", cpu, 5.0)
+    assert mirrored.kind == "mirrored" and mirrored.distributed and mirrored.num_replicas == 1
+    assert mirrored.max_over_workers(3.5) == 3.5  # one process: no collective
+    with pytest.raises(UserError, match="--strategy: must be one of auto, default, mirrored, multi-worker"):
+        select_strategy("tpu", cpu, 5.0)
