@@ -52,6 +52,9 @@ STRATEGIES: Final = ("auto", "default", "mirrored", "multi-worker")
 #: Default ``training.collective_timeout_seconds``: how long a worker waits in one collective
 #: (all-reduce) for a peer before it gives up and exits non-zero.
 COLLECTIVE_TIMEOUT_SECONDS: Final = 120.0
+#: How long multi-worker processes wait for each other once before training (their start-up
+#: times differ: TensorFlow import, data, tokenizer).
+STARTUP_TIMEOUT_SECONDS: Final = 600.0
 
 # --------------------------------------------------------------------------------- export
 

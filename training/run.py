@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from storyedge.config import Config
+from storyedge.constants import STARTUP_TIMEOUT_SECONDS
 from storyedge.devices import DeviceDecision, configure_device, import_tensorflow, select_device
 from storyedge.distribute import parse_tf_config
 from storyedge.errors import UserError, WorkerLost
@@ -120,6 +121,8 @@ def _run(
         f"data: {len(data.train)} train / {len(data.validation)} validation windows "
         f"(k={cfg.dataset.seq_len}), vocab {data.tokenizer.vocab_size} ({data.tokenizer.source})"
     )
+    with _collective_failures(replicas, cfg):
+        replicas.barrier(STARTUP_TIMEOUT_SECONDS)
     placement = replicas.strategy.scope() if replicas.distributed else tf.device(decision.tf_device)
     with placement:
         model = build_model(cfg, data.tokenizer.vocab_size, data.tokenizer.pad_id)

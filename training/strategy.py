@@ -62,6 +62,20 @@ class Replicas:
         return (f"strategy: {self.kind}, {self.num_replicas} replica(s) ({', '.join(self.devices)}) "
                 f"- {self.reason}{where}")
 
+    def barrier(self, timeout_seconds: float) -> None:
+        """Wait (up to ``timeout_seconds``) until every worker gets here: the workers' start-up
+        (TensorFlow import, data, tokenizer) can differ by more than the collective timeout
+        that bounds each training collective. A no-op but under multi-worker."""
+        if self.kind != "multi-worker":
+            return
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(timeout_seconds))
+
+        def arrive() -> tf.Tensor:
+            ctx = tf.distribute.get_replica_context()
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.constant(1.0), options=options)
+
+        self.strategy.run(arrive)
+
     def max_over_workers(self, value: float) -> float:
         """The largest ``value`` any worker holds (a collective under multi-worker; else ``value``),
         so that decisions made from wall time (the time budget) agree on every worker."""
