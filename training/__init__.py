@@ -11,6 +11,8 @@ Modules, one job each:
 * :mod:`~storyedge.training.step` - optimizer, train / eval steps (eager, tf.function, XLA);
 * :mod:`~storyedge.training.checkpoint` - checkpoints of model, optimizer and loop position;
 * :mod:`~storyedge.training.loop` - the epoch loop (progress, validation, best model);
+* :mod:`~storyedge.training.strategy` - ``--strategy``: the tf.distribute strategy of a run;
+* :mod:`~storyedge.training.distributed` - steps and batches under a strategy (global token count);
 * :mod:`~storyedge.training.signals` - Ctrl-C handling;
 * :mod:`~storyedge.training.history` - history.json / history.csv / curves.png;
 * :mod:`~storyedge.training.tensorboard` - TensorBoard scalars without the tensorboard package;
