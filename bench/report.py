@@ -166,7 +166,8 @@ def summary_lines(report: BenchReport, markdown: bool = False) -> list[str]:
     """The summary's title, its table and what qualifies it (parity, budgets, floor, reference)."""
     s: Summary = report.summary
     scope = (
-        "among the exported backends that pass every parity gate" if s.parity_checked
+        "among the exported backends that pass every parity gate"
+        + (" and every caption-quality gate" if report.quality is not None else "") if s.parity_checked
         else "parity NOT checked (--latency-only), ranked by latency alone"
     )
     lines = [f"Summary: {scope}"]
