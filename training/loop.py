@@ -379,11 +379,12 @@ class Trainer:
         )
 
     def _quality_line(self, quality: EpochQuality | None) -> str:
-        """`` | val captions (64): BLEU-4 41.2, exact 0.281`` (empty when off)."""
+        """`` | val captions (64, 0.4s): BLEU-4 41.2, exact 0.281`` (empty when off)."""
         if quality is None:
             return ""
         s = quality.scores
-        return f" | val captions ({s.captions}): BLEU-4 {s.bleu4:.1f}, exact {s.exact_match:.3f}"
+        return (f" | val captions ({s.captions}, {quality.seconds:.1f}s): BLEU-4 {s.bleu4:.1f}, "
+                f"exact {s.exact_match:.3f}")
 
     def _alignment_line(self, record: dict[str, Any]) -> str:
         """`` | contrastive train 1.23 val 1.45 | R@1 i2t 0.50 t2i 0.48`` (empty when off)."""

@@ -54,7 +54,8 @@ def trained(tiny_data_dir, tmp_path_factory):
     run_dir = root / "run"
     config = write_config(
         root / "tiny.yaml",
-        tiny_config_dict(tiny_data_dir, run_dir, training={"epochs": EPOCHS, "checkpoint_every_steps": 5}),
+        tiny_config_dict(tiny_data_dir, run_dir,
+                         training={"epochs": EPOCHS, "checkpoint_every_steps": 5, "quality_windows": 16}),
     )
     code, out, err = run_cli("train", "--config", str(config), "--no-progress")
     assert code == 0, err
