@@ -167,7 +167,8 @@ class ParityStats:
 
 @dataclass
 class Gates:
-    """Parity gates per precision (defaults: :class:`storyedge.config.BenchConfig`)."""
+    """Parity gates per precision and caption-quality drop gates for every exported backend
+    (defaults: :class:`storyedge.config.BenchConfig`)."""
 
     fp32_ppl_ratio_tol: float = constants.GATE_FP32_PPL_RATIO_TOL
     fp32_greedy_agreement: float = constants.GATE_FP32_GREEDY_AGREEMENT

@@ -124,3 +124,32 @@ def test_window_captions_greedy_and_beam_in_static_batches() -> None:
             return " ".join(f"w{i}" for i in ids)
 
     assert texts(Tok(), greedy[:1]) == ["w6 w7"]
+
+
+def test_scoring_downloads_nothing(tmp_path) -> None:
+    """A fresh process with no network (sockets refuse) and an empty HOME scores every metric and
+    writes nothing there: no NLTK data, no sacrebleu cache, no Java."""
+    import os
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import socket
+        def refuse(*args, **kwargs):
+            raise OSError("network used")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        from storyedge.captions.scoring import score_captions
+        s = score_captions(["a b c d", "e f g"], ["a b c d", "e f g h"])
+        assert s.cider_d is not None and s.bleu4 > 0 and s.rouge_l > 0
+        print("ok")
+        """
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("NLTK_DATA", "SACREBLEU")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    assert list(home.rglob("*")) == []
