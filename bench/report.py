@@ -423,15 +423,21 @@ def compare_reports(old: BenchReport, new: BenchReport, old_path: str | Path) ->
             encoder=Delta.of(o.latency.encoder.mean_ms, b.latency.encoder.mean_ms),
             caption=Delta.of(o.latency.caption.mean_ms, b.latency.caption.mean_ms),
             ppl_ratio=Delta.of(o.parity.ppl_ratio if o.parity else None, b.parity.ppl_ratio if b.parity else None),
+            bleu4=Delta.of(_greedy_bleu4(o), _greedy_bleu4(b)),
         ))
     new_names = {b.name for b in new.backends}
     return Comparison(str(old_path), rows, sorted(set(old_by) - new_names), sorted(new_names - set(old_by)))
 
 
+def _greedy_bleu4(result: Any) -> float | None:
+    quality = result.caption_quality("greedy")
+    return None if quality is None else quality.scores.bleu4
+
+
 def compare_rows(compare: Comparison) -> Table:
     """The ``--compare`` table: old → new means and relative deltas per backend."""
     headers = ["backend", "step ms old→new", "Δ step", "enc ms old→new", "Δ enc", "caption Δ", "PPL ratio old→new",
-               "Δ ratio"]
+               "Δ ratio", "BLEU-4 old→new"]
 
     def pct(d: Delta) -> str:
         return "-" if d.pct is None else f"{d.pct:+.1f}%"
@@ -442,6 +448,7 @@ def compare_rows(compare: Comparison) -> Table:
         rows.append([
             r.backend, f"{_fmt(s.old, 4)}→{_fmt(s.new, 4)}", pct(s), f"{_fmt(e.old, 3)}→{_fmt(e.new, 3)}",
             pct(e), pct(r.caption), f"{_fmt(p.old, 5)}→{_fmt(p.new, 5)}", "-" if p.delta is None else f"{p.delta:+.5f}",
+            "-" if r.bleu4 is None else f"{_fmt(r.bleu4.old, 2)}→{_fmt(r.bleu4.new, 2)}",
         ])
     return headers, rows
 

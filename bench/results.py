@@ -471,6 +471,8 @@ class CompareRow:
     encoder: Delta
     caption: Delta
     ppl_ratio: Delta
+    #: greedy BLEU-4 old → new (None in reports read from before caption quality)
+    bleu4: Delta | None = None
 
 
 @dataclass

@@ -77,7 +77,7 @@ def budget_options(command: click.Command) -> click.Command:
 @click.option("--latency-only", is_flag=True,
               help="Time the exported files only: no TF reference, no dataset, no parity (no TensorFlow import).")
 @click.option("--compare", "compare", type=click.Path(path_type=Path), default=None,
-              help="A previous report.json (or its directory): print latency and PPL-ratio deltas per backend.")
+              help="A previous report.json (or its directory): print latency, PPL-ratio and greedy BLEU-4 deltas per backend.")
 @click.option("--bandwidth-mb", type=int, default=256, show_default=True,
               help="Array size for the memory-bandwidth measurement (roofline floor).")
 @click.option("--gate-fp32-ppl-tol", type=float, default=None, help=f"fp32: |PPL ratio - 1| <= this [{constants.GATE_FP32_PPL_RATIO_TOL:g}].")

@@ -15,7 +15,7 @@ from bench_testutil import ToyBackend, hand_report, hand_result, toy_decoder, to
 from storyedge.bench.parity import run_parity
 from storyedge.bench.pareto import pareto_front
 from storyedge.bench.quality import check_gates_measurable, reference_texts, score_backends
-from storyedge.bench.report import markdown_text, terminal_text, write_reports
+from storyedge.bench.report import compare_reports, compare_text, markdown_text, terminal_text, write_reports
 from storyedge.bench.results import BenchReport, CaptionQuality, Gates, QualitySummary
 from storyedge.bench.runner import write_and_check
 from storyedge.captions.scores import CaptionDelta, CaptionScores
@@ -177,3 +177,14 @@ def test_pareto_front() -> None:
     # PPL ratio: lower is better
     assert pareto_front([(1.0, 1.02), (2.0, 1.0), (3.0, 1.01)], higher_is_better=False) == [0, 1]
     assert math.isfinite(sum(p[0] for p in points))
+
+
+def test_compare_carries_greedy_bleu4() -> None:
+    old = _with_quality(hand_report(_fleet()), int8_bleu=38.0)
+    new = _with_quality(hand_report(_fleet()), int8_bleu=30.0)
+    compare = compare_reports(old, new, "old/report.json")
+    rows = {r.backend: r for r in compare.rows}
+    assert rows["onnx-int8-dynamic"].bleu4.old == 38.0 and rows["onnx-int8-dynamic"].bleu4.delta == -8.0
+    assert "38.00→30.00" in compare_text(compare)
+    bare = compare_reports(hand_report(_fleet()), new, "old/report.json")  # an old report without quality
+    assert {r.backend: r for r in bare.rows}["tflite-fp32"].bleu4.old is None
