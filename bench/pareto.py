@@ -3,7 +3,7 @@
 ``pareto.png``: one point per backend at (greedy caption latency p50, greedy BLEU-4), or the PPL
 ratio where no caption quality was scored; marker area proportional to the file size (the
 in-memory TF reference is a hollow marker), the backends no other backend beats on both axes
-joined by the Pareto front, the quality gate (reference BLEU-4 - ``gate_bleu_drop``, or the PPL
+joined by the Pareto front, a cross on each backend failing a gate, the quality gate (reference BLEU-4 - ``gate_bleu_drop``, or the PPL
 ratio gates per precision) as horizontal lines and the caption-latency budget as a vertical line;
 a backend over any set budget gets a red edge.
 
@@ -79,19 +79,15 @@ def pareto_plot(plt: Any, report: BenchReport, path: Path) -> None:
     sized = [b.size_mb for b in rows if b.size_mb]
     biggest = max(sized) if sized else 1.0
     fig, ax = plt.subplots(figsize=(9, 5.2))
-    order = sorted(range(len(rows)), key=lambda i: (xs[i], ys[i]))
-    for rank, i in enumerate(order):
-        b, x, y = rows[i], xs[i], ys[i]
+    for b, x, y in zip(rows, xs, ys):
         color = PRECISION_COLORS.get(b.precision, "grey")
         area = 40 + 760 * (b.size_mb or 0) / biggest
         over = bool(b.over_budget)
         face = "none" if b.reference else color
         ax.scatter([x], [y], s=area, facecolors=face, edgecolors="#d62728" if over else color,
                    linewidths=2.0 if over else 1.2, alpha=0.75, zorder=3)
-        # neighbours in latency alternate above / below their point, so close labels do not collide
-        ax.annotate(b.name, (x, y), textcoords="offset points", xytext=(8, 9 if rank % 2 == 0 else -15),
-                    fontsize=7, zorder=4, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
-                                                "alpha": 0.7})
+        if not b.reference and not (b.parity.passed and b.quality_passed):  # type: ignore[union-attr]
+            ax.scatter([x], [y], s=60, marker="x", color="black", linewidths=1.5, zorder=5)
     front = pareto_front(list(zip(xs, ys)), higher_is_better=use_bleu)
     if len(front) > 1:
         ax.plot([xs[i] for i in front], [ys[i] for i in front], color="grey", linewidth=1, zorder=2,
@@ -106,6 +102,8 @@ def pareto_plot(plt: Any, report: BenchReport, path: Path) -> None:
             ax.scatter([], [], s=40, color=color, label=precision)
     if report.settings.budgets.limits():
         ax.scatter([], [], s=40, facecolors="none", edgecolors="#d62728", linewidths=2, label="over a budget")
+    if any(not b.reference and not (b.parity.passed and b.quality_passed) for b in rows):  # type: ignore[union-attr]
+        ax.scatter([], [], s=60, marker="x", color="black", label="fails a gate")
     ax.set_xscale("log")
     if xs:
         ax.set_xlim(min(xs) / 1.4, max(xs) * 2.2)  # room for the right-most label
@@ -113,6 +111,7 @@ def pareto_plot(plt: Any, report: BenchReport, path: Path) -> None:
     ax.xaxis.set_major_locator(plt.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(plt.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    _labels(fig, ax, [b.name for b in rows], xs, ys)
     ax.set_xlabel("greedy caption latency p50 (ms, log)")
     ax.set_ylabel("BLEU-4 (greedy, vs reference captions)" if use_bleu else "PPL / PPL(reference)")
     size_note = f"marker area ~ file size (largest {biggest:.2f} MB; hollow: in memory)"
@@ -122,6 +121,33 @@ def pareto_plot(plt: Any, report: BenchReport, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+#: label offsets (points) tried in turn: right-above, right-below, left-above, left-below, further up / down
+_OFFSETS = ((8, 8), (8, -16), (-8, 8), (-8, -16), (8, 20), (8, -28))
+
+
+def _labels(fig: Any, ax: Any, names: list[str], xs: list[float], ys: list[float]) -> None:
+    """Each backend's name beside its point, at the first offset whose box (estimated from the
+    name's length, in display pixels) overlaps no label placed before it."""
+    px = fig.dpi / 72.0
+    placed: list[tuple[float, float, float, float]] = []
+    for i in sorted(range(len(names)), key=lambda i: (xs[i], -ys[i])):
+        cx, cy = ax.transData.transform((xs[i], ys[i]))
+        width, height = 4.3 * len(names[i]) * px, 10 * px
+        choice = _OFFSETS[0]
+        for dx, dy in _OFFSETS:
+            left = cx + dx * px - (width if dx < 0 else 0)
+            box = (left, cy + dy * px, left + width, cy + dy * px + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                choice = (dx, dy)
+                placed.append(box)
+                break
+        else:
+            placed.append(box)
+        ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=choice, fontsize=7, zorder=4,
+                    ha="right" if choice[0] < 0 else "left",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
 
 
 def _gate_lines(ax: Any, report: BenchReport, rows: list[BackendResult], use_bleu: bool) -> None:
