@@ -74,7 +74,7 @@ class Replicas:
             ctx = tf.distribute.get_replica_context()
             return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.constant(1.0), options=options)
 
-        self.strategy.run(arrive)
+        tf.function(lambda: self.strategy.run(arrive))()  # eager run() is slow and says so
 
     def max_over_workers(self, value: float) -> float:
         """The largest ``value`` any worker holds (a collective under multi-worker; else ``value``),
