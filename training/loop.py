@@ -37,6 +37,7 @@ import keras
 from tqdm.auto import tqdm
 
 from storyedge.config import Config
+from storyedge.constants import STARTUP_TIMEOUT_SECONDS
 from storyedge.data.pipeline import WindowArrays
 from storyedge.run_dir import BEST_DIR, META_FILE, save_bundle
 from storyedge.tokenizer import StoryTokenizer
@@ -220,6 +221,19 @@ class Trainer:
         """``strategy.scope()`` under a strategy, else nothing."""
         return self.replicas.strategy.scope() if self.replicas is not None else contextlib.nullcontext()
 
+    def _trace_ahead(self) -> None:
+        """Multi-worker: trace both steps before the first one runs, then meet. Tracing takes
+        each worker a different time (tens of seconds apart on a loaded machine), more than
+        the collective timeout that bounds a step."""
+        if self.replicas is None or self.replicas.kind != "multi-worker":
+            return
+        example = next(iter_eval_batches(self.val_arrays, 1))
+        spec = distribute_batches(self.replicas.strategy, lambda: iter(()), self.cfg.dataset.batch_size,
+                                  example).element_spec
+        self.train_step.get_concrete_function(spec)
+        self.eval_step.get_concrete_function(spec)
+        self.replicas.barrier(STARTUP_TIMEOUT_SECONDS)
+
     def _batches(self, batches: Callable[[], Any]) -> Any:
         """The batches ``batches()`` yields, distributed over the replicas under a strategy."""
         if self.replicas is None:
@@ -290,6 +304,7 @@ class Trainer:
         def elapsed() -> float:
             return elapsed_before + time.monotonic() - t0
 
+        self._trace_ahead()
         self._writer = ScalarWriter(self.run_dir / TENSORBOARD_DIR) if self.is_chief else _NoScalars()
         stopped: str | None = None
         # (epoch in progress, global step at its start): replaced in one assignment, so a
