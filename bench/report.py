@@ -213,6 +213,7 @@ def terminal_text(report: BenchReport) -> str:
         parts.append("\nParity: skipped (--latency-only)")
     parts.append(f"\n{_latency_title(report)}")
     parts.append(_table(latency_rows(report)))
+    parts += ["\n" + "\n".join(section) for section in _extra_sections(report, markdown=False) if section]
     budget = _budget_lines(report, markdown=False)
     if budget:
         parts.append("\n" + "\n".join(budget))
@@ -252,6 +253,9 @@ def markdown_text(report: BenchReport) -> str:
             "",
         ]
     lines += _markdown_latency(report)
+    for section in _extra_sections(report, markdown=True):
+        if section:
+            lines += ["### " + section[0], "", *section[1:], ""]
     title, *body = summary_lines(report, markdown=True)
     lines += ["## Summary", "", title, ""]
     for paragraph in body:
@@ -306,6 +310,14 @@ def _markdown_latency(report: BenchReport) -> list[str]:
         f"{roof.fp32_weight_bytes / 1e6:.2f} MB in fp32 → floor {roof.fp32_floor_ms:.4f} ms; "
         f"int8 {roof.int8_weight_bytes / 1e6:.2f} MB → {roof.int8_floor_ms:.4f} ms. {roof.note}", "",
     ]
+
+
+def _extra_sections(report: BenchReport, markdown: bool) -> list[list[str]]:
+    """The compute floor, the per-op profiles and the shortlist parity (see :mod:`.report_floors`)."""
+    # lazy: report_floors imports this module (the table helpers)
+    from storyedge.bench.report_floors import floor_lines, profile_lines, shortlist_lines
+
+    return [floor_lines(report, markdown), profile_lines(report, markdown), shortlist_lines(report, markdown)]
 
 
 def _source_text(source: dict[str, Any]) -> str:

@@ -117,6 +117,118 @@ class Roofline:
         return self.fits_in_llc is not True
 
 
+# ------------------------------------------------------------------- compute floor, profile
+
+
+@dataclass
+class ComputePeak:
+    """A MAC rate measured in the run: one matmul ``[M, K] x [K, N]`` in one runtime at one precision."""
+
+    runtime: str
+    #: ``fp32`` or ``int8`` (int8: the runtime's dynamic-range int8 kernel for that product)
+    precision: str
+    #: ``encoder`` (a GEMM of the encoder's caption-LSTM input product) or ``step`` (the step's batch-row GEMV)
+    role: str
+    shape: list[int]
+    #: best of the timed repeats (mean per call within a repeat), ms per matmul call
+    ms: float
+    macs_per_s: float
+
+
+@dataclass
+class ComputeFloors:
+    """MACs of the graphs (counted from the configuration) and the MAC rates measured in the run."""
+
+    encoder_macs: dict[str, int]
+    encoder_total_macs: int
+    #: matrix weights the encoder reads (bytes side of its floor)
+    encoder_weights: int
+    step_macs: dict[str, int]
+    step_total_macs: int
+    peaks: list[ComputePeak]
+    note: str
+
+    def peak(self, runtime: str, precision: str, role: str) -> ComputePeak | None:
+        """The peak of a (runtime, precision, role), if measured."""
+        return next((p for p in self.peaks if (p.runtime, p.precision, p.role) == (runtime, precision, role)), None)
+
+
+@dataclass
+class GraphFloor:
+    """One graph (encoder or step) of one backend against its binding floor."""
+
+    macs: int
+    #: MACs / the measured peak of its runtime, precision and shape role
+    compute_floor_ms: float
+    #: the runtime / precision of the peak used
+    peak: str
+    #: weight bytes read ÷ DRAM read bandwidth (the bytes floor; binds only when they exceed the LLC)
+    bytes_floor_ms: float
+    weight_bytes: int
+    #: ``compute`` or ``bytes``: the floor that binds (bytes where the weights exceed the LLC: the larger)
+    binding: str
+    floor_ms: float
+    #: p50 / floor_ms
+    vs_floor: float
+
+
+@dataclass
+class BackendFloors:
+    """A backend's encoder and step as multiples of their binding floors."""
+
+    encoder: GraphFloor
+    step: GraphFloor
+
+
+@dataclass
+class OpShare:
+    """One op type's time in a graph: per call of the graph, and its share of the graph's time."""
+
+    op: str
+    ms_per_call: float
+    share: float
+    nodes: int
+
+
+@dataclass
+class GraphProfile:
+    """Per-op profile of one graph over ``calls`` calls (``ms_per_call``: the graph's mean time)."""
+
+    calls: int
+    ms_per_call: float
+    top: list[OpShare]
+    #: share of the graph's time the op rows cover (the rest: runtime overhead between ops)
+    covered: float
+
+
+@dataclass
+class OpProfile:
+    """What the runtime let the bench measure per op (``source``) and what it could not (``note``)."""
+
+    source: str
+    encoder: GraphProfile | None
+    step: GraphProfile | None
+    note: str
+    #: where the raw profile was written (ONNX Runtime's JSON), relative to the report
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ShortlistParity:
+    """Parity of a vocabulary-shortlist backend, on the shortlist (full-vocabulary PPL is not comparable)."""
+
+    size: int
+    vocab_size: int
+    #: targets (non-pad, after BOS) outside the shortlist: excluded from the shortlist PPLs
+    targets_outside: int
+    targets: int
+    #: PPL over in-shortlist targets, softmax over the shortlist: reference (its logits at the
+    #: shortlist ids) and this backend
+    reference_ppl: float
+    ppl: float
+    ppl_ratio: float
+
+
 # -------------------------------------------------------------------------------- parity
 
 
@@ -317,6 +429,12 @@ class BackendResult:
     roofline: Roofline
     parity: ParityStats | None = None
     budgets: list[BudgetVerdict] = field(default_factory=list)
+    #: encoder and step against their binding floors (compute or bytes)
+    floors: BackendFloors | None = None
+    #: ``--profile``: the per-op profile
+    profile: OpProfile | None = None
+    #: vocabulary-shortlist backends: ids the step's logits cover, and parity on the shortlist
+    shortlist: ShortlistParity | None = None
 
     @property
     def size_mb(self) -> float | None:
@@ -470,6 +588,8 @@ class BenchReport:
     compare: Comparison | None = None
     plots: list[str] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
+    #: the compute floor: MACs counted from the configuration, peaks measured in the run
+    compute: ComputeFloors | None = None
 
     def backend(self, name: str) -> BackendResult | None:
         """The result of the backend called ``name``, if it ran."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storyedge import __version__
+from storyedge.bench.floors import floor_stage, profile_stage
 from storyedge.bench.inputs import synthetic_inputs, window_dict
 from storyedge.bench.latency import (
     backend_roofline,
@@ -105,6 +106,8 @@ class BenchOptions:
     budgets: Budgets = field(default_factory=Budgets)
     #: exit 1 (after writing) when no backend passing the gates is within every set budget
     fail_over_budget: bool = False
+    #: per-op profile of every exported backend (ONNX Runtime's profiler; LiteRT's measurable pieces)
+    profile: bool = False
 
 
 @dataclass
@@ -134,6 +137,8 @@ class LoadedBackend:
     first_step_ms: float
     rss_before_mb: float
     rss_after_mb: float
+    #: the exported backend's spec (None: the reference)
+    spec: BackendSpec | None = None
 
 
 @dataclass
@@ -229,6 +234,7 @@ def load_backends(plan: Plan, inputs: dict[str, Any], echo: Callable[[str], Any]
         loaded.append(_new_backend(
             lambda: load_backend(spec, threads, providers), inputs, bos_id, layout=spec.layout, providers=providers,
             reference=False, decoder_file_bytes=spec.decoder_path.stat().st_size if spec.layout != "multi" else None,
+            spec=spec,
         ))
     return loaded
 
@@ -368,7 +374,11 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
     results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
                             parity.by_backend if parity else {}, echo)
+    compute = floor_stage(plan, results, bandwidth, echo)
+    if opts.profile:
+        profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)
     report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb)
+    report.compute = compute
     report.notes.append(f"baseline_rss_mb measured in {baseline_how}.")
     write_and_check(report, opts.out, echo)
     return report

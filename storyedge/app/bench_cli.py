@@ -77,6 +77,9 @@ def budget_options(command: click.Command) -> click.Command:
               help="A previous report.json (or its directory): print latency and PPL-ratio deltas per backend.")
 @click.option("--bandwidth-mb", type=int, default=256, show_default=True,
               help="Array size for the memory-bandwidth measurement (roofline floor).")
+@click.option("--profile", is_flag=True,
+              help="Also write a per-op profile per backend: ONNX Runtime's profiler (JSON under OUT/profiles), "
+                   "for LiteRT the pieces its Python API lets be timed; top ops in report.md / report.json.")
 @click.option("--gate-fp32-ppl-tol", type=float, default=None, help=f"fp32: |PPL ratio - 1| <= this [{constants.GATE_FP32_PPL_RATIO_TOL:g}].")
 @click.option("--gate-fp32-greedy", type=float, default=None, help=f"fp32: greedy-caption agreement >= this [{constants.GATE_FP32_GREEDY_AGREEMENT:g}].")
 @click.option("--gate-fp16-ppl-max", type=float, default=None, help=f"fp16: PPL ratio <= this [{constants.GATE_FP16_PPL_RATIO_MAX:g}].")
@@ -103,6 +106,7 @@ def bench(
     latency_only: bool,
     compare: Path | None,
     bandwidth_mb: int,
+    profile: bool,
     fail_over_budget: bool,
     **limits: float | None,
 ) -> None:
@@ -151,7 +155,7 @@ def bench(
         warmup=warmup, runs=runs, caption_tokens=caption_tokens, latency_only=latency_only,
         backends=backends, compare=compare, bandwidth_mb=bandwidth_mb,
         gate_overrides={GATE_OPTIONS[k]: v for k, v in limits.items()},
-        budgets=budgets, fail_over_budget=fail_over_budget,
+        budgets=budgets, fail_over_budget=fail_over_budget, profile=profile,
     )
     run_bench(opts, echo=click.echo)
 
