@@ -11,29 +11,45 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storyedge.bench.compute import available_runtimes, backend_floors, compute_floors, measure_peaks
-from storyedge.bench.results import BackendResult, ComputeFloors, MemoryBandwidth
+from storyedge.bench.latency import backend_roofline, step_floors
 from storyedge.bench.profile import run_profiles
+from storyedge.bench.results import BackendResult, ComputeFloors, MemoryBandwidth, Roofline, StepFloors
 from storyedge.macs import step_macs
 
 
-def floor_stage(plan: Any, results: list[BackendResult], bandwidth: MemoryBandwidth,
+def shortlist_roofline(floors: StepFloors, result: BackendResult, hidden: int, dropped: int,
+                       bandwidth: MemoryBandwidth) -> Roofline:
+    """A shortlisted step's roofline: the projection's ``dropped`` columns (and biases) are not read."""
+    counts = dict(floors.counts)
+    counts["matrix_params"] -= hidden * dropped
+    counts["vector_params"] -= dropped
+    return backend_roofline(step_floors(counts, floors.read_gbps), result.precision, result.latency.step.p50_ms,
+                            bandwidth.last_level_cache_bytes, result.decoder_file_bytes)
+
+
+def floor_stage(plan: Any, results: list[BackendResult], bandwidth: MemoryBandwidth, floors: StepFloors,
                 echo: Callable[[str], Any] = print) -> ComputeFloors:
-    """Peaks measured now; every exported backend's ``floors`` set; the report's compute section."""
+    """Peaks measured now; every exported backend's ``floors`` set (a shortlisted step's roofline
+    recounted for its narrower projection); the report's compute section."""
     cfg, s = plan.export.config, plan.settings
     formats = {spec.format for spec in plan.specs}
     runtimes = available_runtimes(formats)
     echo(f"measuring MAC peaks ({', '.join(runtimes)}; fp32, int8; {s.threads} threads) ...")
     peaks = measure_peaks(cfg, s.batch, s.threads, runtimes, echo)
-    floors = compute_floors(cfg, plan.export.vocab_size, s.batch, peaks)
-    widths = {spec.name: len(spec.vocab_ids) for spec in plan.specs if getattr(spec, "vocab_ids", None) is not None}
+    compute = compute_floors(cfg, plan.export.vocab_size, s.batch, peaks)
+    widths = {spec.name: len(spec.vocab_ids) for spec in plan.specs if spec.vocab_ids is not None}
     for r in results:
         if r.reference:
             continue
         width = next((w for name, w in widths.items() if r.name.startswith(name)), None)
-        own = step_macs(cfg, width, s.batch).total if width is not None else None
-        r.floors = backend_floors(floors, r.format, r.precision, r.latency.encoder.p50_ms, r.latency.step.p50_ms,
+        own = None
+        if width is not None:
+            own = step_macs(cfg, width, s.batch).total
+            r.roofline = shortlist_roofline(floors, r, cfg.model.decoder_hidden_dim,
+                                            plan.export.vocab_size - width, bandwidth)
+        r.floors = backend_floors(compute, r.format, r.precision, r.latency.encoder.p50_ms, r.latency.step.p50_ms,
                                   r.roofline, bandwidth.read_gbps, bandwidth.last_level_cache_bytes, own)
-    return floors
+    return compute
 
 
 def profile_stage(plan: Any, loaded: list[Any], results: list[BackendResult], inputs: dict[str, Any], out: Path,

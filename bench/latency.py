@@ -250,7 +250,7 @@ def timed_caption(
     for i in range(tokens):
         t0 = clock()
         logits, state = backend.step(token, state)
-        token = logits.argmax(axis=-1).astype(np.int32)
+        token = backend.token_ids(logits.argmax(axis=-1))
         t1 = clock()
         steps.append(t1 - t0)
         if i == 0:

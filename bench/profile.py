@@ -82,6 +82,7 @@ def profile_onnx(spec: BackendSpec, threads: int, providers: list[str] | None, i
     """A profiled copy of an ONNX backend over ``warmup`` + ``runs`` captions (see the module doc)."""
     where = out_dir / spec.name
     backend = OnnxBackend(spec, threads, providers, profile_dir=where)
+    backend.vocab_ids = spec.vocab_ids
     backend.encode(inputs)  # the first calls (allocation, graph optimisation) are not profiled runs
     measure_latency(backend, inputs, bos_id, tokens, warmup, runs)
     files = backend.end_profiling()

@@ -44,6 +44,7 @@ from storyedge.bench.latency import (
     step_floors,
 )
 from storyedge.bench.parity import run_parity
+from storyedge.bench.shortlist import shortlist_parity
 from storyedge.bench.report import compare_reports, compare_text, load_report, report_path, terminal_text, write_reports
 from storyedge.bench.results import (
     BackendResult,
@@ -56,6 +57,7 @@ from storyedge.bench.results import (
     ParitySummary,
     Sample,
     Settings,
+    ShortlistParity,
     StepFloors,
 )
 from storyedge.bench.summary import budget_verdicts, peak_rss_estimate_mb, summarize
@@ -148,6 +150,8 @@ class ParityOutcome:
     summary: ParitySummary
     by_backend: dict[str, ParityStats]
     samples: list[Sample]
+    #: vocabulary-shortlist backends: parity on the shortlist (they have no full-vocabulary parity)
+    shortlist: dict[str, ShortlistParity] = field(default_factory=dict)
 
 
 def resolve_budgets(flags: Budgets, bench: BenchConfig) -> Budgets:
@@ -244,7 +248,8 @@ def parity_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any
     """Teacher-forced parity of every exported backend against the reference, gates applied."""
     tok = plan.export.tokenizer
     reference = next(item.backend for item in loaded if item.reference)
-    others = [item.backend for item in loaded if not item.reference]
+    others = [item.backend for item in loaded if not item.reference and item.backend.vocab_ids is None]
+    shortlisted = [item.backend for item in loaded if not item.reference and item.backend.vocab_ids is not None]
     echo(f"parity on {len(windows['target'])} windows x {len(others) + 1} backends ...")
     run = run_parity(
         reference, others, windows, batch=plan.settings.batch, pad_id=tok.pad_id, bos_id=tok.bos_id,
@@ -258,7 +263,12 @@ def parity_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any
         Sample(s.window, tok.decode(s.target[1:]), {name: tok.decode(ids) for name, ids in s.greedy.items()})
         for s in run.samples
     ]
-    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples)
+    shortlist = {}
+    if shortlisted:
+        echo(f"shortlist parity on {len(windows['target'])} windows x {len(shortlisted)} backends ...")
+        shortlist = shortlist_parity(reference, shortlisted, windows, batch=plan.settings.batch, pad_id=tok.pad_id,
+                                     vocab_size=plan.export.vocab_size)
+    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples, shortlist)
 
 
 def time_backends(
@@ -374,7 +384,9 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
     results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
                             parity.by_backend if parity else {}, echo)
-    compute = floor_stage(plan, results, bandwidth, echo)
+    for r in results:
+        r.shortlist = parity.shortlist.get(r.name) if parity else None
+    compute = floor_stage(plan, results, bandwidth, floors, echo)
     if opts.profile:
         profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)
     report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb)

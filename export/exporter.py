@@ -41,6 +41,7 @@ from storyedge.export.plan import ListArg, default_calibration_windows, make_pla
 from storyedge.export.progress import Listener, make_progress
 from storyedge.export.reference import open_context
 from storyedge.export.rejection import reject_failed
+from storyedge.export.shortlist import add_shortlist, resolve_shortlist
 from storyedge.export.report import format_table
 from storyedge.export.tflite_build import build_tflite
 from storyedge.export.validate_backends import validate_backends
@@ -80,6 +81,7 @@ def export_model(
     reference_dir: str | Path | None = None,
     progress: bool = True,
     on_progress: Listener | None = None,
+    vocab_shortlist: str | Path | None = None,
 ) -> Manifest:
     """Export ``model`` to ``out_dir``; returns the written :class:`Manifest`.
 
@@ -93,6 +95,8 @@ def export_model(
     to ``reference/`` (else the model's weights are saved there). ``source``: provenance
     recorded in the manifest. ``progress``: the bar on stderr; ``on_progress``: called with every
     :class:`~storyedge.export.progress.ProgressEvent` (stage text, steps done / total, files).
+    ``vocab_shortlist``: ``auto`` or a file of token ids: shortlisted decoder steps beside the
+    full ones (see :mod:`storyedge.export.shortlist`).
 
     Raises :class:`UserError` for bad arguments / an unwritable or non-empty ``out_dir`` (nothing
     written) and :class:`CheckFailed` after writing when a file fails validation (in
@@ -102,6 +106,8 @@ def export_model(
                      tolerances=tolerances, validation_windows=validation_windows,
                      calibration_windows=calibration_windows)
     out = check_out_dir(out_dir, overwrite)
+    shortlist = (resolve_shortlist(vocab_shortlist, config, tokenizer, model.vocab_size)
+                 if vocab_shortlist is not None else None)
     prog = make_progress(plan.total_steps(), progress, on_progress)
     for s in plan.skipped:
         prog.note(f"note: skipping onnx {s['precision']}: {s['reason']}")
@@ -111,6 +117,8 @@ def export_model(
             ctx = open_context(stage, model, plan.effective_config(config), tokenizer, plan, prog,
                                validation=validation, reference_dir=reference_dir)
             manifest = build_export(ctx, source or {})
+            if shortlist is not None:
+                add_shortlist(ctx, manifest, *shortlist)
             ctx.time("total", time.perf_counter() - started)
             manifest.source.setdefault("export", {})["seconds"] = ctx.timings
             write_manifest(stage, manifest)
@@ -157,6 +165,7 @@ def export_from_checkpoint(
     overwrite: bool = False,
     progress: bool = True,
     on_progress: Listener | None = None,
+    vocab_shortlist: str | Path | None = None,
 ) -> Manifest:
     """Export the best model of a run directory (or bundle directory) ``checkpoint``.
 
@@ -193,7 +202,7 @@ def export_from_checkpoint(
         formats=formats, quantize=quantize, batch=batch, opset=opset, atol=atol, tolerances=tolerances,
         validation=windows, validation_windows=n_val, calibration_windows=n_cal, overwrite=overwrite,
         source={"checkpoint": str(bundle.path), "meta": bundle.meta},
-        reference_dir=bundle.path, progress=progress, on_progress=on_progress,
+        reference_dir=bundle.path, progress=progress, on_progress=on_progress, vocab_shortlist=vocab_shortlist,
     )
 
 

@@ -158,7 +158,7 @@ class ExportedFile:
 
     path: str  # relative to the export directory
     format: str  # tflite | onnx
-    graph: str  # encoder | decoder_step | multi
+    graph: str  # encoder | decoder_step | multi | decoder_step_shortlist
     precision: str  # fp32 | fp16 | int8-dynamic | int8
     signatures: dict[str, SignatureInfo]  # "encoder" and/or "decoder_step"
     size_bytes: int
@@ -190,6 +190,9 @@ class Manifest:
     #: never offered as a backend); their ``validation`` says why.
     rejected: list[ExportedFile] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
+    #: ``--vocab-shortlist``: ``{"ids": [...], "size", "source", "vocab_size"}``; logit i of a
+    #: ``decoder_step_shortlist`` file is token ``ids[i]`` (empty: no shortlisted step)
+    vocab_shortlist: dict[str, Any] = field(default_factory=dict)
 
     def file(self, fmt: str, graph: str, precision: str) -> ExportedFile | None:
         """The file entry for a (format, graph, precision), if exported."""

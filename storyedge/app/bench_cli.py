@@ -60,6 +60,9 @@ def budget_options(command: click.Command) -> click.Command:
               help="--random-init: comma list of none,fp16,int8-dynamic,int8 (default: the config's export.quantize).")
 @click.option("--formats", default=None,
               help="--random-init: comma list of tflite,onnx (default: the config's export.formats).")
+@click.option("--vocab-shortlist", metavar="FILE|auto", default=None,
+              help="--random-init: also export shortlisted decoder steps (see storyedge export --vocab-shortlist; "
+                   "auto: the synthetic training captions' ids), benched beside the full-vocabulary ones.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=Path("bench_report"), show_default=True,
               help="Directory for report.json, report.md and the plots.")
 @click.option("--split", default=None, help="Eval split for parity [default: bench.split].")
@@ -95,6 +98,7 @@ def bench(
     stories: int,
     quantize: str | None,
     formats: str | None,
+    vocab_shortlist: str | None,
     out: Path,
     split: str | None,
     max_windows: int | None,
@@ -144,12 +148,13 @@ def bench(
             config, out / "exports", threads=threads or config.bench.threads, vocab_size=vocab_size,
             stories=stories, quantize=quantize,
             formats=[f.strip() for f in formats.split(",") if f.strip()] if formats else None, echo=click.echo,
+            vocab_shortlist=vocab_shortlist,
         )
         config = None  # the export's own (synthetic-data) config drives the bench
     elif exports is None:
         raise UserError("give --exports DIR (an export directory) or --config CFG --random-init")
-    elif vocab_size is not None or quantize is not None or formats is not None:
-        raise UserError("--vocab-size, --quantize and --formats only apply with --random-init")
+    elif vocab_size is not None or quantize is not None or formats is not None or vocab_shortlist is not None:
+        raise UserError("--vocab-size, --quantize, --formats and --vocab-shortlist only apply with --random-init")
     opts = BenchOptions(
         exports=exports, out=out, config=config, split=split, max_windows=max_windows, threads=threads,
         warmup=warmup, runs=runs, caption_tokens=caption_tokens, latency_only=latency_only,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -83,6 +84,10 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
                    "the right shapes (no dataset needed; said so in the manifest).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out (swapped in at the end).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--vocab-shortlist", metavar="FILE|auto", default=None,
+              help="Also export decoder steps whose logits cover only these token ids (FILE: ids as a JSON list "
+                   "or whitespace/comma separated; auto: the ids the training captions use), beside the "
+                   "full-vocabulary files; the bench reports them as <format>-<precision>-shortlist.")
 def export(
     checkpoint: str,
     out_dir: str,
@@ -98,6 +103,7 @@ def export(
     validation_data: str,
     overwrite: bool,
     no_progress: bool,
+    vocab_shortlist: str | None,
 ) -> None:
     """``storyedge export`` (see :data:`HELP`): argument checks first, then the export and its table."""
     check_out_dir(out_dir, overwrite)
@@ -106,6 +112,8 @@ def export(
     if fmt is not None:
         parse_formats(fmt, [])
     tolerances = _parse_tolerances(tolerance)
+    if vocab_shortlist is not None and vocab_shortlist != "auto" and not Path(vocab_shortlist).is_file():
+        raise UserError(f"--vocab-shortlist {vocab_shortlist}: file not found (give a file of token ids, or 'auto')")
     config = load_config(config_path) if config_path else None
 
     start = time.perf_counter()
@@ -124,6 +132,7 @@ def export(
         calibration_windows=calibration_windows,
         overwrite=overwrite,
         progress=not no_progress,
+        vocab_shortlist=vocab_shortlist,
     )
     click.echo(format_table(manifest))
     click.echo(f"wrote {out_dir} ({len(manifest.files)} files) in {time.perf_counter() - start:.1f}s")
