@@ -34,7 +34,7 @@ from storyedge.runtime.specs import BackendSpec
 
 #: op types listed per graph (the rest still count in ``covered``)
 TOP_OPS = 8
-ORT_SOURCE = "onnxruntime enable_profiling (per-node kernel time, summed per op type)"
+ORT_SOURCE = "onnxruntime enable_profiling (median kernel time per node, summed per op type)"
 LITERT_SOURCE = "litert: graph pieces timed alone"
 LITERT_NOTE = (
     "ai-edge-litert's Python Interpreter exposes no op profiler and no installed or registry package ships "
@@ -48,8 +48,10 @@ KERNEL_SUFFIX = "_kernel_time"
 def parse_ort_profile(path: Path, skip_runs: int = 0, top: int = TOP_OPS) -> GraphProfile:
     """Per-op-type time of one session's ONNX Runtime JSON trace, its first ``skip_runs`` runs left out.
 
-    Shares are of the summed ``model_run`` time of the kept runs, so they sum to at most 1
-    (``covered``: their sum; the rest is the runtime's own time between kernels)."""
+    Robust to a loaded machine: each node's time is its *median* kernel time over the kept runs
+    and the graph's time the median ``model_run``; an op type's figure is the sum of its nodes'
+    medians, its share that ÷ the graph's median (scaled so that shares never sum above 1;
+    ``covered``: their sum, the rest being the runtime's own time between kernels)."""
     events = json.loads(Path(path).read_text())
     runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                   key=lambda e: e["ts"])
@@ -57,23 +59,25 @@ def parse_ort_profile(path: Path, skip_runs: int = 0, top: int = TOP_OPS) -> Gra
     if not kept:
         return GraphProfile(calls=0, ms_per_call=0.0, top=[], covered=0.0)
     start = kept[0]["ts"]
-    total_us = float(sum(e["dur"] for e in kept))
-    per_op: dict[str, float] = defaultdict(float)
-    nodes: dict[str, set[str]] = defaultdict(set)
+    run_us = float(np.median([e["dur"] for e in kept]))
+    per_node: dict[str, list[float]] = defaultdict(list)
+    op_of: dict[str, str] = {}
     for e in events:
         name = str(e.get("name", ""))
         if e.get("cat") != "Node" or not name.endswith(KERNEL_SUFFIX) or e["ts"] < start:
             continue
-        op = str(e.get("args", {}).get("op_name", "?"))
-        per_op[op] += float(e["dur"])
-        nodes[op].add(name[: -len(KERNEL_SUFFIX)])
-    calls = len(kept)
-    scale = max(total_us, sum(per_op.values()), 1e-9)  # never a share sum above 1
-    shares = sorted(
-        (OpShare(op, us / calls / 1e3, us / scale, len(nodes[op])) for op, us in per_op.items()),
-        key=lambda o: -o.ms_per_call,
-    )
-    return GraphProfile(calls=calls, ms_per_call=total_us / calls / 1e3, top=shares[:top],
+        node = name[: -len(KERNEL_SUFFIX)]
+        per_node[node].append(float(e["dur"]))
+        op_of[node] = str(e.get("args", {}).get("op_name", "?"))
+    per_op: dict[str, float] = defaultdict(float)
+    nodes: dict[str, int] = defaultdict(int)
+    for node, durations in per_node.items():
+        per_op[op_of[node]] += float(np.median(durations))
+        nodes[op_of[node]] += 1
+    scale = max(run_us, sum(per_op.values()), 1e-9)  # never a share sum above 1
+    shares = sorted((OpShare(op, us / 1e3, us / scale, nodes[op]) for op, us in per_op.items()),
+                    key=lambda o: -o.ms_per_call)
+    return GraphProfile(calls=len(kept), ms_per_call=run_us / 1e3, top=shares[:top],
                         covered=sum(o.share for o in shares))
 
 
@@ -91,8 +95,9 @@ def profile_onnx(spec: BackendSpec, threads: int, providers: list[str] | None, i
     step = parse_ort_profile(files["decoder_step"], warmup * tokens)
     rel = [str(p.relative_to(report_dir)) if p.is_relative_to(report_dir) else str(p) for p in files.values()]
     return OpProfile(source=ORT_SOURCE, encoder=encoder, step=step, files=rel,
-                     note=f"ONNX Runtime's own profile over {runs} captions ({warmup} warm-up left out); "
-                          "its profiler adds a little time per node, so ms here run above the latency table's.")
+                     note="ONNX Runtime's own profile of a second session over the same captions (warm-up left "
+                          "out); per node the median kernel time, per graph the median run; the profiler adds a "
+                          "little time per node.")
 
 
 def profile_litert(precision: str, hidden: int, logits: int, batch: int, threads: int, step_p50_ms: float,

@@ -314,9 +314,6 @@ def _markdown_latency(report: BenchReport) -> list[str]:
 
 def _extra_sections(report: BenchReport, markdown: bool) -> list[list[str]]:
     """The compute floor, the per-op profiles and the shortlist parity (see :mod:`.report_floors`)."""
-    # lazy: report_floors imports this module (the table helpers)
-    from storyedge.bench.report_floors import floor_lines, profile_lines, shortlist_lines
-
     return [floor_lines(report, markdown), profile_lines(report, markdown), shortlist_lines(report, markdown)]
 
 
@@ -479,3 +476,7 @@ def compare_text(compare: Comparison) -> str:
     if compare.only_new:
         parts.append("only in the new report: " + ", ".join(compare.only_new))
     return "\n".join(parts)
+
+
+# The compute-floor / profile / shortlist sections use this module's table helpers: imported last.
+from storyedge.bench.report_floors import floor_lines, profile_lines, shortlist_lines  # noqa: E402

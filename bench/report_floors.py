@@ -7,7 +7,7 @@ from storyedge.bench.report import _fmt, _table
 from storyedge.bench.results import BenchReport, GraphProfile
 
 #: op rows of a profile shown in the terminal (report.md / report.json list every kept row)
-TERMINAL_OPS = 5
+TERMINAL_OPS = 3
 
 
 def floor_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
@@ -28,8 +28,8 @@ def floor_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
 
 def peak_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     """The MAC peaks measured in the run."""
-    headers = ["runtime", "precision", "role", "M x K x N", "ms/call", "GMAC/s"]
-    rows = [[p.runtime, p.precision, p.role, "x".join(str(d) for d in p.shape), _fmt(p.ms, 4),
+    headers = ["runtime", "precision", "role", "M x K x N", "ms/call", "call overhead ms", "GMAC/s"]
+    rows = [[p.runtime, p.precision, p.role, "x".join(str(d) for d in p.shape), _fmt(p.ms, 4), _fmt(p.overhead_ms, 4),
              _fmt(p.macs_per_s / 1e9, 2)] for p in (report.compute.peaks if report.compute else [])]
     return headers, rows
 
@@ -67,7 +67,8 @@ def profile_lines(report: BenchReport, markdown: bool = False) -> list[str]:
         return []
     limit = None if markdown else TERMINAL_OPS
     rows: list[list[str]] = []
-    notes: list[str] = []
+    notes: dict[str, list[str]] = {}
+    files: list[str] = []
     for b in profiled:
         p = b.profile
         assert p is not None
@@ -76,14 +77,15 @@ def profile_lines(report: BenchReport, markdown: bool = False) -> list[str]:
                 rows.append([b.name, graph, "not measured", "-", "-", "-"])
             else:
                 rows += _graph_rows(b.name, graph, g, limit)
-        line = f"{b.name}: {p.source}. {p.note}"
-        if p.files:
-            line += " Raw: " + ", ".join(p.files)
-        if line not in notes:
-            notes.append(line)
+        notes.setdefault(f"{p.source}. {p.note}", []).append(b.name)
+        files += p.files
     headers = ["backend", "graph", "op", "ms/call", "share", "nodes"]
+    lines = [f"{', '.join(names)}: {text}" for text, names in notes.items()]
+    if files:
+        lines.append(f"Raw ONNX Runtime profiles (chrome://tracing JSON): {', '.join(files)}" if markdown
+                     else f"Raw ONNX Runtime profiles: {len(files)} JSON files under profiles/ next to the report")
     return ["Per-op profile (top ops by share of the graph's time)", *([""] if markdown else []),
-            _table((headers, rows), markdown), *([""] if markdown else []), *notes]
+            _table((headers, rows), markdown), *([""] if markdown else []), *lines]
 
 
 def shortlist_lines(report: BenchReport, markdown: bool = False) -> list[str]:

@@ -132,7 +132,10 @@ class ComputePeak:
     shape: list[int]
     #: best of the timed repeats (mean per call within a repeat), ms per matmul call
     ms: float
+    #: MACs / (ms - overhead_ms): the kernel's rate
     macs_per_s: float
+    #: the runtime's fixed cost per call (a 1x1 product), left out of the rate
+    overhead_ms: float = 0.0
 
 
 @dataclass

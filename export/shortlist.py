@@ -32,6 +32,7 @@ import numpy as np
 
 from storyedge.config import Config
 from storyedge.errors import UserError
+from storyedge.export import tflite as tfl
 from storyedge.export import validation as val
 from storyedge.export.context import REJECTED_DIR, WORK_DIR, ExportContext, check_io, file_name, signature_infos
 from storyedge.export.native import quiet_native_output, release_memory
@@ -140,8 +141,6 @@ def _tflite_saved_model(ctx: ExportContext, cut: Any) -> Path:
 
 def build_files(ctx: ExportContext, ids: np.ndarray) -> list[tuple[ExportedFile, float]]:
     """Every shortlisted step file of the plan, written and IO-checked (not yet validated)."""
-    from storyedge.export import tflite as tfl  # lazy: the converters import TensorFlow
-
     built: list[tuple[ExportedFile, float]] = []
     with shortlisted(ctx.model, ids) as cut:
         signature = signature_infos(ctx.model, ctx.plan.batch)["decoder_step"]
