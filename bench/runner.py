@@ -43,7 +43,8 @@ from storyedge.bench.latency import (
     peak_rss_bytes,
     step_floors,
 )
-from storyedge.bench.parity import run_parity
+from storyedge.bench.parity import ParityRun, run_parity
+from storyedge.bench.quality import QualityOutcome, check_gates_measurable, reference_texts, score_backends
 from storyedge.bench.shortlist import shortlist_parity
 from storyedge.bench.report import compare_reports, compare_text, load_report, report_path, terminal_text, write_reports
 from storyedge.bench.results import (
@@ -110,6 +111,8 @@ class BenchOptions:
     fail_over_budget: bool = False
     #: per-op profile of every exported backend (ONNX Runtime's profiler; LiteRT's measurable pieces)
     profile: bool = False
+    #: also score beam-search captions with this many beams (None: bench.beam; 1: greedy only)
+    beam: int | None = None
 
 
 @dataclass
@@ -150,6 +153,8 @@ class ParityOutcome:
     summary: ParitySummary
     by_backend: dict[str, ParityStats]
     samples: list[Sample]
+    #: the raw run (every window's greedy captions, for caption quality)
+    run: ParityRun | None = None
     #: vocabulary-shortlist backends: parity on the shortlist (they have no full-vocabulary parity)
     shortlist: dict[str, ShortlistParity] = field(default_factory=dict)
 
@@ -183,6 +188,7 @@ def plan_run(opts: BenchOptions) -> Plan:
         dataset={k: getattr(dataset, k) for k in ("seq_len", "image_size", "max_caption_len", "max_reason_len")},
         budgets=resolve_budgets(opts.budgets, bench),
         fail_over_budget=opts.fail_over_budget or bench.fail_over_budget,
+        beam=opts.beam or bench.beam,
     )
     if settings.fail_over_budget and not settings.budgets.limits():
         raise UserError("--fail-over-budget needs at least one budget (--budget-* or bench.budget_*)")
@@ -193,6 +199,8 @@ def plan_run(opts: BenchOptions) -> Plan:
         have = ", ".join(s.name for s in export.specs) or "none"
         raise UserError(f"{export.path}: no exported backend matches --backends {opts.backends!r} (backends: {have})")
     gates = Gates.from_bench_config(bench, **opts.gate_overrides)
+    if not opts.latency_only:
+        check_gates_measurable(gates)
     return Plan(export, cfg, settings, gates, specs, compare_old, compare_path)
 
 
@@ -268,7 +276,22 @@ def parity_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any
         echo(f"shortlist parity on {len(windows['target'])} windows x {len(shortlisted)} backends ...")
         shortlist = shortlist_parity(reference, shortlisted, windows, batch=plan.settings.batch, pad_id=tok.pad_id,
                                      vocab_size=plan.export.vocab_size)
-    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples, shortlist)
+    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples, run, shortlist)
+
+
+def quality_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any], parity: ParityOutcome,
+                  references: list[str], echo: Callable[[str], Any]) -> QualityOutcome:
+    """Caption quality of every backend (parity's greedy captions, beam ones when asked), gates applied."""
+    assert parity.run is not None
+    reference = next(item.backend for item in loaded if item.reference)
+    # vocabulary-shortlist backends have no parity run (their parity is on the shortlist)
+    others = [item.backend for item in loaded if not item.reference and item.backend.vocab_ids is None]
+    echo(f"caption quality on {len(references)} windows x {len(others) + 1} backends ...")
+    return score_backends(
+        reference, others, parity.run.captions, references, tokenizer=plan.export.tokenizer, gates=plan.gates,
+        split=plan.settings.split, windows=windows, beam=plan.settings.beam, batch=plan.settings.batch,
+        max_new=plan.export.config.dataset.max_caption_len - 1, echo=echo,
+    )
 
 
 def time_backends(
@@ -315,10 +338,14 @@ def host_info() -> Host:
 
 def assemble(
     plan: Plan, results: list[BackendResult], parity: ParityOutcome | None, bandwidth: MemoryBandwidth,
-    floors: StepFloors, baseline_rss_mb: float,
+    floors: StepFloors, baseline_rss_mb: float, quality: QualityOutcome | None = None,
 ) -> BenchReport:
     """The report: settings, measurements, the summary, and the deltas against ``--compare``."""
+    if quality is not None:
+        for r in results:
+            r.quality = quality.by_backend.get(r.name, [])
     failed = [line for r in results if r.parity is not None for line in r.parity.failures()]
+    failed += [line for r in results for q in r.quality for line in q.failures(r.name)]
     report = BenchReport(
         storyedge_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -337,6 +364,7 @@ def assemble(
         baseline_rss_mb=baseline_rss_mb,
         peak_rss_mb=peak_rss_bytes() / 1e6,
         notes=list(NOTES),
+        quality=quality.summary if quality else None,
     )
     if plan.compare_old is not None and plan.compare_path is not None:
         report.compare = compare_reports(plan.compare_old, report, plan.compare_path)
@@ -354,7 +382,7 @@ def write_and_check(report: BenchReport, out: Path, echo: Callable[[str], Any]) 
     echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     problems = []
     if report.failed_gates:
-        problems.append(f"{len(report.failed_gates)} parity gate(s) failed: " + "; ".join(report.failed_gates))
+        problems.append(f"{len(report.failed_gates)} gate(s) failed: " + "; ".join(report.failed_gates))
     if report.settings.fail_over_budget and report.summary.budgets_failed:
         limits = ", ".join(f"{k} <= {v:g}" for k, v in report.settings.budgets.limits().items())
         problems.append(f"no backend that passes the gates is within every budget ({limits})")
@@ -380,8 +408,10 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     if not s.latency_only:  # before loading backends: a dataset problem fails fast
         echo(f"loading eval windows: split {s.split}, at most {s.max_windows} ...")
         windows = load_eval_windows(plan.config, plan.export.tokenizer, s.split, s.max_windows)
+        references = reference_texts(plan.export.tokenizer, windows, s.split)
     loaded = load_backends(plan, timing_inputs, echo)
     parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
+    quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
     results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
                             parity.by_backend if parity else {}, echo)
     for r in results:
@@ -389,7 +419,7 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     compute = floor_stage(plan, results, bandwidth, floors, echo)
     if opts.profile:
         profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)
-    report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb)
+    report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb, quality)
     report.compute = compute
     report.notes.append(f"baseline_rss_mb measured in {baseline_how}.")
     write_and_check(report, opts.out, echo)
