@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Env
 
 from storyedge.errors import UserError
 from storyedge.export.shortlist import parse_ids_file, training_caption_ids
@@ -16,7 +16,7 @@ from storyedge.runtime.specs import SHORTLIST_GRAPH
 
 
 @pytest.fixture(scope="module")
-def shortlist_export(export_env: Env) -> Path:
+def shortlist_export(export_env: Any) -> Path:
     from storyedge.export import export_from_checkpoint
 
     out = export_env.root / "shortlist"
@@ -25,7 +25,7 @@ def shortlist_export(export_env: Env) -> Path:
     return out
 
 
-def test_auto_shortlist_is_the_training_captions_ids_beside_full_files(shortlist_export: Path, export_env: Env) -> None:
+def test_auto_shortlist_is_the_training_captions_ids_beside_full_files(shortlist_export: Path, export_env: Any) -> None:
     export = open_export(shortlist_export)
     record = export.manifest.vocab_shortlist
     tok = export.tokenizer
