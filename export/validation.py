@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from storyedge.data.pipeline import WindowArrays
 
 #: Quantized tolerance = atol × factor × max|reference| (see the module docstring).
-TOLERANCE_FACTORS: dict[str, float] = {"fp32": 1.0, "fp16": 100.0, "int8-dynamic": 2000.0, "int8": 6000.0}
+TOLERANCE_FACTORS: dict[str, float] = {"fp32": 1.0, "fp16": 100.0, "int8-dynamic": 2000.0, "int8": 6000.0,
+                                        "int4": 3000.0}
 #: Floor of max|reference| in the relative rule (an all-zero output must still match closely).
 MIN_REFERENCE_SCALE = 1e-3
 

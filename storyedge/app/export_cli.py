@@ -17,6 +17,7 @@ from storyedge.export.exporter import (
 )
 from storyedge.export.plan import DEFAULT_CALIBRATION_WINDOWS, OPSET_RANGE
 from storyedge.export.report import format_table
+from storyedge.constants import CALIBRATION_METHODS, INT4_BLOCK_SIZES
 from storyedge.manifest import FORMATS, PRECISIONS
 
 HELP = """Export the trained model's encoder and decoder step to TFLite and/or ONNX, validated.
@@ -40,8 +41,14 @@ Written to --out (atomically, via OUT.tmp-<pid>):
 
 \b
 --quantize (comma-separated): none (fp32), fp16 (float16 weights), int8-dynamic
-(dynamic-range int8 weights), int8 (full integer, calibrated on validation windows;
-TFLite only). ONNX gets none and int8-dynamic; fp16 / int8 are skipped there with a note.
+(dynamic-range int8 weights), int8 (full integer / ONNX QDQ static int8, calibrated on
+windows after the validation ones: encoder inputs and the decoder's (token, state) as the TF
+reference meets them teacher-forced; ONNX method --calibration-method), int4 (4-bit blockwise
+weights, --int4-block-size per scale: TFLite via ai-edge-quantizer, ONNX via the com.microsoft
+MatMulNBits op). Every file's manifest entry has its coverage: ops computing in integer /
+fp16 / float, weight bytes per dtype, and whether it is portable (TFLite builtins only; ONNX
+standard domain only). --portable refuses ONNX contrib ops: the int8-dynamic LSTMs stay float
+and ONNX int4 is skipped.
 
 \b
 Validation: the TF reference and every exported file run the same validation windows
@@ -77,6 +84,15 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
               help="Validation windows compared against the TF reference [export.validation_windows].")
 @click.option("--calibration-windows", type=click.IntRange(min=1),
               help=f"Windows for full-int8 calibration (after the validation ones) [{DEFAULT_CALIBRATION_WINDOWS}].")
+@click.option("--calibration-method", metavar="METHOD",
+              help=f"How ONNX static int8 turns calibration activations into ranges: {', '.join(CALIBRATION_METHODS)} "
+                   "[export.calibration_method].")
+@click.option("--int4-block-size", type=int, metavar="N",
+              help=f"int4 weights per scale: {', '.join(map(str, INT4_BLOCK_SIZES))}; must divide "
+                   "model.decoder_hidden_dim [export.int4_block_size].")
+@click.option("--portable", is_flag=True, default=None,
+              help="No ONNX contrib (com.microsoft) ops: int8-dynamic LSTMs stay float, ONNX int4 skipped "
+                   "[export.portable].")
 @click.option("--validation-data", type=click.Choice(list(VALIDATION_DATA)), default=VALIDATION_DATA[0],
               show_default=True,
               help="split: windows of the dataset's validation split; synthetic: random inputs of "
@@ -95,6 +111,9 @@ def export(
     tolerance: tuple[str, ...],
     validation_windows: int | None,
     calibration_windows: int | None,
+    calibration_method: str | None,
+    int4_block_size: int | None,
+    portable: bool | None,
     validation_data: str,
     overwrite: bool,
     no_progress: bool,
@@ -122,6 +141,9 @@ def export(
         validation_data=validation_data,
         validation_windows=validation_windows,
         calibration_windows=calibration_windows,
+        calibration_method=calibration_method,
+        int4_block_size=int4_block_size,
+        portable=portable or None,
         overwrite=overwrite,
         progress=not no_progress,
     )
