@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from storyedge.export.tflite import _builtin_names, _schema
 from storyedge.manifest import COMPUTE_CLASSES, Coverage
 
 CONVERT_TFLITE = ("QUANTIZE", "DEQUANTIZE", "CAST")
@@ -45,9 +46,6 @@ def _ordered(compute: dict[str, collections.Counter[str]]) -> dict[str, dict[str
 
 def tflite_coverage(content: bytes) -> Coverage:
     """Coverage of a ``.tflite`` flatbuffer (every subgraph)."""
-    # lazy: the schema module comes from ai_edge_litert (heavy optional runtime)
-    from storyedge.export.tflite import _builtin_names, _schema
-
     schema = _schema()
     names = _builtin_names()
     model = schema.Model.GetRootAs(content, 0)

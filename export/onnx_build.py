@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyedge.errors import CheckFailed
+from storyedge.export import onnx_quantize as oq
+from storyedge.export.calibration import calibration_samples, graph_feeds
+from storyedge.export.coverage import onnx_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
 from storyedge.export.plan import ONNX_GRAPHS
@@ -73,8 +76,6 @@ def _coverage(path: Path) -> "Coverage":
     # lazy: onnx is a heavy optional runtime
     import onnx
 
-    from storyedge.export.coverage import onnx_coverage
-
     return onnx_coverage(onnx.load(str(path)))
 
 
@@ -85,10 +86,8 @@ ACTIONS = {"fp16": "convert to float16", "int8-dynamic": "quantize (dynamic)", "
 
 def _derive(ctx: ExportContext, graph: str, precision: str, src: Path, dst: Path) -> list[str]:
     """Write ``dst`` at ``precision`` from the fp32 file ``src``; returns coverage notes."""
-    # lazy: the quantizers import onnx / onnxruntime
+    # lazy: onnx_export imports TensorFlow via storyedge.model
     from storyedge.export import onnx_export as ox
-    from storyedge.export import onnx_quantize as oq
-    from storyedge.export.calibration import calibration_samples, graph_feeds
 
     if precision == "fp16":
         oq.to_fp16(src, dst)
@@ -119,7 +118,6 @@ def build_onnx_derived(ctx: ExportContext, graph: str, precision: str, fp32_path
     import onnx
 
     from storyedge.export import onnx_export as ox
-    from storyedge.export.coverage import onnx_coverage
 
     ctx.progress.stage(f"{FORMAT} {graph} {precision}: {ACTIONS[precision]}")
     t0 = time.perf_counter()

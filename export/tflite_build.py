@@ -20,6 +20,7 @@ from storyedge.export.calibration import calibration_samples
 from storyedge.export.coverage import tflite_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
+from storyedge.export.tflite_int4 import quantize_int4
 from storyedge.export.plan import TFLITE_GRAPHS
 
 FORMAT = "tflite"
@@ -107,8 +108,6 @@ def build_tflite_file(
 
 def _int4(ctx: ExportContext, saved: Path, graph: str, keys: tuple[str, ...]) -> tuple[bytes, list[str]]:
     """The int4 flatbuffer of ``graph`` (from its fp32 file when this export wrote one) and notes."""
-    from storyedge.export.tflite_int4 import quantize_int4
-
     fp32 = ctx.stage / FORMAT / file_name(graph, "fp32", FORMAT)
     content = fp32.read_bytes() if fp32.is_file() else _convert(saved, graph, keys, "fp32", None)
     block = ctx.plan.int4_block_size

@@ -14,13 +14,11 @@ import re
 from typing import Any
 
 from storyedge.errors import CheckFailed
+from storyedge.export.tflite import _builtin_names, _schema
 
 
 def fc_weights(content: bytes) -> list[tuple[str, int]]:
     """(output tensor name, weight input dim) of every FULLY_CONNECTED op with a constant weight."""
-    # lazy: the schema module comes from ai_edge_litert (heavy optional runtime)
-    from storyedge.export.tflite import _builtin_names, _schema
-
     schema = _schema()
     names = _builtin_names()
     model = schema.Model.GetRootAs(content, 0)
@@ -43,7 +41,7 @@ def fc_weights(content: bytes) -> list[tuple[str, int]]:
 def quantize_int4(content: bytes, block_size: int) -> tuple[bytes, list[str]]:
     """(the int4 flatbuffer, output names of the FC ops left float because ``block_size`` does not
     divide their input dim). :class:`CheckFailed` when no FC weight can take the block size."""
-    # lazy: ai_edge_quantizer imports ai_edge_litert
+    # lazy: ai_edge_quantizer imports scipy, ml_dtypes and ai_edge_litert (seconds)
     from ai_edge_quantizer import qtyping, quantizer
 
     weights = fc_weights(content)
