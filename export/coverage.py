@@ -44,6 +44,13 @@ def _ordered(compute: dict[str, collections.Counter[str]]) -> dict[str, dict[str
 # ----------------------------------------------------------------------------------- TFLite
 
 
+def buffer_bytes(model: Any, index: int) -> int:
+    """Bytes of a flatbuffer buffer: inline data, or (ai-edge-quantizer writes larger files so)
+    data appended after the flatbuffer and addressed by ``offset`` / ``size``."""
+    buf = model.Buffers(index)
+    return buf.DataLength() or (int(buf.Size()) if buf.Offset() > 1 else 0)
+
+
 def tflite_coverage(content: bytes) -> Coverage:
     """Coverage of a ``.tflite`` flatbuffer (every subgraph)."""
     schema = _schema()
@@ -63,16 +70,16 @@ def tflite_coverage(content: bytes) -> Coverage:
 
         def constant(t: int) -> bool:
             b = graph.Tensors(t).Buffer()
-            return b > 0 and model.Buffers(b).DataLength() > 0
+            return b > 0 and buffer_bytes(model, b) > 0
 
         for t in range(graph.TensorsLength()):
             tensor = graph.Tensors(t)
             b = tensor.Buffer()
-            if b <= 0 or b in seen_buffers or model.Buffers(b).DataLength() == 0:
+            if b <= 0 or b in seen_buffers or buffer_bytes(model, b) == 0:
                 continue
             seen_buffers.add(b)
             dtype = types.get(tensor.Type(), str(tensor.Type()))
-            size = model.Buffers(b).DataLength()
+            size = buffer_bytes(model, b)
             elems = int(np.prod(tensor.ShapeAsNumpy())) if tensor.ShapeLength() else 1
             weight_bytes[dtype] += size
             weight_elems[dtype] += elems
@@ -133,7 +140,7 @@ def _tflite_int4_params(schema: Any, model: Any, graph: Any, tensor: Any) -> dic
                 return 0, 0
             t = graph.Tensors(index)
             n = int(np.prod(t.ShapeAsNumpy())) if t.ShapeLength() else 1
-            return n, model.Buffers(t.Buffer()).DataLength() if t.Buffer() > 0 else 0
+            return n, buffer_bytes(model, t.Buffer()) if t.Buffer() > 0 else 0
 
         blocks, scale_bytes = tensor_bytes(block.Scales())
         _, zp_bytes = tensor_bytes(block.ZeroPoints()) if block.ZeroPoints() != block.Scales() else (0, 0)

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from storyedge.errors import CheckFailed
+from storyedge.export.coverage import buffer_bytes
 from storyedge.export.tflite import _builtin_names, _schema
 
 
@@ -31,7 +32,7 @@ def fc_weights(content: bytes) -> list[tuple[str, int]]:
             if names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode())) != "FULLY_CONNECTED":
                 continue
             weight = graph.Tensors(op.Inputs(1))
-            if weight.Buffer() <= 0 or model.Buffers(weight.Buffer()).DataLength() == 0:
+            if weight.Buffer() <= 0 or buffer_bytes(model, weight.Buffer()) == 0:
                 continue
             shape = weight.ShapeAsNumpy()
             out.append((graph.Tensors(op.Outputs(0)).Name().decode(), int(shape[-1])))

@@ -58,6 +58,7 @@ output's max |diff| is within its tolerance:
   fp16           atol x 100  x max|reference|   (1% of the output's magnitude at the default)
   int8-dynamic   atol x 2000 x max|reference|   (20%)
   int8           atol x 6000 x max|reference|   (60%: a coarse check; the bench's PPL gates judge)
+  int4           atol x 6000 x max|reference|   (60%, as int8)
 --tolerance PRECISION=BASE replaces "atol x factor" for one precision. Over tolerance (or a
 file the runtime cannot run): it moves to rejected/, the table is printed, exit status 1.
 """

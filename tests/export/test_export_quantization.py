@@ -120,6 +120,8 @@ def test_int4_files_hold_4bit_weights(full_export: Path, manifest: Manifest, fmt
     else:
         assert entry.coverage.compute["hybrid"]["FULLY_CONNECTED"] >= 1
         assert entry.coverage.weight_bytes["int4"] * 2 == entry.coverage.weight_elements["int4"]
+        multi = _entry(manifest, "tflite", "multi", "int4").coverage
+        assert multi.count("hybrid") >= entry.coverage.count("hybrid") and multi.int4["elements"] >= q["elements"]
 
 
 def test_manifest_schema_2_0_without_coverage_still_reads(full_export: Path) -> None:
