@@ -7,8 +7,8 @@ laid out as in :mod:`storyedge.manifest`::
     OUT/manifest.json
     OUT/tokenizer/                        BertTokenizerFast-loadable
     OUT/reference/model.weights.h5        + config.yaml: the TF reference (bench, parity)
-    OUT/tflite/{encoder,decoder_step,multi}.{fp32,fp16,int8-dynamic,int8}.tflite
-    OUT/onnx/{encoder,decoder_step}.{fp32,int8-dynamic}.onnx
+    OUT/tflite/{encoder,decoder_step,multi}.{fp32,fp16,int8-dynamic,int8,int4}.tflite
+    OUT/onnx/{encoder,decoder_step}.{fp32,fp16,int8-dynamic,int8,int4}.onnx
     OUT/rejected/<format>/...             files that failed validation (manifest "rejected")
 
 The steps, one module each: the plan (:mod:`.plan`: arguments resolved and checked), the
@@ -95,7 +95,7 @@ def export_model(
     """Export ``model`` to ``out_dir``; returns the written :class:`Manifest`.
 
     ``formats`` (``tflite``, ``onnx``, ``all``), ``quantize`` (``none``, ``fp16``,
-    ``int8-dynamic``, ``int8``), ``batch``, ``opset``, ``atol`` and ``validation_windows`` default
+    ``int8-dynamic``, ``int8``, ``int4``), ``batch``, ``opset``, ``atol`` and ``validation_windows`` default
     to ``config.export``. ``validation``: windows of the validation split (the first
     ``validation_windows`` validate; the next ``calibration_windows`` calibrate full-int8); None
     → synthetic random inputs of the right shapes (said so in the manifest). ``tolerances``:
