@@ -115,7 +115,7 @@ def test_incompatible_config_names_the_key(export_env, tmp_path: Path, capsys) -
     "extra, message",
     [
         (["--format", "coreml"], "coreml"),
-        (["--quantize", "int4"], "int4"),
+        (["--quantize", "int2"], "int2"),
         (["--tolerance", "int8"], "--tolerance"),
         (["--opset", "7"], "opset"),
     ],
