@@ -6,7 +6,8 @@ portable int8-dynamic.
   output pass ``onnx.checker`` on tf2onnx graphs (1.16): a graph output that is also read
   inside the graph (``context``, read by ``init_h``) gets its own ``Identity`` first, else the
   converter feeds the internal reader the float32 output cast; and tf2onnx's ``Cast(to=float)``
-  nodes (int masks made float) are retargeted to float16, which the converter does not do.
+  nodes (int masks made float) are retargeted to float16, which the converter does not do; an
+  initializer shared by a blocked and an unblocked op is split in two.
 * **int8** — ``onnxruntime.quantization.quantize_static``: QDQ format, per-channel int8
   weights, int8 activations calibrated on :mod:`.calibration`'s samples with MinMax, Entropy
   or Percentile. ONNX Runtime has no QDQ LSTM: the encoder's LSTM nodes stay float (the
@@ -84,6 +85,30 @@ def _detach_outputs(proto: Any) -> None:
         graph.node.append(onnx.helper.make_node("Identity", [inner], [name], name=f"{name}__output"))
 
 
+def _split_shared_initializers(proto: Any, blocked: set[str]) -> None:
+    """Give the blocked (float32) readers of an initializer that unblocked readers share their
+    own copy: tf2onnx de-duplicates constants (a scalar 1.0 feeds a blocked ``Max`` and a GELU
+    ``Add``), and the converter keeps an initializer a blocked op reads in float32 for all."""
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in inits:
+                readers.setdefault(name, []).append(node)
+    for name, nodes in readers.items():
+        kinds = {n.op_type in blocked for n in nodes}
+        if kinds != {True, False}:
+            continue
+        copy = type(inits[name])()
+        copy.CopyFrom(inits[name])
+        copy.name = f"{name}__fp32"
+        graph.initializer.append(copy)
+        for node in nodes:
+            if node.op_type in blocked:
+                node.input[:] = [copy.name if x == name else x for x in node.input]
+
+
 def to_fp16(src: str | Path, dst: str | Path) -> None:
     """float16 weights and math, float32 IO, :func:`blocked_fp16_ops` kept float32."""
     # lazy: onnx and onnxconverter_common are heavy optional runtimes
@@ -92,6 +117,7 @@ def to_fp16(src: str | Path, dst: str | Path) -> None:
 
     proto = onnx.load(str(src))
     _detach_outputs(proto)
+    _split_shared_initializers(proto, set(blocked_fp16_ops()))
     casts = {n.name for n in proto.graph.node if n.op_type == "Cast" and n.attribute[0].i == FLOAT}
     half = float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=blocked_fp16_ops())
     for node in half.graph.node:
