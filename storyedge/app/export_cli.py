@@ -125,6 +125,7 @@ def export(
         parse_quantize(quantize, [])
     if fmt is not None:
         parse_formats(fmt, [])
+    _check_quantization_options(calibration_method, int4_block_size)
     tolerances = _parse_tolerances(tolerance)
     config = load_config(config_path) if config_path else None
 
@@ -150,6 +151,17 @@ def export(
     )
     click.echo(format_table(manifest))
     click.echo(f"wrote {out_dir} ({len(manifest.files)} files) in {time.perf_counter() - start:.1f}s")
+
+
+def _check_quantization_options(calibration_method: str | None, int4_block_size: int | None) -> None:
+    """One-line :class:`UserError` for an unknown method / block size, before the checkpoint loads
+    (whether the block size divides the model's weights is checked once the model is loaded)."""
+    if calibration_method is not None and calibration_method.lower() not in CALIBRATION_METHODS:
+        raise UserError(f"--calibration-method: unknown method {calibration_method!r} "
+                        f"(choose from {', '.join(CALIBRATION_METHODS)})")
+    if int4_block_size is not None and int4_block_size not in INT4_BLOCK_SIZES:
+        raise UserError(f"--int4-block-size: {int4_block_size} is not a block size int4 supports "
+                        f"(choose from {', '.join(map(str, INT4_BLOCK_SIZES))})")
 
 
 def _parse_tolerances(items: tuple[str, ...]) -> dict[str, float]:
