@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from storyedge import constants
+from storyedge.captions.scores import CaptionDelta, CaptionScores
 from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
-#: 1.1: per-backend ``coverage`` (1.0 reports have none and are read as they are).
-SCHEMA_VERSION = "1.1"
+#: 1.1: caption quality; 1.2: per-backend ``coverage``. Older reports are read as they are.
+SCHEMA_VERSION = "1.2"
 REPORT_KIND = "bench report"
 
 
@@ -167,7 +168,8 @@ class ParityStats:
 
 @dataclass
 class Gates:
-    """Parity gates per precision (defaults: :class:`storyedge.config.BenchConfig`)."""
+    """Parity gates per precision and caption-quality drop gates for every exported backend
+    (defaults: :class:`storyedge.config.BenchConfig`)."""
 
     fp32_ppl_ratio_tol: float = constants.GATE_FP32_PPL_RATIO_TOL
     fp32_greedy_agreement: float = constants.GATE_FP32_GREEDY_AGREEMENT
@@ -177,6 +179,10 @@ class Gates:
     int8_ppl_ratio_max: float = constants.GATE_INT8_PPL_RATIO_MAX
     int4_ppl_ratio_max: float = constants.GATE_INT4_PPL_RATIO_MAX
     int4_top1_min: float = constants.GATE_INT4_TOP1_MIN
+    #: caption-quality gates (None: off): delta = metric(backend) - metric(reference) >= -drop
+    bleu_drop: float | None = constants.GATE_BLEU_DROP
+    cider_drop: float | None = constants.GATE_CIDER_DROP
+    exact_match_drop: float | None = constants.GATE_EXACT_MATCH_DROP
 
     @classmethod
     def from_bench_config(cls, bench: Any, **overrides: float | None) -> "Gates":
@@ -190,6 +196,9 @@ class Gates:
             int8_ppl_ratio_max=bench.gate_int8_ppl_ratio_max,
             int4_ppl_ratio_max=getattr(bench, "gate_int4_ppl_ratio_max", constants.GATE_INT4_PPL_RATIO_MAX),
             int4_top1_min=getattr(bench, "gate_int4_top1_min", constants.GATE_INT4_TOP1_MIN),
+            bleu_drop=bench.gate_bleu_drop,
+            cider_drop=bench.gate_cider_drop,
+            exact_match_drop=bench.gate_exact_match_drop,
         )
         for key, value in overrides.items():
             if value is not None:
@@ -233,6 +242,59 @@ class Gates:
             if name == "ppl_ratio":
                 return [1 - limit, 1 + limit] if op == "|x-1|<=" else [limit]
         return []
+
+    def quality_drops(self) -> dict[str, float]:
+        """Caption metric (a key of ``METRIC_LABELS``) → the drop its gate allows, for the set gates."""
+        drops = {"bleu4": self.bleu_drop, "cider_d": self.cider_drop, "exact_match": self.exact_match_drop}
+        return {metric: drop for metric, drop in drops.items() if drop is not None}
+
+    def apply_quality(self, quality: "CaptionQuality") -> "CaptionQuality":
+        """Fill ``quality.gates``: ``delta >= -drop`` per set gate (every exported backend, whatever
+        its precision); a NaN delta fails, a metric that was not measured (None) is not gated."""
+        if quality.delta is None:
+            return quality
+        for metric, drop in self.quality_drops().items():
+            value = quality.delta.value(metric)
+            if value is None:
+                continue
+            quality.gates[f"{metric}_delta"] = GateCheck(float(value), ">=", -drop, bool(value >= -drop))
+        return quality
+
+
+@dataclass
+class CaptionQuality:
+    """One backend's captions of one decoding (``greedy`` or ``beam<N>``) against the references,
+    and its delta against the TF reference's captions of the same decoding."""
+
+    decoding: str
+    scores: CaptionScores
+    #: metric(backend) - metric(reference); None for the reference itself
+    delta: CaptionDelta | None = None
+    #: ``<metric>_delta`` → check; empty for the reference
+    gates: dict[str, GateCheck] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every quality gate passed (vacuously true without gates)."""
+        return all(g.passed for g in self.gates.values())
+
+    def failures(self, backend: str) -> list[str]:
+        """One line per failed gate, naming the backend and the decoding."""
+        return [f"{backend} {self.decoding} {check.describe(name)}" for name, check in self.gates.items()
+                if not check.passed]
+
+
+@dataclass
+class QualitySummary:
+    """Where caption quality was scored: windows, tokenisation, decodings, CIDEr-D's package."""
+
+    split: str
+    windows: int
+    tokenisation: str
+    decodings: list[str]
+    #: "pycocoevalcap <version>" or "not installed"
+    cider: str
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -352,11 +414,22 @@ class BackendResult:
         """Every file it runs is portable (None: unknown, or the in-memory reference)."""
         flags = [c.portable for c in self.coverage]
         return None if not flags or None in flags else all(flags)
+    #: caption quality per decoding (greedy first); empty under --latency-only
+    quality: list[CaptionQuality] = field(default_factory=list)
 
     @property
     def size_mb(self) -> float | None:
         """File size in MB (None for the in-memory reference)."""
         return self.size_bytes / 1e6 if self.size_bytes else None
+
+    @property
+    def quality_passed(self) -> bool:
+        """Every caption-quality gate of every decoding passed."""
+        return all(q.passed for q in self.quality)
+
+    def caption_quality(self, decoding: str = "greedy") -> CaptionQuality | None:
+        """The caption quality of ``decoding``, if it was scored."""
+        return next((q for q in self.quality if q.decoding == decoding), None)
 
     @property
     def over_budget(self) -> list[str]:
@@ -433,6 +506,8 @@ class CompareRow:
     encoder: Delta
     caption: Delta
     ppl_ratio: Delta
+    #: greedy BLEU-4 old → new (None in reports read from before caption quality)
+    bleu4: Delta | None = None
 
 
 @dataclass
@@ -477,6 +552,8 @@ class Settings:
     dataset: dict[str, Any]
     budgets: Budgets = field(default_factory=Budgets)
     fail_over_budget: bool = False
+    #: beams of the extra beam-search captions (1: greedy captions only)
+    beam: int = 1
 
 
 @dataclass
@@ -504,6 +581,7 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
     compare: Comparison | None = None
     plots: list[str] = field(default_factory=list)
+    quality: QualitySummary | None = None
     schema_version: str = SCHEMA_VERSION
 
     def backend(self, name: str) -> BackendResult | None:

@@ -20,6 +20,7 @@ HEAVY = frozenset({
     "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert", "datasets", "pyarrow",
     "matplotlib", "transformers", "huggingface_hub", "onnxconverter_common", "h5py", "nbclient",
     "ai_edge_quantizer",
+    "sacrebleu", "rouge_score", "nltk", "pycocoevalcap",
 })
 
 
