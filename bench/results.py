@@ -28,7 +28,8 @@ from storyedge.captions.scores import CaptionDelta, CaptionScores
 from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
-SCHEMA_VERSION = "1.1"
+#: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``. Older reports are read as they are.
+SCHEMA_VERSION = "1.2"
 REPORT_KIND = "bench report"
 
 
@@ -103,7 +104,7 @@ class Roofline:
     """One backend's decoder step against the roofline floor (multiples use the step p50)."""
 
     weight_bytes: int
-    bytes_per_weight: int
+    bytes_per_weight: float
     floor_ms: float
     step_vs_floor: float
     step_vs_fp32_floor: float
@@ -291,6 +292,8 @@ class Gates:
     int8_dynamic_ppl_ratio_max: float = constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX
     int8_dynamic_top1_min: float = constants.GATE_INT8_DYNAMIC_TOP1_MIN
     int8_ppl_ratio_max: float = constants.GATE_INT8_PPL_RATIO_MAX
+    int4_ppl_ratio_max: float = constants.GATE_INT4_PPL_RATIO_MAX
+    int4_top1_min: float = constants.GATE_INT4_TOP1_MIN
     #: caption-quality gates (None: off): delta = metric(backend) - metric(reference) >= -drop
     bleu_drop: float | None = constants.GATE_BLEU_DROP
     cider_drop: float | None = constants.GATE_CIDER_DROP
@@ -306,6 +309,8 @@ class Gates:
             int8_dynamic_ppl_ratio_max=bench.gate_int8_dynamic_ppl_ratio_max,
             int8_dynamic_top1_min=bench.gate_int8_dynamic_top1_min,
             int8_ppl_ratio_max=bench.gate_int8_ppl_ratio_max,
+            int4_ppl_ratio_max=getattr(bench, "gate_int4_ppl_ratio_max", constants.GATE_INT4_PPL_RATIO_MAX),
+            int4_top1_min=getattr(bench, "gate_int4_top1_min", constants.GATE_INT4_TOP1_MIN),
             bleu_drop=bench.gate_bleu_drop,
             cider_drop=bench.gate_cider_drop,
             exact_match_drop=bench.gate_exact_match_drop,
@@ -327,6 +332,9 @@ class Gates:
                     ("top1_agreement", ">=", self.int8_dynamic_top1_min)]
         if precision == "int8":
             return [("ppl_ratio", "<=", self.int8_ppl_ratio_max)]
+        if precision == "int4":
+            return [("ppl_ratio", "<=", self.int4_ppl_ratio_max),
+                    ("top1_agreement", ">=", self.int4_top1_min)]
         return []
 
     def apply(self, result: ParityStats) -> ParityStats:
@@ -462,6 +470,25 @@ class BudgetVerdict:
     within: bool | None
 
 
+# ------------------------------------------------------------------------------ coverage
+
+
+@dataclass
+class FileCoverage:
+    """What one file a backend runs really is (from the export manifest's coverage)."""
+
+    path: str
+    #: TFLite builtins only / ONNX standard domain only; None: the manifest predates coverage
+    portable: bool | None
+    #: compute class (integer, hybrid, fp16, float, convert) → op count
+    compute: dict[str, int] = field(default_factory=dict)
+    #: storage dtype → bytes of the weights kept in it
+    weight_bytes: dict[str, int] = field(default_factory=dict)
+    nonportable_ops: list[str] = field(default_factory=list)
+    #: ops (by type) that compute in float32
+    float_ops: list[str] = field(default_factory=list)
+
+
 # ------------------------------------------------------------------------------ backends
 
 
@@ -500,8 +527,16 @@ class BackendResult:
     profile: OpProfile | None = None
     #: vocabulary-shortlist backends: ids the step's logits cover, and parity on the shortlist
     shortlist: ShortlistParity | None = None
+    #: per file it runs: compute classes, weight bytes per dtype, portability (report 1.2)
+    coverage: list[FileCoverage] = field(default_factory=list)
     #: caption quality per decoding (greedy first); empty under --latency-only
     quality: list[CaptionQuality] = field(default_factory=list)
+
+    @property
+    def portable(self) -> bool | None:
+        """Every file it runs is portable (None: unknown, or the in-memory reference)."""
+        flags = [c.portable for c in self.coverage]
+        return None if not flags or None in flags else all(flags)
 
     @property
     def size_mb(self) -> float | None:

@@ -66,6 +66,7 @@ from storyedge.config import BenchConfig, Config
 from storyedge.devices import import_tensorflow, set_tf_threads
 from storyedge.errors import CheckFailed, DataError, UserError
 from storyedge.runtime import Backend, BackendSpec, ExportDir, backend_plans, build_reference, load_backend, open_export
+from storyedge.bench.coverage import backend_coverage
 from storyedge.runtime import select_specs
 from storyedge.runtime.export_dir import REFERENCE_NEEDS_TF
 
@@ -317,6 +318,7 @@ def time_backends(
             parity=parity.get(b.name),
         )
         result.budgets = budget_verdicts(result, s.budgets)
+        result.coverage = backend_coverage(plan.export, next((x for x in plan.specs if x.name == b.name), None))
         results.append(result)
     return results
 

@@ -23,6 +23,8 @@ GATE_OPTIONS = {
     "gate_int8_dynamic_ppl_max": "int8_dynamic_ppl_ratio_max",
     "gate_int8_dynamic_top1_min": "int8_dynamic_top1_min",
     "gate_int8_ppl_max": "int8_ppl_ratio_max",
+    "gate_int4_ppl_max": "int4_ppl_ratio_max",
+    "gate_int4_top1_min": "int4_top1_min",
     "gate_bleu_drop": "bleu_drop",
     "gate_cider_drop": "cider_drop",
     "gate_exact_match_drop": "exact_match_drop",
@@ -92,6 +94,8 @@ def budget_options(command: click.Command) -> click.Command:
 @click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help=f"int8-dynamic: PPL ratio <= this [{constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX:g}].")
 @click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help=f"int8-dynamic: top-1 agreement >= this [{constants.GATE_INT8_DYNAMIC_TOP1_MIN:g}].")
 @click.option("--gate-int8-ppl-max", type=float, default=None, help=f"static int8: PPL ratio <= this [{constants.GATE_INT8_PPL_RATIO_MAX:g}].")
+@click.option("--gate-int4-ppl-max", type=float, default=None, help=f"int4: PPL ratio <= this [{constants.GATE_INT4_PPL_RATIO_MAX:g}].")
+@click.option("--gate-int4-top1-min", type=float, default=None, help=f"int4: top-1 agreement >= this [{constants.GATE_INT4_TOP1_MIN:g}].")
 @click.option("--gate-bleu-drop", type=float, default=None, help=f"Every exported backend: BLEU-4 (0-100) at most this below the TF reference's [{constants.GATE_BLEU_DROP:g}].")
 @click.option("--gate-cider-drop", type=float, default=None, help=f"Every exported backend: CIDEr-D (0-10) at most this below the TF reference's [{constants.GATE_CIDER_DROP:g}].")
 @click.option("--gate-exact-match-drop", type=float, default=None, help=f"Every exported backend: caption exact-match rate at most this below the TF reference's [{constants.GATE_EXACT_MATCH_DROP:g}].")
