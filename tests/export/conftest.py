@@ -32,14 +32,14 @@ TINY = {
     "model.text_hidden_dim": 16,
     "model.multimodal_dim": 16,
     "model.temporal_hidden_dim": 24,
-    "model.decoder_hidden_dim": 24,
+    "model.decoder_hidden_dim": 32,
     "model.attention_heads": 2,
     "model.use_reason": True,
     "model.use_reason_in_fusion": False,
     "export.validation_windows": 4,
 }
 
-ALL_QUANTIZE = "none,fp16,int8-dynamic,int8"
+ALL_QUANTIZE = "none,fp16,int8-dynamic,int8,int4"
 
 
 @dataclass
