@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from storyedge.manifest import DecoderSpec
+from storyedge.errors import UserError
+from storyedge.manifest import DecoderSpec, StorySpec
 
 #: The decoder state between steps: the step's non-token inputs by name (see DecoderSpec).
 State = dict[str, np.ndarray]
@@ -38,6 +39,8 @@ class Backend(ABC):
     size_bytes: int = 0
     #: Thread count the runtime was asked to use (None: runtime default).
     threads: int | None = None
+    #: Story mode's graphs (:mod:`storyedge.runtime.story`); None when the backend has none.
+    story: StorySpec | None = None
 
     @abstractmethod
     def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -46,6 +49,10 @@ class Backend(ABC):
     @abstractmethod
     def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the decoder-step graph once: its inputs by name → its outputs by name."""
+
+    def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one story-mode graph (``frame_encoder`` ...) by name: inputs → outputs by name."""
+        raise UserError(f"backend {self.name}: no story-mode graph {graph!r} (this export has none)")
 
     def encode(self, inputs: dict[str, np.ndarray]) -> State:
         """Run the encoder → the decoder's initial state."""

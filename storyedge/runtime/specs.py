@@ -9,10 +9,10 @@ backend on an accelerator execution provider (``onnx-fp32-cuda``).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from storyedge.manifest import DecoderSpec, Manifest
+from storyedge.manifest import DecoderSpec, Manifest, StorySpec
 
 #: Layouts of a backend's files, in the order a user is offered them.
 LAYOUTS = ("separate", "multi", "decoder-only")
@@ -39,6 +39,9 @@ class BackendSpec:
     decoder_path: Path  # same file as encoder_path for the multi layout
     size_bytes: int  # bytes on disk of the file(s) involved
     decoder: DecoderSpec
+    #: story mode (:mod:`storyedge.runtime.story`): its spec and graph → file, when all were exported
+    story: StorySpec | None = None
+    story_paths: dict[str, Path] = field(default_factory=dict)
 
 
 def backend_name(fmt: str, precision: str, layout: str = "separate") -> str:
@@ -73,7 +76,21 @@ def backend_specs(export_dir: str | Path, manifest: Manifest) -> list[BackendSpe
                 specs.append(BackendSpec(backend_name(*key), *key, "separate", export_dir / encoder.path,
                                          export_dir / decoder.path, encoder.size_bytes + decoder.size_bytes,
                                          manifest.decoder))
+    for spec in specs:
+        attach_story(export_dir, manifest, spec)
     return specs + decoder_only_specs(export_dir, manifest, specs)
+
+
+def attach_story(export_dir: Path, manifest: Manifest, spec: BackendSpec) -> None:
+    """Give ``spec`` the story-mode files of its format and precision when every one of them is
+    in the manifest (a story graph that failed validation leaves the backend without story mode)."""
+    story = manifest.story
+    if story is None:
+        return
+    entries = {g: manifest.file(spec.format, g, spec.precision) for g in story.graphs}
+    if all(entries.values()):
+        spec.story = story
+        spec.story_paths = {g: export_dir / e.path for g, e in entries.items() if e is not None}
 
 
 def decoder_only_specs(export_dir: Path, manifest: Manifest, specs: list[BackendSpec]) -> list[BackendSpec]:
