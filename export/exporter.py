@@ -41,6 +41,7 @@ from storyedge.export.plan import ListArg, default_calibration_windows, make_pla
 from storyedge.export.progress import Listener, make_progress
 from storyedge.export.reference import open_context
 from storyedge.export.rejection import reject_failed
+from storyedge.export.story_build import story_graph_names
 from storyedge.export.report import format_table
 from storyedge.export.tflite_build import build_tflite
 from storyedge.export.validate_backends import validate_backends
@@ -101,6 +102,7 @@ def export_model(
     plan = make_plan(config, formats=formats, quantize=quantize, batch=batch, opset=opset, atol=atol,
                      tolerances=tolerances, validation_windows=validation_windows,
                      calibration_windows=calibration_windows)
+    plan.story_graphs = story_graph_names(model)
     out = check_out_dir(out_dir, overwrite)
     prog = make_progress(plan.total_steps(), progress, on_progress)
     for s in plan.skipped:

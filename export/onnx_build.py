@@ -12,6 +12,7 @@ from pathlib import Path
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
 from storyedge.export.plan import ONNX_GRAPHS
+from storyedge.export.story_build import story_lstm_counts
 
 FORMAT = "onnx"
 
@@ -24,11 +25,14 @@ def build_onnx(ctx: ExportContext) -> None:
     from storyedge.export.graphs import encoder_lstm_count
 
     (ctx.stage / FORMAT).mkdir()
-    lstms = encoder_lstm_count(ctx.model)
-    fp32_paths = {graph: build_onnx_fp32(ctx, graph, lstms) for graph in ONNX_GRAPHS}
+    lstms = {"encoder": encoder_lstm_count(ctx.model), "decoder_step": 0}
+    if ctx.plan.story_graphs:
+        lstms.update(story_lstm_counts(ctx.model))
+    graphs = [*ONNX_GRAPHS, *ctx.plan.story_graphs]
+    fp32_paths = {graph: build_onnx_fp32(ctx, graph, lstms[graph]) for graph in graphs}
     if "int8-dynamic" in ctx.plan.onnx_precisions:
-        for graph in ONNX_GRAPHS:
-            build_onnx_int8_dynamic(ctx, graph, fp32_paths[graph], lstms)
+        for graph in graphs:
+            build_onnx_int8_dynamic(ctx, graph, fp32_paths[graph], lstms[graph])
     shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)
 
 

@@ -17,7 +17,8 @@ from storyedge.export import tflite as tfl
 from storyedge.export import validation as val
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
-from storyedge.export.plan import TFLITE_GRAPHS
+from storyedge.export.plan import TFLITE_GRAPHS, TFLITE_STORY_FILE
+from storyedge.export.story_build import story_samples
 
 FORMAT = "tflite"
 #: How much of a converter error's last line the :class:`CheckFailed` quotes.
@@ -35,8 +36,12 @@ def build_tflite(ctx: ExportContext) -> None:
         for precision in precisions:
             if precision == "int8" and samples is None:
                 samples = val.representative_samples(ctx.reference, ctx.cset, ctx.tokenizer.pad_id)
+                if ctx.plan.story_graphs:
+                    samples += story_samples(ctx.reference, ctx.cset)
             for graph, keys in TFLITE_GRAPHS.items():
                 build_tflite_file(ctx, saved, graph, keys, precision, samples)
+            if ctx.plan.story_graphs:
+                build_tflite_file(ctx, saved, TFLITE_STORY_FILE, tuple(ctx.plan.story_graphs), precision, samples)
     shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)
 
 

@@ -84,3 +84,6 @@ GATE_INT8_DYNAMIC_PPL_RATIO_MAX: Final = 1.02
 GATE_INT8_DYNAMIC_TOP1_MIN: Final = 0.95
 #: static int8: PPL ratio at most this.
 GATE_INT8_PPL_RATIO_MAX: Final = 1.05
+
+#: Story mode: its outputs must equal the full-window encoder's within this (fp32, max |diff|).
+STORY_PARITY_ATOL: Final = 1e-5

@@ -339,6 +339,19 @@ def _story_callable(model: StoryModel, graph: str) -> Callable[..., dict[str, tf
     return run
 
 
+def story_graph_layers(model: StoryModel, graph: str) -> list[keras.layers.Layer]:
+    """The model's layers a story-mode graph runs (to count the LSTMs its ONNX file must fuse)."""
+    if graph == FRAME_ENDPOINT:
+        layers = [model.caption_encoder, model.image_encoder, model.fusion]
+    elif graph == REASON_ENDPOINT:
+        layers = [model.reason_encoder]
+    elif graph == STORY_ENDPOINT:
+        layers = [model.temporal_lstm, getattr(model, "memory", None)]
+    else:
+        raise ValueError(f"unknown story graph {graph!r}")
+    return [layer for layer in layers if layer is not None]
+
+
 def story_fn(model: StoryModel, graph: str, batch: int = 1) -> tf.types.experimental.GenericFunction:
     """``tf.function`` (static input signature) of one story-mode graph."""
     return tf.function(_story_callable(model, graph), input_signature=story_input_specs(model, graph, batch))
@@ -384,6 +397,7 @@ __all__ = [
     "make_export_archive",
     "step_weight_counts",
     "story_fn",
+    "story_graph_layers",
     "story_input_specs",
     "story_output_specs",
     "story_spec",

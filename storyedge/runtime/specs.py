@@ -82,15 +82,19 @@ def backend_specs(export_dir: str | Path, manifest: Manifest) -> list[BackendSpe
 
 
 def attach_story(export_dir: Path, manifest: Manifest, spec: BackendSpec) -> None:
-    """Give ``spec`` the story-mode files of its format and precision when every one of them is
-    in the manifest (a story graph that failed validation leaves the backend without story mode)."""
+    """Give ``spec`` the story-mode graphs of its format and precision (graph → the file holding
+    its signature) when every one is in the manifest (one that failed validation leaves the
+    backend without story mode)."""
     story = manifest.story
     if story is None:
         return
-    entries = {g: manifest.file(spec.format, g, spec.precision) for g in story.graphs}
-    if all(entries.values()):
-        spec.story = story
-        spec.story_paths = {g: export_dir / e.path for g, e in entries.items() if e is not None}
+    paths: dict[str, Path] = {}
+    for entry in manifest.files:
+        if (entry.format, entry.precision) == (spec.format, spec.precision):
+            for graph in set(entry.signatures) & set(story.graphs):
+                paths.setdefault(graph, export_dir / entry.path)
+    if set(paths) == set(story.graphs):
+        spec.story, spec.story_paths = story, paths
 
 
 def decoder_only_specs(export_dir: Path, manifest: Manifest, specs: list[BackendSpec]) -> list[BackendSpec]:
