@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
 VALIDATION_DATA_KEYS = ("name", "path", "schema", "frames_key", "captions_key", "reason_key",
                         "validation_fraction", "synthetic_stories", "synthetic_seed")
 #: Export keys a ``--config`` given to :func:`export_from_checkpoint` sets.
-EXPORT_KEYS = ("formats", "quantize", "batch", "opset", "atol", "validation_windows")
+EXPORT_KEYS = ("formats", "quantize", "batch", "opset", "atol", "validation_windows", "story_mode")
 VALIDATION_DATA = ("split", "synthetic")
 
 
@@ -81,6 +81,7 @@ def export_model(
     reference_dir: str | Path | None = None,
     progress: bool = True,
     on_progress: Listener | None = None,
+    story_mode: bool | None = None,
 ) -> Manifest:
     """Export ``model`` to ``out_dir``; returns the written :class:`Manifest`.
 
@@ -94,6 +95,8 @@ def export_model(
     to ``reference/`` (else the model's weights are saved there). ``source``: provenance
     recorded in the manifest. ``progress``: the bar on stderr; ``on_progress``: called with every
     :class:`~storyedge.export.progress.ProgressEvent` (stage text, steps done / total, files).
+    ``story_mode`` (default ``config.export.story_mode``): also the story-mode graphs
+    (:mod:`.story_build`).
 
     Raises :class:`UserError` for bad arguments / an unwritable or non-empty ``out_dir`` (nothing
     written) and :class:`CheckFailed` after writing when a file fails validation (in
@@ -102,7 +105,8 @@ def export_model(
     plan = make_plan(config, formats=formats, quantize=quantize, batch=batch, opset=opset, atol=atol,
                      tolerances=tolerances, validation_windows=validation_windows,
                      calibration_windows=calibration_windows)
-    plan.story_graphs = story_graph_names(model)
+    if config.export.story_mode if story_mode is None else story_mode:
+        plan.story_graphs = story_graph_names(model)
     out = check_out_dir(out_dir, overwrite)
     prog = make_progress(plan.total_steps(), progress, on_progress)
     for s in plan.skipped:
@@ -159,6 +163,7 @@ def export_from_checkpoint(
     overwrite: bool = False,
     progress: bool = True,
     on_progress: Listener | None = None,
+    story_mode: bool | None = None,
 ) -> Manifest:
     """Export the best model of a run directory (or bundle directory) ``checkpoint``.
 
@@ -195,7 +200,7 @@ def export_from_checkpoint(
         formats=formats, quantize=quantize, batch=batch, opset=opset, atol=atol, tolerances=tolerances,
         validation=windows, validation_windows=n_val, calibration_windows=n_cal, overwrite=overwrite,
         source={"checkpoint": str(bundle.path), "meta": bundle.meta},
-        reference_dir=bundle.path, progress=progress, on_progress=on_progress,
+        reference_dir=bundle.path, progress=progress, on_progress=on_progress, story_mode=story_mode,
     )
 
 

@@ -282,6 +282,8 @@ class ExportConfig(_Section):
     #: Max |diff| on logits tolerated for fp32 exports at validation time.
     atol: float = Field(1e-4, gt=0)
     validation_windows: int = Field(8, ge=1)
+    #: Also export story mode's graphs (per-frame, reason and story encoders) at every precision.
+    story_mode: bool = True
 
     _comma_lists = field_validator("formats", "quantize", mode="before")(_split_commas)
 

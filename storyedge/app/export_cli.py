@@ -83,6 +83,8 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
                    "the right shapes (no dataset needed; said so in the manifest).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out (swapped in at the end).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--story-mode/--no-story-mode", "story_mode", default=None,
+              help="Also export story mode's per-frame / reason / story graphs [export.story_mode].")
 def export(
     checkpoint: str,
     out_dir: str,
@@ -98,6 +100,7 @@ def export(
     validation_data: str,
     overwrite: bool,
     no_progress: bool,
+    story_mode: bool | None = None,
 ) -> None:
     """``storyedge export`` (see :data:`HELP`): argument checks first, then the export and its table."""
     check_out_dir(out_dir, overwrite)
@@ -124,6 +127,7 @@ def export(
         calibration_windows=calibration_windows,
         overwrite=overwrite,
         progress=not no_progress,
+        story_mode=story_mode,
     )
     click.echo(format_table(manifest))
     click.echo(f"wrote {out_dir} ({len(manifest.files)} files) in {time.perf_counter() - start:.1f}s")

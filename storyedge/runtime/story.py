@@ -10,6 +10,7 @@ the full-window encoder. numpy only; backends run the graphs by name (:meth:`Bac
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -104,3 +105,55 @@ def story_window_outputs(backend: Backend, window_inputs: dict[str, np.ndarray])
     encoder = StoryEncoder(backend)
     encoder.push_window(window_inputs)
     return encoder.outputs()
+
+
+def framed_caption(tokens: list[int], bos_id: int, eos_id: int, pad_id: int, length: int) -> np.ndarray:
+    """Generated tokens framed like a dataset caption: ``[BOS] tokens [EOS]`` right-padded to ``length``."""
+    ids = [bos_id, *tokens[: length - 2], eos_id]
+    return np.asarray(ids + [pad_id] * (length - len(ids)), np.int32)
+
+
+def caption_story(
+    backend: Backend,
+    frames: np.ndarray,
+    captions: np.ndarray,
+    reason: np.ndarray | None,
+    decode: Any,
+    special: dict[str, int],
+    feed: str = "generated",
+) -> list[tuple[int, list[int], float]]:
+    """Caption every frame after the first k of a story, in story mode.
+
+    ``frames`` [B, n-1, S, S, 3] (frame n's own image is never read: caption j is written from
+    frames j-k .. j-1), ``captions`` [B, m, L] framed ids: the first k start the story; with
+    ``feed="given"`` caption j is encoded from ``captions[:, j]`` (m >= n-1), with
+    ``generated`` from what was generated for it. ``decode(state) -> tokens`` writes one
+    caption (greedy or beam). Returns per captioned frame j (0-based, k .. n-1): (j, tokens,
+    seconds for its frame + story graph + decoding).
+    """
+    story = StoryEncoder(backend)
+    k = story.spec.window
+    n = frames.shape[1] + 1
+    length = captions.shape[2]
+    window = {"frames": frames, "captions": captions, **({"reason": reason} if reason is not None else {})}
+    story.begin(window)
+    for i in range(k):
+        story.push(frame_slice(story.spec, window, i))
+    out: list[tuple[int, list[int], float]] = []
+    for j in range(k, n):
+        start = time.perf_counter()
+        if j > k:  # frame j-1 joins the window: one frame graph call
+            story.push({"frames": np.ascontiguousarray(frames[:, j - 1]), "captions": _fed_caption(out, captions, j - 1, feed, special, length)})
+        tokens = list(decode(story.state()))
+        out.append((j, tokens, time.perf_counter() - start))
+    return out
+
+
+def _fed_caption(out: list[tuple[int, list[int], float]], captions: np.ndarray, j: int, feed: str,
+                 special: dict[str, int], length: int) -> np.ndarray:
+    """Caption j as the next window reads it: the given one, or the one just generated."""
+    if feed == "given":
+        return np.ascontiguousarray(captions[:, j])
+    tokens = next(t for i, t, _ in out if i == j)
+    row = framed_caption(tokens, special["bos_id"], special["eos_id"], special["pad_id"], length)
+    return np.repeat(row[None], captions.shape[0], axis=0)
