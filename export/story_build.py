@@ -93,13 +93,10 @@ def reference_story_diffs(ctx: ExportContext) -> dict[str, float]:
     return _max_diffs(story, ctx.ref_trace.encoder)
 
 
-def validate_story(ctx: ExportContext, records: dict[str, dict[str, Any]]) -> None:
+def validate_story(ctx: ExportContext, records: dict[str, dict[str, Any]], threads: int) -> None:
     """A validation record for every story-mode file (one progress step per format x precision)."""
     if ctx.story is None:
         return
-    # lazy: validate_backends imports this module
-    from storyedge.export.validate_backends import VALIDATION_THREADS
-
     ref_diffs = reference_story_diffs(ctx)
     files = ctx.entries()
     for fmt, precisions in (("tflite", ctx.plan.tflite_precisions), ("onnx", ctx.plan.onnx_precisions)):
@@ -115,7 +112,7 @@ def validate_story(ctx: ExportContext, records: dict[str, dict[str, Any]]) -> No
                 ctx.stage / decoder.path, encoder.size_bytes + decoder.size_bytes, ctx.reference.decoder,
                 story=ctx.story, story_paths={g: ctx.stage / e.path for e in entries for g in e.signatures},
             )
-            record = _story_record(ctx, spec, ref_diffs, VALIDATION_THREADS)
+            record = _story_record(ctx, spec, ref_diffs, threads)
             for entry in entries:
                 records[entry.path] = dict(record)
             ctx.time(f"validate {spec.name} story mode", time.perf_counter() - t0)

@@ -49,7 +49,7 @@ def validate_backends(ctx: ExportContext) -> dict[str, dict[str, Any]]:
         spec = validate_layout(ctx, layout, records)
         ctx.time(f"validate {spec.name}", time.perf_counter() - t0)
         ctx.progress.done()
-    validate_story(ctx, records)
+    validate_story(ctx, records, VALIDATION_THREADS)
     return records
 
 
