@@ -40,6 +40,10 @@ class ParityRun:
     #: a few windows' greedy captions per backend, for the report
     samples: list[GreedySample] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: every window's greedy caption ids per backend (with the final [EOS] where it ended), in window order
+    captions: dict[str, list[list[int]]] = field(default_factory=dict)
+    #: every window's target ids (``[BOS] … [EOS]`` padded), in window order
+    targets: list[list[int]] = field(default_factory=list)
 
 
 def _timed(seconds: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
@@ -91,6 +95,8 @@ def run_parity(
     greedy_same = {b.name: 0 for b in backends}
     seconds = {b.name: 0.0 for b in everyone}
     sample_rows: list[GreedySample] = []
+    all_captions: dict[str, list[list[int]]] = {b.name: [] for b in everyone}
+    all_targets: list[list[int]] = []
     seen = 0
     for chunk, valid in iter_batches(windows, batch):
         feed = encoder_feed(chunk)
@@ -104,6 +110,9 @@ def run_parity(
             for b in everyone
         }
         for row in np.nonzero(valid)[0]:
+            all_targets.append([int(x) for x in target[row]])
+            for b in everyone:
+                all_captions[b.name].append(captions[b.name][row])
             for b in backends:
                 greedy_same[b.name] += int(captions[b.name][row] == captions[reference.name][row])
             if len(sample_rows) < samples:
@@ -118,4 +127,4 @@ def run_parity(
     results += [
         parity_result(b.name, b.precision, stats[b.name], ref_stats, greedy_same[b.name], n) for b in backends
     ]
-    return ParityRun(results, n, sample_rows, seconds)
+    return ParityRun(results, n, sample_rows, seconds, all_captions, all_targets)

@@ -26,12 +26,15 @@ from storyedge.bench.results import (
     Summary,
 )
 from storyedge.atomic import atomic_write
+from storyedge.bench.pareto import pareto_plot, ppl_ratio_plot
+from storyedge.bench.quality_report import quality_heading, quality_rows
 from storyedge.errors import UserError
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 STEP_PLOT = "step_latency.png"
 PPL_PLOT = "ppl_ratio.png"
+PARETO_PLOT = "pareto.png"
 #: summary question → the Summary attribute answering it (in display order)
 SUMMARY_QUESTIONS = {
     "fastest caption": "fastest_caption",
@@ -187,7 +190,8 @@ def summary_lines(report: BenchReport, markdown: bool = False) -> list[str]:
     """The summary's title, its table and what qualifies it (parity, budgets, floor, reference)."""
     s: Summary = report.summary
     scope = (
-        "among the exported backends that pass every parity gate" if s.parity_checked
+        "among the exported backends that pass every parity gate"
+        + (" and every caption-quality gate" if report.quality is not None else "") if s.parity_checked
         else "parity NOT checked (--latency-only), ranked by latency alone"
     )
     lines = [f"Summary: {scope}"]
@@ -235,6 +239,9 @@ def terminal_text(report: BenchReport) -> str:
         parts.append(_table(parity_rows(report)))
     else:
         parts.append("\nParity: skipped (--latency-only)")
+    if report.quality is not None:
+        parts.append("\n" + quality_heading(report))
+        parts.append(_table(quality_rows(report)))
     parts.append(f"\n{_latency_title(report)}")
     parts.append(_table(latency_rows(report)))
     if story_rows(report)[1]:
@@ -277,6 +284,8 @@ def markdown_text(report: BenchReport) -> str:
             "Gates: " + ("all passed" if not report.failed_gates else "**FAILED**: " + "; ".join(report.failed_gates)),
             "",
         ]
+    if report.quality is not None:
+        lines += ["## Caption quality", "", quality_heading(report), "", _table(quality_rows(report), markdown=True), ""]
     lines += _markdown_latency(report)
     if story_rows(report)[1]:
         lines += ["### Story mode", "", STORY_TITLE + ".", "", _table(story_rows(report), markdown=True), ""]
@@ -352,7 +361,8 @@ def _source_text(source: dict[str, Any]) -> str:
 
 
 def write_plots(report: BenchReport, out_dir: Path) -> list[str]:
-    """Step latency per backend (p50 bars, p99 whiskers) and PPL ratio per backend with gates."""
+    """Step latency per backend (p50 bars, p99 whiskers); with parity, the PPL ratio per backend with
+    its gates and the Pareto plot (caption latency vs BLEU-4 or PPL ratio, see :mod:`storyedge.bench.pareto`)."""
     try:
         import matplotlib  # lazy: plots only, and the runtime-only path may not have it
 
@@ -366,8 +376,10 @@ def write_plots(report: BenchReport, out_dir: Path) -> list[str]:
         _step_plot(plt, report, out_dir / STEP_PLOT)
         written.append(STEP_PLOT)
     if any(b.parity is not None for b in report.backends):
-        _ppl_plot(plt, report, out_dir / PPL_PLOT)
+        ppl_ratio_plot(plt, report, out_dir / PPL_PLOT)
         written.append(PPL_PLOT)
+        pareto_plot(plt, report, out_dir / PARETO_PLOT)
+        written.append(PARETO_PLOT)
     return written
 
 
@@ -389,31 +401,6 @@ def _step_plot(plt: Any, report: BenchReport, path: Path) -> None:
     ax.set_ylabel("decoder step latency (ms, log)")
     ax.set_title(f"Decoder step, batch {report.settings.batch}, {report.settings.threads} threads")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _ppl_plot(plt: Any, report: BenchReport, path: Path) -> None:
-    rated = [(b, b.parity) for b in report.backends if b.parity is not None]
-    names = [b.name for b, _ in rated]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4.5))
-    colors = {"fp32": "#4c72b0", "fp16": "#55a868", "int8-dynamic": "#dd8452", "int8": "#c44e52"}
-    for i, (b, p) in enumerate(rated):
-        ax.plot([i], [p.ppl_ratio], marker="o", markersize=8, color=colors.get(b.precision, "grey"), linestyle="none")
-        ax.annotate(f"{p.ppl_ratio:.5f}", (i, p.ppl_ratio), textcoords="offset points", xytext=(0, 8), ha="center",
-                    fontsize=8)
-        for line in p.gate_lines:
-            ax.hlines(line, i - 0.4, i + 0.4, colors="black", linestyles="--", linewidth=1)
-    for precision, color in colors.items():
-        if any(b.precision == precision for b, _ in rated):
-            ax.plot([], [], marker="o", color=color, linestyle="none", label=precision)
-    ax.plot([], [], color="black", linestyle="--", label="gate")
-    ax.legend(fontsize=8)
-    ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylabel("PPL / PPL(reference)")
-    ax.set_title("Perplexity ratio per backend (dashed: gate)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -464,15 +451,21 @@ def compare_reports(old: BenchReport, new: BenchReport, old_path: str | Path) ->
             encoder=Delta.of(o.latency.encoder.mean_ms, b.latency.encoder.mean_ms),
             caption=Delta.of(o.latency.caption.mean_ms, b.latency.caption.mean_ms),
             ppl_ratio=Delta.of(o.parity.ppl_ratio if o.parity else None, b.parity.ppl_ratio if b.parity else None),
+            bleu4=Delta.of(_greedy_bleu4(o), _greedy_bleu4(b)),
         ))
     new_names = {b.name for b in new.backends}
     return Comparison(str(old_path), rows, sorted(set(old_by) - new_names), sorted(new_names - set(old_by)))
 
 
+def _greedy_bleu4(result: Any) -> float | None:
+    quality = result.caption_quality("greedy")
+    return None if quality is None else quality.scores.bleu4
+
+
 def compare_rows(compare: Comparison) -> Table:
     """The ``--compare`` table: old → new means and relative deltas per backend."""
     headers = ["backend", "step ms old→new", "Δ step", "enc ms old→new", "Δ enc", "caption Δ", "PPL ratio old→new",
-               "Δ ratio"]
+               "Δ ratio", "BLEU-4 old→new"]
 
     def pct(d: Delta) -> str:
         return "-" if d.pct is None else f"{d.pct:+.1f}%"
@@ -483,6 +476,7 @@ def compare_rows(compare: Comparison) -> Table:
         rows.append([
             r.backend, f"{_fmt(s.old, 4)}→{_fmt(s.new, 4)}", pct(s), f"{_fmt(e.old, 3)}→{_fmt(e.new, 3)}",
             pct(e), pct(r.caption), f"{_fmt(p.old, 5)}→{_fmt(p.new, 5)}", "-" if p.delta is None else f"{p.delta:+.5f}",
+            "-" if r.bleu4 is None else f"{_fmt(r.bleu4.old, 2)}→{_fmt(r.bleu4.new, 2)}",
         ])
     return headers, rows
 

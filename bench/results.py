@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from storyedge import constants
+from storyedge.captions.scores import CaptionDelta, CaptionScores
 from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 REPORT_KIND = "bench report"
 
 
@@ -188,7 +189,8 @@ class ParityStats:
 
 @dataclass
 class Gates:
-    """Parity gates per precision (defaults: :class:`storyedge.config.BenchConfig`)."""
+    """Parity gates per precision and caption-quality drop gates for every exported backend
+    (defaults: :class:`storyedge.config.BenchConfig`)."""
 
     fp32_ppl_ratio_tol: float = constants.GATE_FP32_PPL_RATIO_TOL
     fp32_greedy_agreement: float = constants.GATE_FP32_GREEDY_AGREEMENT
@@ -196,6 +198,10 @@ class Gates:
     int8_dynamic_ppl_ratio_max: float = constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX
     int8_dynamic_top1_min: float = constants.GATE_INT8_DYNAMIC_TOP1_MIN
     int8_ppl_ratio_max: float = constants.GATE_INT8_PPL_RATIO_MAX
+    #: caption-quality gates (None: off): delta = metric(backend) - metric(reference) >= -drop
+    bleu_drop: float | None = constants.GATE_BLEU_DROP
+    cider_drop: float | None = constants.GATE_CIDER_DROP
+    exact_match_drop: float | None = constants.GATE_EXACT_MATCH_DROP
 
     @classmethod
     def from_bench_config(cls, bench: Any, **overrides: float | None) -> "Gates":
@@ -207,6 +213,9 @@ class Gates:
             int8_dynamic_ppl_ratio_max=bench.gate_int8_dynamic_ppl_ratio_max,
             int8_dynamic_top1_min=bench.gate_int8_dynamic_top1_min,
             int8_ppl_ratio_max=bench.gate_int8_ppl_ratio_max,
+            bleu_drop=bench.gate_bleu_drop,
+            cider_drop=bench.gate_cider_drop,
+            exact_match_drop=bench.gate_exact_match_drop,
         )
         for key, value in overrides.items():
             if value is not None:
@@ -247,6 +256,59 @@ class Gates:
             if name == "ppl_ratio":
                 return [1 - limit, 1 + limit] if op == "|x-1|<=" else [limit]
         return []
+
+    def quality_drops(self) -> dict[str, float]:
+        """Caption metric (a key of ``METRIC_LABELS``) → the drop its gate allows, for the set gates."""
+        drops = {"bleu4": self.bleu_drop, "cider_d": self.cider_drop, "exact_match": self.exact_match_drop}
+        return {metric: drop for metric, drop in drops.items() if drop is not None}
+
+    def apply_quality(self, quality: "CaptionQuality") -> "CaptionQuality":
+        """Fill ``quality.gates``: ``delta >= -drop`` per set gate (every exported backend, whatever
+        its precision); a NaN delta fails, a metric that was not measured (None) is not gated."""
+        if quality.delta is None:
+            return quality
+        for metric, drop in self.quality_drops().items():
+            value = quality.delta.value(metric)
+            if value is None:
+                continue
+            quality.gates[f"{metric}_delta"] = GateCheck(float(value), ">=", -drop, bool(value >= -drop))
+        return quality
+
+
+@dataclass
+class CaptionQuality:
+    """One backend's captions of one decoding (``greedy`` or ``beam<N>``) against the references,
+    and its delta against the TF reference's captions of the same decoding."""
+
+    decoding: str
+    scores: CaptionScores
+    #: metric(backend) - metric(reference); None for the reference itself
+    delta: CaptionDelta | None = None
+    #: ``<metric>_delta`` → check; empty for the reference
+    gates: dict[str, GateCheck] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every quality gate passed (vacuously true without gates)."""
+        return all(g.passed for g in self.gates.values())
+
+    def failures(self, backend: str) -> list[str]:
+        """One line per failed gate, naming the backend and the decoding."""
+        return [f"{backend} {self.decoding} {check.describe(name)}" for name, check in self.gates.items()
+                if not check.passed]
+
+
+@dataclass
+class QualitySummary:
+    """Where caption quality was scored: windows, tokenisation, decodings, CIDEr-D's package."""
+
+    split: str
+    windows: int
+    tokenisation: str
+    decodings: list[str]
+    #: "pycocoevalcap <version>" or "not installed"
+    cider: str
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -341,11 +403,22 @@ class BackendResult:
     budgets: list[BudgetVerdict] = field(default_factory=list)
     #: story mode's next caption (None: the backend has no story-mode graphs)
     story: StoryLatency | None = None
+    #: caption quality per decoding (greedy first); empty under --latency-only
+    quality: list[CaptionQuality] = field(default_factory=list)
 
     @property
     def size_mb(self) -> float | None:
         """File size in MB (None for the in-memory reference)."""
         return self.size_bytes / 1e6 if self.size_bytes else None
+
+    @property
+    def quality_passed(self) -> bool:
+        """Every caption-quality gate of every decoding passed."""
+        return all(q.passed for q in self.quality)
+
+    def caption_quality(self, decoding: str = "greedy") -> CaptionQuality | None:
+        """The caption quality of ``decoding``, if it was scored."""
+        return next((q for q in self.quality if q.decoding == decoding), None)
 
     @property
     def over_budget(self) -> list[str]:
@@ -422,6 +495,8 @@ class CompareRow:
     encoder: Delta
     caption: Delta
     ppl_ratio: Delta
+    #: greedy BLEU-4 old → new (None in reports read from before caption quality)
+    bleu4: Delta | None = None
 
 
 @dataclass
@@ -466,6 +541,8 @@ class Settings:
     dataset: dict[str, Any]
     budgets: Budgets = field(default_factory=Budgets)
     fail_over_budget: bool = False
+    #: beams of the extra beam-search captions (1: greedy captions only)
+    beam: int = 1
 
 
 @dataclass
@@ -493,6 +570,7 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
     compare: Comparison | None = None
     plots: list[str] = field(default_factory=list)
+    quality: QualitySummary | None = None
     schema_version: str = SCHEMA_VERSION
 
     def backend(self, name: str) -> BackendResult | None:

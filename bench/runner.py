@@ -42,7 +42,8 @@ from storyedge.bench.latency import (
     peak_rss_bytes,
     step_floors,
 )
-from storyedge.bench.parity import run_parity
+from storyedge.bench.parity import ParityRun, run_parity
+from storyedge.bench.quality import QualityOutcome, check_gates_measurable, reference_texts, score_backends
 from storyedge.bench.report import compare_reports, compare_text, load_report, report_path, terminal_text, write_reports
 from storyedge.bench.results import (
     BackendResult,
@@ -106,6 +107,8 @@ class BenchOptions:
     budgets: Budgets = field(default_factory=Budgets)
     #: exit 1 (after writing) when no backend passing the gates is within every set budget
     fail_over_budget: bool = False
+    #: also score beam-search captions with this many beams (None: bench.beam; 1: greedy only)
+    beam: int | None = None
 
 
 @dataclass
@@ -144,6 +147,8 @@ class ParityOutcome:
     summary: ParitySummary
     by_backend: dict[str, ParityStats]
     samples: list[Sample]
+    #: the raw run (every window's greedy captions, for caption quality)
+    run: ParityRun | None = None
 
 
 def resolve_budgets(flags: Budgets, bench: BenchConfig) -> Budgets:
@@ -175,6 +180,7 @@ def plan_run(opts: BenchOptions) -> Plan:
         dataset={k: getattr(dataset, k) for k in ("seq_len", "image_size", "max_caption_len", "max_reason_len")},
         budgets=resolve_budgets(opts.budgets, bench),
         fail_over_budget=opts.fail_over_budget or bench.fail_over_budget,
+        beam=opts.beam or bench.beam,
     )
     if settings.fail_over_budget and not settings.budgets.limits():
         raise UserError("--fail-over-budget needs at least one budget (--budget-* or bench.budget_*)")
@@ -185,6 +191,8 @@ def plan_run(opts: BenchOptions) -> Plan:
         have = ", ".join(s.name for s in export.specs) or "none"
         raise UserError(f"{export.path}: no exported backend matches --backends {opts.backends!r} (backends: {have})")
     gates = Gates.from_bench_config(bench, **opts.gate_overrides)
+    if not opts.latency_only:
+        check_gates_measurable(gates)
     return Plan(export, cfg, settings, gates, specs, compare_old, compare_path)
 
 
@@ -253,7 +261,21 @@ def parity_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any
         Sample(s.window, tok.decode(s.target[1:]), {name: tok.decode(ids) for name, ids in s.greedy.items()})
         for s in run.samples
     ]
-    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples)
+    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples, run)
+
+
+def quality_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any], parity: ParityOutcome,
+                  references: list[str], echo: Callable[[str], Any]) -> QualityOutcome:
+    """Caption quality of every backend (parity's greedy captions, beam ones when asked), gates applied."""
+    assert parity.run is not None
+    reference = next(item.backend for item in loaded if item.reference)
+    others = [item.backend for item in loaded if not item.reference]
+    echo(f"caption quality on {len(references)} windows x {len(others) + 1} backends ...")
+    return score_backends(
+        reference, others, parity.run.captions, references, tokenizer=plan.export.tokenizer, gates=plan.gates,
+        split=plan.settings.split, windows=windows, beam=plan.settings.beam, batch=plan.settings.batch,
+        max_new=plan.export.config.dataset.max_caption_len - 1, echo=echo,
+    )
 
 
 def time_backends(
@@ -302,10 +324,14 @@ def host_info() -> Host:
 
 def assemble(
     plan: Plan, results: list[BackendResult], parity: ParityOutcome | None, bandwidth: MemoryBandwidth,
-    floors: StepFloors, baseline_rss_mb: float,
+    floors: StepFloors, baseline_rss_mb: float, quality: QualityOutcome | None = None,
 ) -> BenchReport:
     """The report: settings, measurements, the summary, and the deltas against ``--compare``."""
+    if quality is not None:
+        for r in results:
+            r.quality = quality.by_backend.get(r.name, [])
     failed = [line for r in results if r.parity is not None for line in r.parity.failures()]
+    failed += [line for r in results for q in r.quality for line in q.failures(r.name)]
     report = BenchReport(
         storyedge_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -324,6 +350,7 @@ def assemble(
         baseline_rss_mb=baseline_rss_mb,
         peak_rss_mb=peak_rss_bytes() / 1e6,
         notes=list(NOTES),
+        quality=quality.summary if quality else None,
     )
     if plan.compare_old is not None and plan.compare_path is not None:
         report.compare = compare_reports(plan.compare_old, report, plan.compare_path)
@@ -341,7 +368,7 @@ def write_and_check(report: BenchReport, out: Path, echo: Callable[[str], Any]) 
     echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     problems = []
     if report.failed_gates:
-        problems.append(f"{len(report.failed_gates)} parity gate(s) failed: " + "; ".join(report.failed_gates))
+        problems.append(f"{len(report.failed_gates)} gate(s) failed: " + "; ".join(report.failed_gates))
     if report.settings.fail_over_budget and report.summary.budgets_failed:
         limits = ", ".join(f"{k} <= {v:g}" for k, v in report.settings.budgets.limits().items())
         problems.append(f"no backend that passes the gates is within every budget ({limits})")
@@ -367,11 +394,13 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     if not s.latency_only:  # before loading backends: a dataset problem fails fast
         echo(f"loading eval windows: split {s.split}, at most {s.max_windows} ...")
         windows = load_eval_windows(plan.config, plan.export.tokenizer, s.split, s.max_windows)
+        references = reference_texts(plan.export.tokenizer, windows, s.split)
     loaded = load_backends(plan, timing_inputs, echo)
     parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
+    quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
     results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
                             parity.by_backend if parity else {}, echo)
-    report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb)
+    report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb, quality)
     report.notes.append(f"baseline_rss_mb measured in {baseline_how}.")
     write_and_check(report, opts.out, echo)
     return report

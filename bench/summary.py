@@ -1,6 +1,7 @@
 """The summary a user acts on, and the user's budgets, from the measured :class:`BackendResult` s.
 
-* **Eligible** backends: the exported ones (never the TF reference) that pass every parity gate;
+* **Eligible** backends: the exported ones (never the TF reference) that pass every parity gate
+  and every caption-quality gate;
   under ``--latency-only`` parity did not run, so every exported backend is eligible and the
   summary says parity was not checked.
 * **Picks**, among the eligible: the fastest caption (caption p50), the fastest decoder step
@@ -56,7 +57,7 @@ def eligible(results: list[BackendResult], parity_checked: bool) -> list[Backend
     exported = [b for b in results if not b.reference]
     if not parity_checked:
         return exported
-    return [b for b in exported if b.parity is not None and b.parity.passed]
+    return [b for b in exported if b.parity is not None and b.parity.passed and b.quality_passed]
 
 
 def _pick(result: BackendResult, reference: BackendResult | None, value: float, unit: str, speedup_of: str) -> Pick:

@@ -45,6 +45,7 @@ from storyedge.constants import (
     TOKENIZER_NAMES,
     WORDPIECE_TOKENIZER,
 )
+from storyedge.constants import GATE_BLEU_DROP, GATE_CIDER_DROP, GATE_EXACT_MATCH_DROP, TRAIN_QUALITY_WINDOWS
 from storyedge.errors import ConfigError
 
 __all__ = [
@@ -268,6 +269,9 @@ class TrainingConfig(_Section):
     contrastive_weight: float = Field(0.0, ge=0)
     #: Temperature of the contrastive loss's cosine similarities.
     contrastive_temperature: float = Field(0.1, gt=0)
+    #: Validation captions scored every epoch (greedy; exact match and BLEU-4): the first this
+    #: many validation windows (0: off).
+    quality_windows: int = Field(TRAIN_QUALITY_WINDOWS, ge=0)
 
 
 class ExportConfig(_Section):
@@ -312,6 +316,13 @@ class BenchConfig(_Section):
     budget_peak_rss_mb: float | None = Field(None, gt=0)
     #: Exit 1 (after the reports are written) when no backend passing the gates is within every budget.
     fail_over_budget: bool = False
+    #: Caption-quality gates: the most an exported backend's metric may fall below the TF
+    #: reference's (delta = backend - reference, both against the references); null: off.
+    gate_bleu_drop: float | None = Field(GATE_BLEU_DROP, ge=0)
+    gate_cider_drop: float | None = Field(GATE_CIDER_DROP, ge=0)
+    gate_exact_match_drop: float | None = Field(GATE_EXACT_MATCH_DROP, ge=0)
+    #: Also score beam-search captions with this many beams (1: greedy captions only).
+    beam: int = Field(1, ge=1)
 
 
 class Config(_Section):

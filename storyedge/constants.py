@@ -87,3 +87,18 @@ GATE_INT8_PPL_RATIO_MAX: Final = 1.05
 
 #: Story mode: its outputs must equal the full-window encoder's within this (fp32, max |diff|).
 STORY_PARITY_ATOL: Final = 1e-5
+
+#: Caption-quality gate defaults (``bench.gate_*_drop``): the most a backend's caption metric may
+#: fall below the TF reference's on the same eval windows (delta = backend - reference), for
+#: every exported backend. Chosen from the measured noise on 64 windows (README, Results): fp32
+#: deltas were exactly 0; int8-dynamic deltas ranged -1.39..+0.64 BLEU-4, -0.18..+0.07 CIDEr-D,
+#: -0.016..+0.016 exact match, paired-bootstrap SD up to 1.19 BLEU-4 / 0.13 CIDEr-D: the gates
+#: sit at about three of those SDs. BLEU-4 in sacrebleu points (0-100).
+GATE_BLEU_DROP: Final = 4.0
+#: CIDEr-D (pycocoevalcap, 0-10) drop.
+GATE_CIDER_DROP: Final = 0.4
+#: Exact-match rate (fraction of captions) drop.
+GATE_EXACT_MATCH_DROP: Final = 0.05
+#: ``bench.quality_windows``'s default is ``bench.max_windows``: the greedy captions parity
+#: decodes anyway. Training scores at most this many validation windows per epoch.
+TRAIN_QUALITY_WINDOWS: Final = 64

@@ -41,6 +41,8 @@ CONTRASTIVE_FIELDS = (
     "val_t2i_r1",
     "val_t2i_r5",
 )
+#: Fields of the validation caption quality (``training.quality_windows > 0``), after the others.
+QUALITY_FIELDS = ("val_exact_match", "val_bleu4")
 
 
 class History:
@@ -78,6 +80,8 @@ class History:
         buffer = io.StringIO()
         contrastive = any("train_contrastive_loss" in r for r in self.records)
         fields = FIELDS + CONTRASTIVE_FIELDS if contrastive else FIELDS
+        if any("val_bleu4" in r for r in self.records):
+            fields += QUALITY_FIELDS
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for record in self.records:
@@ -108,8 +112,10 @@ def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None)
     from matplotlib.figure import Figure  # lazy: as above; no pyplot: no global state, no GUI backend
 
     contrastive = any("train_contrastive_loss" in r for r in records)
-    fig = Figure(figsize=(15 if contrastive else 10, 4), dpi=100)
-    axes = fig.subplots(1, 3 if contrastive else 2)
+    quality = any("val_bleu4" in r for r in records)
+    panels = 2 + contrastive + quality
+    fig = Figure(figsize=(5 * panels, 4), dpi=100)
+    axes = fig.subplots(1, panels)
     ax_loss, ax_ppl = axes[0], axes[1]
     epochs = [r["epoch"] for r in records]
     for key, label, style in (("train", "train", "o-"), ("val", "val", "s-")):
@@ -124,6 +130,8 @@ def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None)
         ax_ppl.set_yscale("log")
     if contrastive:
         _plot_contrastive(axes[2], records)
+    if quality:
+        _plot_quality(axes[-1], records)
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.legend()
@@ -144,6 +152,14 @@ def _plot_contrastive(ax: Any, records: list[dict[str, Any]]) -> None:
         recall.plot(epochs, [r.get(key, math.nan) for r in records], "--", label=label)
     recall.set(ylabel="recall@1", ylim=(0, 1))
     recall.legend(loc="upper right")
+
+
+def _plot_quality(ax: Any, records: list[dict[str, Any]]) -> None:
+    """Validation BLEU-4 and exact match (in %) per epoch, on one 0-100 axis."""
+    epochs = [r["epoch"] for r in records]
+    ax.plot(epochs, [r.get("val_bleu4", math.nan) for r in records], "s-", label="BLEU-4")
+    ax.plot(epochs, [100 * r.get("val_exact_match", math.nan) for r in records], "^-", label="exact match %")
+    ax.set(title="val captions (greedy)", xlabel="epoch", ylabel="score (0-100)", ylim=(0, 100))
 
 
 def _bad(value: Any) -> bool:

@@ -41,6 +41,7 @@ from storyedge.training.checkpoint import LoopState, TrainingCheckpoint
 from storyedge.training.contrastive import AlignmentAccumulator, contrastive_loss_for
 from storyedge.training.history import History
 from storyedge.training.loss import perplexity
+from storyedge.training.quality import EpochQuality, ValidationCaptions
 from storyedge.training.report import COMPLETED, EARLY_STOPPING, TIME_BUDGET
 from storyedge.training.signals import SigintFlag, TrainingInterrupted
 from storyedge.training.tensorboard import ScalarWriter
@@ -153,6 +154,13 @@ class Trainer:
         self.resumed_from_step: int | None = None
         self._writer: Any = None
         self._train_contrastive = math.nan  # the last epoch's mean contrastive loss
+        #: greedy captions of the first training.quality_windows validation windows (None: off)
+        self.captions: ValidationCaptions | None = None
+        if t.quality_windows and len(validation):
+            self.captions = ValidationCaptions(
+                model, tokenizer, validation, t.quality_windows, cfg.model.use_reason,
+                cfg.dataset.max_caption_len, cfg.dataset.batch_size,
+            )
 
     # -- state ----------------------------------------------------------------------------
     def restore(self, batch_size_then: int | None = None) -> LoopState:
@@ -224,7 +232,8 @@ class Trainer:
                 while epoch < self.cfg.training.epochs and stopped is None:
                     train_loss, tokens, seconds = self._train_epoch(epoch, start, n_batches, sigint, elapsed)
                     val_loss, val_ppl, _ = self.evaluate()
-                    self._end_epoch(epoch, train_loss, val_loss, val_ppl, tokens, seconds, elapsed())
+                    quality = self.captions.score() if self.captions is not None else None
+                    self._end_epoch(epoch, train_loss, val_loss, val_ppl, tokens, seconds, elapsed(), quality)
                     position = (epoch + 1, self._step())
                     epoch, start = position[0], 0
                     if sigint.raised:
@@ -334,6 +343,7 @@ class Trainer:
         tokens: int,
         seconds: float,
         elapsed: float,
+        quality: EpochQuality | None = None,
     ) -> None:
         """History, TensorBoard, best model, epoch checkpoint and the epoch's summary line."""
         record = {
@@ -349,11 +359,14 @@ class Trainer:
         }
         if self.contrastive is not None:
             record.update(train_contrastive_loss=self._train_contrastive, **self.alignment)
+        if quality is not None:
+            record.update(quality.record())
         improved = self._keep_if_best(record)
         self.history.append(record)
         self._save_history()
         keys = ("train_loss", "train_ppl", "val_loss", "val_ppl", "tokens_per_s")
         keys += tuple(k for k in record if k == "train_contrastive_loss" or k in self.alignment)
+        keys += tuple(quality.record()) if quality is not None else ()
         self._writer.scalars(epoch + 1, {f"epoch/{key}": record[key] for key in keys})
         self._writer.flush()
         self.ckpt.save(epoch + 1, 0, elapsed)
@@ -362,8 +375,16 @@ class Trainer:
             f"epoch {epoch + 1}/{self.cfg.training.epochs}: train loss {train_loss:.4f} "
             f"ppl {record['train_ppl']:.2f} | val loss {val_loss:.4f} ppl {val_ppl:.2f} "
             f"(unigram {self.unigram_ppl:.2f}) | {record['tokens_per_s']:.0f} tok/s | "
-            f"{seconds:.1f}s{mark}{self._alignment_line(record)}"
+            f"{seconds:.1f}s{mark}{self._alignment_line(record)}{self._quality_line(quality)}"
         )
+
+    def _quality_line(self, quality: EpochQuality | None) -> str:
+        """`` | val captions (64, 0.4s): BLEU-4 41.2, exact 0.281`` (empty when off)."""
+        if quality is None:
+            return ""
+        s = quality.scores
+        return (f" | val captions ({s.captions}, {quality.seconds:.1f}s): BLEU-4 {s.bleu4:.1f}, "
+                f"exact {s.exact_match:.3f}")
 
     def _alignment_line(self, record: dict[str, Any]) -> str:
         """`` | contrastive train 1.23 val 1.45 | R@1 i2t 0.50 t2i 0.48`` (empty when off)."""

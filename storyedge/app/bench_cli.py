@@ -23,6 +23,9 @@ GATE_OPTIONS = {
     "gate_int8_dynamic_ppl_max": "int8_dynamic_ppl_ratio_max",
     "gate_int8_dynamic_top1_min": "int8_dynamic_top1_min",
     "gate_int8_ppl_max": "int8_ppl_ratio_max",
+    "gate_bleu_drop": "bleu_drop",
+    "gate_cider_drop": "cider_drop",
+    "gate_exact_match_drop": "exact_match_drop",
 }
 #: click parameter of each budget flag (``--budget-caption-ms`` → ``budget_caption_ms``) → Budgets field
 BUDGET_OPTIONS = {f"budget_{name}": name for name in BUDGET_LABELS}
@@ -74,7 +77,7 @@ def budget_options(command: click.Command) -> click.Command:
 @click.option("--latency-only", is_flag=True,
               help="Time the exported files only: no TF reference, no dataset, no parity (no TensorFlow import).")
 @click.option("--compare", "compare", type=click.Path(path_type=Path), default=None,
-              help="A previous report.json (or its directory): print latency and PPL-ratio deltas per backend.")
+              help="A previous report.json (or its directory): print latency, PPL-ratio and greedy BLEU-4 deltas per backend.")
 @click.option("--bandwidth-mb", type=int, default=256, show_default=True,
               help="Array size for the memory-bandwidth measurement (roofline floor).")
 @click.option("--gate-fp32-ppl-tol", type=float, default=None, help=f"fp32: |PPL ratio - 1| <= this [{constants.GATE_FP32_PPL_RATIO_TOL:g}].")
@@ -83,6 +86,11 @@ def budget_options(command: click.Command) -> click.Command:
 @click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help=f"int8-dynamic: PPL ratio <= this [{constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX:g}].")
 @click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help=f"int8-dynamic: top-1 agreement >= this [{constants.GATE_INT8_DYNAMIC_TOP1_MIN:g}].")
 @click.option("--gate-int8-ppl-max", type=float, default=None, help=f"static int8: PPL ratio <= this [{constants.GATE_INT8_PPL_RATIO_MAX:g}].")
+@click.option("--gate-bleu-drop", type=float, default=None, help=f"Every exported backend: BLEU-4 (0-100) at most this below the TF reference's [{constants.GATE_BLEU_DROP:g}].")
+@click.option("--gate-cider-drop", type=float, default=None, help=f"Every exported backend: CIDEr-D (0-10) at most this below the TF reference's [{constants.GATE_CIDER_DROP:g}].")
+@click.option("--gate-exact-match-drop", type=float, default=None, help=f"Every exported backend: caption exact-match rate at most this below the TF reference's [{constants.GATE_EXACT_MATCH_DROP:g}].")
+@click.option("--beam", type=int, default=None,
+              help="Also score beam-search captions with this many beams (per backend, per window) [bench.beam; 1: greedy only].")
 @budget_options
 def bench(
     exports: Path | None,
@@ -103,6 +111,7 @@ def bench(
     latency_only: bool,
     compare: Path | None,
     bandwidth_mb: int,
+    beam: int | None,
     fail_over_budget: bool,
     **limits: float | None,
 ) -> None:
@@ -112,7 +121,9 @@ def bench(
     precision) is a backend, ONNX once per available provider; the TF reference is rebuilt from
     the export's reference/ weights. Parity: teacher-forced PPL, PPL ratio, KL, top-1 and
     greedy-caption agreement, max |dlogit| on the eval windows, with gates (exit 1 after the
-    report when one fails). Latency: load, first inference, encoder, decoder step (percentiles),
+    report when one fails). Caption quality: each backend's greedy (and with --beam N, beam)
+    captions against the reference captions (exact match, BLEU-4, ROUGE-L, CIDEr-D) and its
+    delta against the TF reference, with drop gates. Latency: load, first inference, encoder, decoder step (percentiles),
     first token, greedy caption, tokens/s, size, RSS, and the roofline floor of a step. The
     summary names the fastest-caption, fastest-step and smallest backend that passes the gates;
     with --budget-* it also names the fastest one within every budget.
@@ -124,11 +135,15 @@ def bench(
     storyedge bench --exports exports/quickstart --budget-caption-ms 10 --budget-size-mb 5 --fail-over-budget
     """
     for name, value in (("--max-windows", max_windows), ("--threads", threads), ("--runs", runs),
-                        ("--caption-tokens", caption_tokens), ("--stories", stories), ("--bandwidth-mb", bandwidth_mb)):
+                        ("--caption-tokens", caption_tokens), ("--stories", stories), ("--bandwidth-mb", bandwidth_mb),
+                        ("--beam", beam)):
         if value is not None and value < 1:
             raise UserError(f"{name}: must be >= 1, got {value}")
     if warmup is not None and warmup < 0:
         raise UserError(f"--warmup: must be >= 0, got {warmup}")
+    for name in ("gate_bleu_drop", "gate_cider_drop", "gate_exact_match_drop"):
+        if limits.get(name) is not None and limits[name] < 0:
+            raise UserError(f"--{name.replace('_', '-')}: must be >= 0, got {limits[name]:g}")
     budgets = _budgets(limits, fail_over_budget)
     config = load_config(config_path) if config_path else None
     if random_init:
@@ -151,7 +166,7 @@ def bench(
         warmup=warmup, runs=runs, caption_tokens=caption_tokens, latency_only=latency_only,
         backends=backends, compare=compare, bandwidth_mb=bandwidth_mb,
         gate_overrides={GATE_OPTIONS[k]: v for k, v in limits.items()},
-        budgets=budgets, fail_over_budget=fail_over_budget,
+        budgets=budgets, fail_over_budget=fail_over_budget, beam=beam,
     )
     run_bench(opts, echo=click.echo)
 

@@ -76,14 +76,35 @@ def full_report(bench_env: BenchEnv, tmp_path_factory: pytest.TempPathFactory) -
 
 def test_report_files_written(full_report: FullReport) -> None:
     out, report, md = full_report
-    for name in ("report.json", "report.md", "step_latency.png", "ppl_ratio.png"):
+    for name in ("report.json", "report.md", "step_latency.png", "ppl_ratio.png", "pareto.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "step_latency.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Parity vs `tf-reference`" in md and "## Latency" in md and "Roofline" in md and "## Summary" in md
-    assert json.loads((out / "report.json").read_text())["schema_version"] == "1.0"
-    assert report.failed_gates == [] and report.plots == ["step_latency.png", "ppl_ratio.png"]
+    assert json.loads((out / "report.json").read_text())["schema_version"] == "1.1"
+    assert report.failed_gates == [] and report.plots == ["step_latency.png", "ppl_ratio.png", "pareto.png"]
     assert report.parity is not None and report.parity.windows >= 1 and report.parity.tokens > 0
     assert report.samples and set(report.samples[0].greedy) == {b.name for b in report.backends}
+
+
+def test_caption_quality_for_every_backend_with_deltas_against_the_reference(full_report: FullReport) -> None:
+    _, report, md = full_report
+    q = report.quality
+    assert q is not None and q.windows == report.parity.windows and q.decodings == ["greedy"]
+    ref = report.reference_result.caption_quality("greedy")
+    assert ref is not None and ref.delta is None and ref.scores.captions == q.windows
+    for b in report.backends:
+        own = b.caption_quality("greedy")
+        assert own is not None, b.name
+        s = own.scores
+        assert 0 <= s.exact_match <= 1 and 0 <= s.bleu4 <= 100 and 0 <= s.rouge_l <= 1 and 0 <= s.cider_d <= 10
+        if b.reference:
+            continue
+        for metric in ("exact_match", "bleu4", "rouge_l", "cider_d"):
+            assert own.delta.value(metric) == pytest.approx(s.value(metric) - ref.scores.value(metric), abs=1e-12)
+        assert set(own.gates) == {"bleu4_delta", "cider_d_delta", "exact_match_delta"}
+        if b.precision == "fp32":  # the same greedy captions as the reference: no delta at all
+            assert b.parity.greedy_agreement == 1.0 and own.delta.bleu4 == 0.0 and own.delta.exact_match == 0.0
+    assert "## Caption quality" in md
 
 
 def test_summary_of_a_full_run(full_report: FullReport) -> None:
@@ -348,6 +369,28 @@ def test_incompatible_config(bench_env: BenchEnv, tmp_path: Path, capsys: pytest
     assert "model.decoder_hidden_dim" in err
 
 
+def test_beam_captions_scored_per_backend(bench_env: BenchEnv, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "beam"
+    code, stdout, _ = run_cli(capsys, "bench", "--exports", bench_env.exports, "--out", out, "--backends",
+                              "tflite-fp32", "--beam", "2", "--max-windows", "3", *FAST, *RELAXED)
+    assert code == 0
+    report = read_report(out)
+    assert report.settings.beam == 2 and report.quality.decodings == ["greedy", "beam2"]
+    for b in report.backends:
+        assert [q.decoding for q in b.quality] == ["greedy", "beam2"]
+    assert "beam2" in stdout
+
+
+def test_cider_gate_without_pycocoevalcap_exits_2(bench_env: BenchEnv, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pycocoevalcap", None)
+    code, _, err = run_cli(capsys, "bench", "--exports", bench_env.exports, "--out", tmp_path / "x", *FAST)
+    assert code == 2 and "pycocoevalcap" in err and "gate_cider_drop" in err and "Traceback" not in err
+    assert not (tmp_path / "x" / "report.json").exists()
+
+
 def test_bad_flags(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--runs" in _bench_fails(capsys, bench_env.exports, tmp_path, "--runs", "0")
     code, _, err = run_cli(capsys, "bench", "--out", tmp_path)
@@ -359,6 +402,9 @@ def test_bad_flags(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.CaptureFi
                                                               "--budget-caption-ms", "0")
     assert "--fail-over-budget needs at least one budget" in _bench_fails(capsys, bench_env.exports, tmp_path,
                                                                           "--fail-over-budget")
+    assert "--beam" in _bench_fails(capsys, bench_env.exports, tmp_path, "--beam", "0")
+    assert "--gate-bleu-drop: must be >= 0" in _bench_fails(capsys, bench_env.exports, tmp_path,
+                                                            "--gate-bleu-drop", "-1")
 
 
 # -------------------------------------------------------------------------------- generate

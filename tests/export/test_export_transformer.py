@@ -20,7 +20,8 @@ TRANSFORMER = {"model.decoder": "transformer", "model.decoder_layers": 2, "model
                "model.decoder_ff_dim": 32}
 #: bench flags of the bench tests (tests/bench/bench_testutil.py FAST + RELAXED: random weights).
 FAST = ["--warmup", "1", "--runs", "3", "--bandwidth-mb", "16", "--threads", "1"]
-RELAXED = ["--gate-int8-dynamic-ppl-max", "100", "--gate-int8-dynamic-top1-min", "0"]
+RELAXED = ["--gate-int8-dynamic-ppl-max", "100", "--gate-int8-dynamic-top1-min", "0",
+           "--gate-bleu-drop", "100", "--gate-cider-drop", "10", "--gate-exact-match-drop", "1"]
 
 
 @dataclass

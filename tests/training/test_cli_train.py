@@ -54,7 +54,8 @@ def trained(tiny_data_dir, tmp_path_factory):
     run_dir = root / "run"
     config = write_config(
         root / "tiny.yaml",
-        tiny_config_dict(tiny_data_dir, run_dir, training={"epochs": EPOCHS, "checkpoint_every_steps": 5}),
+        tiny_config_dict(tiny_data_dir, run_dir,
+                         training={"epochs": EPOCHS, "checkpoint_every_steps": 5, "quality_windows": 16}),
     )
     code, out, err = run_cli("train", "--config", str(config), "--no-progress")
     assert code == 0, err
@@ -113,6 +114,43 @@ def test_tensorboard_scalars(trained):
         assert tag in scalars, sorted(scalars)
     assert [s for s, _ in scalars["epoch/val_loss"]] == [r["epoch"] for r in history]
     assert scalars["epoch/val_loss"][-1][1] == pytest.approx(history[-1]["val_loss"], rel=1e-6)
+
+
+def test_validation_caption_quality_every_epoch(trained):
+    """exact match and BLEU-4 in history.json / .csv, TensorBoard and the epoch line; the best
+    bundle's greedy captions rescored give its epoch's figures."""
+    from storyedge.captions.generate import texts, window_captions
+    from storyedge.captions.scoring import score_captions
+    from storyedge.data.loading import load_story_splits
+    from storyedge.data.pipeline import encode_windows
+    from storyedge.run_dir import load_bundle
+    from storyedge.runtime.tf_reference import TFReferenceBackend
+    from storyedge.training.tensorboard import read_scalars
+
+    run_dir, config, out = trained
+    history = json.loads((run_dir / "history.json").read_text())["epochs"]
+    for record in history:
+        assert 0.0 <= record["val_exact_match"] <= 1.0 and 0.0 <= record["val_bleu4"] <= 100.0
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert header[-2:] == ["val_exact_match", "val_bleu4"]
+    scalars = read_scalars(run_dir / "tensorboard")
+    for key in ("val_exact_match", "val_bleu4"):
+        assert [v for _, v in scalars[f"epoch/{key}"]] == pytest.approx([r[key] for r in history], rel=1e-6)
+    assert out.count("val captions (") == EPOCHS
+    bundle = load_bundle(run_dir, expected_config=load_config(config))
+    cfg, tok = bundle.config, bundle.tokenizer
+    windows = encode_windows(load_story_splits(cfg.dataset)["validation"], tok, cfg.dataset).take(
+        cfg.training.quality_windows)
+    inputs = {"frames": windows.frames, "captions": windows.captions}
+    if cfg.model.use_reason:
+        inputs["reason"] = windows.reason
+    backend = TFReferenceBackend(bundle.model, batch=3)  # another static batch: the same greedy captions
+    ids = window_captions(backend, inputs, batch=3, bos_id=tok.bos_id, eos_id=tok.eos_id,
+                          max_new=cfg.dataset.max_caption_len - 1)
+    scores = score_captions(texts(tok, ids), texts(tok, [row[1:] for row in windows.target]))
+    best = next(r for r in history if r["epoch"] == bundle.meta["epoch"])
+    assert scores.bleu4 == pytest.approx(best["val_bleu4"], abs=1e-9)
+    assert scores.exact_match == pytest.approx(best["val_exact_match"], abs=1e-12)
 
 
 def test_best_bundle_reproduces_its_validation_loss(trained):

@@ -35,7 +35,9 @@ TINY = {
         "decoder_hidden_dim": 16,
         "attention_heads": 2,
     },
-    "training": {"epochs": 2, "log_interval": 4, "lr": 0.01},
+    # validation captions off: tracing their graphs costs seconds per run; the runs that check
+    # them turn them on
+    "training": {"epochs": 2, "log_interval": 4, "lr": 0.01, "quality_windows": 0},
 }
 
 
