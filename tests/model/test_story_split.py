@@ -15,9 +15,8 @@ from storyedge.runtime.tf_reference import TFReferenceBackend
 
 VOCAB = 40
 
+#: (the plain reason-in-context LSTM model is covered by the sliding-window test below and the export tests)
 VARIANTS = {
-    "lstm": {},
-    "reason": {"model.use_reason": True},
     "reason-in-fusion": {"model.use_reason": True, "model.use_reason_in_fusion": True},
     "text-only": {"model.fusion": "text_only"},
     "transformer-reason": {"model.use_reason": True, "model.decoder": "transformer", "model.decoder_hidden_dim": 8,
@@ -42,6 +41,12 @@ def test_story_graphs_compose_to_the_encoder(variant: str, make_config: Callable
     assert sorted(got) == sorted(full)
     for name in full:
         assert np.max(np.abs(got[name] - full[name])) < 1e-5, name
+    if variant == "reason-in-fusion":
+        with pytest.raises(ValueError, match="reason_vec"):
+            model.encode_frame(inputs["frames"][:, 0], inputs["captions"][:, 0])
+        assert [s.name for s in story_fn(model, "frame_encoder").input_signature] == ["frame", "caption", "reason_vector"]
+    if variant == "text-only":
+        assert [s.name for s in story_fn(model, "frame_encoder").input_signature] == ["caption"]
 
 
 def test_sliding_window_reuses_cached_frames(make_config: Callable[..., Config],
@@ -65,13 +70,3 @@ def test_sliding_window_reuses_cached_frames(make_config: Callable[..., Config],
     full = encoder_fn(model)(*window)
     for name, value in full.items():
         assert np.max(np.abs(got[name] - value.numpy())) < 1e-5, name
-
-
-def test_frame_graph_needs_the_reason_vector_when_it_is_fused(make_config: Callable[..., Config],
-                                                              make_inputs: Callable[..., dict]) -> None:
-    cfg = make_config(**{"model.use_reason": True, "model.use_reason_in_fusion": True})
-    model = build_model(cfg, VOCAB, 0)
-    inputs = make_inputs(cfg, VOCAB, batch=1)
-    with pytest.raises(ValueError, match="reason_vec"):
-        model.encode_frame(inputs["frames"][:, 0], inputs["captions"][:, 0])
-    assert [s.name for s in story_fn(model, "frame_encoder").input_signature] == ["frame", "caption", "reason_vector"]
