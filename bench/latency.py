@@ -60,7 +60,9 @@ try:
 except ImportError:  # Windows: psutil's peak_wset instead
     resource = None  # type: ignore[assignment]
 
-BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8-dynamic": 1, "int8": 1}
+#: int4: 4 bits + one 16-bit scale per 32 weights (the default block; an ONNX file's float32
+#: scales add 1/16 byte more).
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8-dynamic": 1, "int8": 1, "int4": 0.5625}
 #: where Linux describes cpu0's caches (index*/level, index*/size)
 SYSFS_CPU_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
 CACHE_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -177,7 +179,7 @@ def last_level_cache_bytes(base: Path = SYSFS_CPU_CACHE) -> int | None:
 def step_weight_bytes(counts: dict[str, int], precision: str) -> int:
     """Bytes a decoder step reads at a precision (embedding row at the matrix precision)."""
     bpw = BYTES_PER_WEIGHT.get(precision, 4)
-    return (counts["matrix_params"] + counts["embedding_row"]) * bpw + counts["vector_params"] * 4
+    return int((counts["matrix_params"] + counts["embedding_row"]) * bpw + counts["vector_params"] * 4)
 
 
 def roofline_floor_ms(weight_bytes: int, read_gbps: float) -> float:
@@ -250,7 +252,7 @@ def timed_caption(
     for i in range(tokens):
         t0 = clock()
         logits, state = backend.step(token, state)
-        token = logits.argmax(axis=-1).astype(np.int32)
+        token = backend.token_ids(logits.argmax(axis=-1))
         t1 = clock()
         steps.append(t1 - t0)
         if i == 0:

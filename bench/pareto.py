@@ -21,7 +21,7 @@ from typing import Any
 
 from storyedge.bench.results import BackendResult, BenchReport
 
-PRECISION_COLORS = {"fp32": "#4c72b0", "fp16": "#55a868", "int8-dynamic": "#dd8452", "int8": "#c44e52"}
+PRECISION_COLORS = {"fp32": "#4c72b0", "fp16": "#55a868", "int8-dynamic": "#dd8452", "int8": "#c44e52", "int4": "#8172b3"}
 GATE_STYLES = ("--", ":", "-.", (0, (5, 1)))
 
 

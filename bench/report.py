@@ -99,6 +99,20 @@ def parity_rows(report: BenchReport) -> Table:
     return headers, rows
 
 
+def coverage_rows(report: BenchReport) -> Table:
+    """Per exported file a backend runs: portability, ops per compute class, weight MB per dtype."""
+    headers = ["backend", "file", "portable", "integer", "hybrid", "fp16", "float", "weights (MB by dtype)",
+               "float ops / contrib ops"]
+    rows = []
+    for b in report.backends:
+        for c in b.coverage:
+            weights = ", ".join(f"{k} {v / 1e6:.3f}" for k, v in sorted(c.weight_bytes.items(), key=lambda kv: -kv[1]))
+            extra = ("contrib: " + ",".join(c.nonportable_ops)) if c.nonportable_ops else ",".join(c.float_ops[:6])
+            rows.append([b.name, c.path, _fmt(c.portable), *(str(c.compute.get(k, 0)) for k in
+                         ("integer", "hybrid", "fp16", "float")), weights or "-", extra or "-"])
+    return headers, rows
+
+
 def latency_rows(report: BenchReport) -> Table:
     """Latency per backend (p50s unless named), memory, and the step against the roofline floor."""
     headers = [
@@ -246,6 +260,11 @@ def terminal_text(report: BenchReport) -> str:
     parts.append(_table(latency_rows(report)))
     if story_rows(report)[1]:
         parts += [f"\n{STORY_TITLE}", _table(story_rows(report))]
+    parts += ["\n" + "\n".join(section) for section in _extra_sections(report, markdown=False) if section]
+    coverage = coverage_rows(report)
+    if coverage[1]:
+        parts.append("\nCoverage (ops per compute class; portable = TFLite builtins / ONNX standard domain only)")
+        parts.append(_table(coverage))
     budget = _budget_lines(report, markdown=False)
     if budget:
         parts.append("\n" + "\n".join(budget))
@@ -289,6 +308,19 @@ def markdown_text(report: BenchReport) -> str:
     lines += _markdown_latency(report)
     if story_rows(report)[1]:
         lines += ["### Story mode", "", STORY_TITLE + ".", "", _table(story_rows(report), markdown=True), ""]
+    for section in _extra_sections(report, markdown=True):
+        if section:
+            lines += ["### " + section[0], "", *section[1:], ""]
+    coverage = coverage_rows(report)
+    if coverage[1]:
+        lines += [
+            "## Coverage", "",
+            "What each file really is: ops computing on integer activations (integer), on float activations with "
+            "quantized weights (hybrid: dynamic range, int4 weight-only), in float16 (fp16), in float32 (float); "
+            "weight bytes per storage dtype; portable = TFLite builtins only / ONNX standard domain only "
+            "(no com.microsoft contrib op).", "",
+            _table(coverage, markdown=True), "",
+        ]
     title, *body = summary_lines(report, markdown=True)
     lines += ["## Summary", "", title, ""]
     for paragraph in body:
@@ -343,6 +375,11 @@ def _markdown_latency(report: BenchReport) -> list[str]:
         f"{roof.fp32_weight_bytes / 1e6:.2f} MB in fp32 → floor {roof.fp32_floor_ms:.4f} ms; "
         f"int8 {roof.int8_weight_bytes / 1e6:.2f} MB → {roof.int8_floor_ms:.4f} ms. {roof.note}", "",
     ]
+
+
+def _extra_sections(report: BenchReport, markdown: bool) -> list[list[str]]:
+    """The compute floor, the per-op profiles and the shortlist parity (see :mod:`.report_floors`)."""
+    return [floor_lines(report, markdown), profile_lines(report, markdown), shortlist_lines(report, markdown)]
 
 
 def _source_text(source: dict[str, Any]) -> str:
@@ -489,3 +526,7 @@ def compare_text(compare: Comparison) -> str:
     if compare.only_new:
         parts.append("only in the new report: " + ", ".join(compare.only_new))
     return "\n".join(parts)
+
+
+# The compute-floor / profile / shortlist sections use this module's table helpers: imported last.
+from storyedge.bench.report_floors import floor_lines, profile_lines, shortlist_lines  # noqa: E402

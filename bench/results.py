@@ -28,7 +28,8 @@ from storyedge.captions.scores import CaptionDelta, CaptionScores
 from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
-SCHEMA_VERSION = "1.1"
+#: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``. Older reports are read as they are.
+SCHEMA_VERSION = "1.2"
 REPORT_KIND = "bench report"
 
 
@@ -125,7 +126,7 @@ class Roofline:
     """One backend's decoder step against the roofline floor (multiples use the step p50)."""
 
     weight_bytes: int
-    bytes_per_weight: int
+    bytes_per_weight: float
     floor_ms: float
     step_vs_floor: float
     step_vs_fp32_floor: float
@@ -138,6 +139,121 @@ class Roofline:
     def floor_binds(self) -> bool:
         """Whether the floor is a real lower bound (weights not known to stay in the cache)."""
         return self.fits_in_llc is not True
+
+
+# ------------------------------------------------------------------- compute floor, profile
+
+
+@dataclass
+class ComputePeak:
+    """A MAC rate measured in the run: one matmul ``[M, K] x [K, N]`` in one runtime at one precision."""
+
+    runtime: str
+    #: ``fp32`` or ``int8`` (int8: the runtime's dynamic-range int8 kernel for that product)
+    precision: str
+    #: ``encoder`` (a GEMM of the encoder's caption-LSTM input product) or ``step`` (the step's batch-row GEMV)
+    role: str
+    shape: list[int]
+    #: best of the timed repeats (mean per call within a repeat), ms per matmul call
+    ms: float
+    #: MACs / (ms - overhead_ms): the kernel's rate
+    macs_per_s: float
+    #: the runtime's fixed cost per call (a 1x1 product), left out of the rate
+    overhead_ms: float = 0.0
+
+
+@dataclass
+class ComputeFloors:
+    """MACs of the graphs (counted from the configuration) and the MAC rates measured in the run."""
+
+    encoder_macs: dict[str, int]
+    encoder_total_macs: int
+    #: matrix weights the encoder reads (bytes side of its floor)
+    encoder_weights: int
+    step_macs: dict[str, int]
+    step_total_macs: int
+    peaks: list[ComputePeak]
+    note: str
+
+    def peak(self, runtime: str, precision: str, role: str) -> ComputePeak | None:
+        """The peak of a (runtime, precision, role), if measured."""
+        return next((p for p in self.peaks if (p.runtime, p.precision, p.role) == (runtime, precision, role)), None)
+
+
+@dataclass
+class GraphFloor:
+    """One graph (encoder or step) of one backend against its binding floor."""
+
+    macs: int
+    #: MACs / the measured peak of its runtime, precision and shape role
+    compute_floor_ms: float
+    #: the runtime / precision of the peak used
+    peak: str
+    #: weight bytes read ÷ DRAM read bandwidth (the bytes floor; binds only when they exceed the LLC)
+    bytes_floor_ms: float
+    weight_bytes: int
+    #: ``compute`` or ``bytes``: the floor that binds (bytes where the weights exceed the LLC: the larger)
+    binding: str
+    floor_ms: float
+    #: p50 / floor_ms
+    vs_floor: float
+
+
+@dataclass
+class BackendFloors:
+    """A backend's encoder and step as multiples of their binding floors."""
+
+    encoder: GraphFloor
+    step: GraphFloor
+
+
+@dataclass
+class OpShare:
+    """One op type's time in a graph: per call of the graph, and its share of the graph's time."""
+
+    op: str
+    ms_per_call: float
+    share: float
+    nodes: int
+
+
+@dataclass
+class GraphProfile:
+    """Per-op profile of one graph over ``calls`` calls (``ms_per_call``: the graph's mean time)."""
+
+    calls: int
+    ms_per_call: float
+    top: list[OpShare]
+    #: share of the graph's time the op rows cover (the rest: runtime overhead between ops)
+    covered: float
+
+
+@dataclass
+class OpProfile:
+    """What the runtime let the bench measure per op (``source``) and what it could not (``note``)."""
+
+    source: str
+    encoder: GraphProfile | None
+    step: GraphProfile | None
+    note: str
+    #: where the raw profile was written (ONNX Runtime's JSON), relative to the report
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ShortlistParity:
+    """Parity of a vocabulary-shortlist backend, on the shortlist (full-vocabulary PPL is not comparable)."""
+
+    size: int
+    vocab_size: int
+    #: targets (non-pad, after BOS) outside the shortlist: excluded from the shortlist PPLs
+    targets_outside: int
+    targets: int
+    #: PPL over in-shortlist targets, softmax over the shortlist: reference (its logits at the
+    #: shortlist ids) and this backend
+    reference_ppl: float
+    ppl: float
+    ppl_ratio: float
 
 
 # -------------------------------------------------------------------------------- parity
@@ -198,6 +314,8 @@ class Gates:
     int8_dynamic_ppl_ratio_max: float = constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX
     int8_dynamic_top1_min: float = constants.GATE_INT8_DYNAMIC_TOP1_MIN
     int8_ppl_ratio_max: float = constants.GATE_INT8_PPL_RATIO_MAX
+    int4_ppl_ratio_max: float = constants.GATE_INT4_PPL_RATIO_MAX
+    int4_top1_min: float = constants.GATE_INT4_TOP1_MIN
     #: caption-quality gates (None: off): delta = metric(backend) - metric(reference) >= -drop
     bleu_drop: float | None = constants.GATE_BLEU_DROP
     cider_drop: float | None = constants.GATE_CIDER_DROP
@@ -213,6 +331,8 @@ class Gates:
             int8_dynamic_ppl_ratio_max=bench.gate_int8_dynamic_ppl_ratio_max,
             int8_dynamic_top1_min=bench.gate_int8_dynamic_top1_min,
             int8_ppl_ratio_max=bench.gate_int8_ppl_ratio_max,
+            int4_ppl_ratio_max=getattr(bench, "gate_int4_ppl_ratio_max", constants.GATE_INT4_PPL_RATIO_MAX),
+            int4_top1_min=getattr(bench, "gate_int4_top1_min", constants.GATE_INT4_TOP1_MIN),
             bleu_drop=bench.gate_bleu_drop,
             cider_drop=bench.gate_cider_drop,
             exact_match_drop=bench.gate_exact_match_drop,
@@ -234,6 +354,9 @@ class Gates:
                     ("top1_agreement", ">=", self.int8_dynamic_top1_min)]
         if precision == "int8":
             return [("ppl_ratio", "<=", self.int8_ppl_ratio_max)]
+        if precision == "int4":
+            return [("ppl_ratio", "<=", self.int4_ppl_ratio_max),
+                    ("top1_agreement", ">=", self.int4_top1_min)]
         return []
 
     def apply(self, result: ParityStats) -> ParityStats:
@@ -369,6 +492,25 @@ class BudgetVerdict:
     within: bool | None
 
 
+# ------------------------------------------------------------------------------ coverage
+
+
+@dataclass
+class FileCoverage:
+    """What one file a backend runs really is (from the export manifest's coverage)."""
+
+    path: str
+    #: TFLite builtins only / ONNX standard domain only; None: the manifest predates coverage
+    portable: bool | None
+    #: compute class (integer, hybrid, fp16, float, convert) → op count
+    compute: dict[str, int] = field(default_factory=dict)
+    #: storage dtype → bytes of the weights kept in it
+    weight_bytes: dict[str, int] = field(default_factory=dict)
+    nonportable_ops: list[str] = field(default_factory=list)
+    #: ops (by type) that compute in float32
+    float_ops: list[str] = field(default_factory=list)
+
+
 # ------------------------------------------------------------------------------ backends
 
 
@@ -403,8 +545,22 @@ class BackendResult:
     budgets: list[BudgetVerdict] = field(default_factory=list)
     #: story mode's next caption (None: the backend has no story-mode graphs)
     story: StoryLatency | None = None
+    #: encoder and step against their binding floors (compute or bytes)
+    floors: BackendFloors | None = None
+    #: ``--profile``: the per-op profile
+    profile: OpProfile | None = None
+    #: vocabulary-shortlist backends: ids the step's logits cover, and parity on the shortlist
+    shortlist: ShortlistParity | None = None
+    #: per file it runs: compute classes, weight bytes per dtype, portability (report 1.2)
+    coverage: list[FileCoverage] = field(default_factory=list)
     #: caption quality per decoding (greedy first); empty under --latency-only
     quality: list[CaptionQuality] = field(default_factory=list)
+
+    @property
+    def portable(self) -> bool | None:
+        """Every file it runs is portable (None: unknown, or the in-memory reference)."""
+        flags = [c.portable for c in self.coverage]
+        return None if not flags or None in flags else all(flags)
 
     @property
     def size_mb(self) -> float | None:
@@ -572,6 +728,8 @@ class BenchReport:
     plots: list[str] = field(default_factory=list)
     quality: QualitySummary | None = None
     schema_version: str = SCHEMA_VERSION
+    #: the compute floor: MACs counted from the configuration, peaks measured in the run
+    compute: ComputeFloors | None = None
 
     def backend(self, name: str) -> BackendResult | None:
         """The result of the backend called ``name``, if it ran."""

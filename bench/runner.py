@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storyedge import __version__
+from storyedge.bench.floors import floor_stage, profile_stage
 from storyedge.bench.inputs import synthetic_inputs, window_dict
 from storyedge.bench.latency import (
     backend_roofline,
@@ -44,6 +45,7 @@ from storyedge.bench.latency import (
 )
 from storyedge.bench.parity import ParityRun, run_parity
 from storyedge.bench.quality import QualityOutcome, check_gates_measurable, reference_texts, score_backends
+from storyedge.bench.shortlist import shortlist_parity
 from storyedge.bench.report import compare_reports, compare_text, load_report, report_path, terminal_text, write_reports
 from storyedge.bench.results import (
     BackendResult,
@@ -56,6 +58,7 @@ from storyedge.bench.results import (
     ParitySummary,
     Sample,
     Settings,
+    ShortlistParity,
     StepFloors,
 )
 from storyedge.bench.story_latency import measure_story_latency
@@ -64,6 +67,7 @@ from storyedge.config import BenchConfig, Config
 from storyedge.devices import import_tensorflow, set_tf_threads
 from storyedge.errors import CheckFailed, DataError, UserError
 from storyedge.runtime import Backend, BackendSpec, ExportDir, backend_plans, build_reference, load_backend, open_export
+from storyedge.bench.coverage import backend_coverage
 from storyedge.runtime import select_specs
 from storyedge.runtime.export_dir import REFERENCE_NEEDS_TF
 
@@ -107,6 +111,8 @@ class BenchOptions:
     budgets: Budgets = field(default_factory=Budgets)
     #: exit 1 (after writing) when no backend passing the gates is within every set budget
     fail_over_budget: bool = False
+    #: per-op profile of every exported backend (ONNX Runtime's profiler; LiteRT's measurable pieces)
+    profile: bool = False
     #: also score beam-search captions with this many beams (None: bench.beam; 1: greedy only)
     beam: int | None = None
 
@@ -138,6 +144,8 @@ class LoadedBackend:
     first_step_ms: float
     rss_before_mb: float
     rss_after_mb: float
+    #: the exported backend's spec (None: the reference)
+    spec: BackendSpec | None = None
 
 
 @dataclass
@@ -149,6 +157,8 @@ class ParityOutcome:
     samples: list[Sample]
     #: the raw run (every window's greedy captions, for caption quality)
     run: ParityRun | None = None
+    #: vocabulary-shortlist backends: parity on the shortlist (they have no full-vocabulary parity)
+    shortlist: dict[str, ShortlistParity] = field(default_factory=dict)
 
 
 def resolve_budgets(flags: Budgets, bench: BenchConfig) -> Budgets:
@@ -238,6 +248,7 @@ def load_backends(plan: Plan, inputs: dict[str, Any], echo: Callable[[str], Any]
         loaded.append(_new_backend(
             lambda: load_backend(spec, threads, providers), inputs, bos_id, layout=spec.layout, providers=providers,
             reference=False, decoder_file_bytes=spec.decoder_path.stat().st_size if spec.layout != "multi" else None,
+            spec=spec,
         ))
     return loaded
 
@@ -247,7 +258,8 @@ def parity_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any
     """Teacher-forced parity of every exported backend against the reference, gates applied."""
     tok = plan.export.tokenizer
     reference = next(item.backend for item in loaded if item.reference)
-    others = [item.backend for item in loaded if not item.reference]
+    others = [item.backend for item in loaded if not item.reference and item.backend.vocab_ids is None]
+    shortlisted = [item.backend for item in loaded if not item.reference and item.backend.vocab_ids is not None]
     echo(f"parity on {len(windows['target'])} windows x {len(others) + 1} backends ...")
     run = run_parity(
         reference, others, windows, batch=plan.settings.batch, pad_id=tok.pad_id, bos_id=tok.bos_id,
@@ -261,7 +273,12 @@ def parity_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any
         Sample(s.window, tok.decode(s.target[1:]), {name: tok.decode(ids) for name, ids in s.greedy.items()})
         for s in run.samples
     ]
-    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples, run)
+    shortlist = {}
+    if shortlisted:
+        echo(f"shortlist parity on {len(windows['target'])} windows x {len(shortlisted)} backends ...")
+        shortlist = shortlist_parity(reference, shortlisted, windows, batch=plan.settings.batch, pad_id=tok.pad_id,
+                                     vocab_size=plan.export.vocab_size)
+    return ParityOutcome(summary, {r.backend: r for r in run.results}, samples, run, shortlist)
 
 
 def quality_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any], parity: ParityOutcome,
@@ -269,7 +286,8 @@ def quality_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, An
     """Caption quality of every backend (parity's greedy captions, beam ones when asked), gates applied."""
     assert parity.run is not None
     reference = next(item.backend for item in loaded if item.reference)
-    others = [item.backend for item in loaded if not item.reference]
+    # vocabulary-shortlist backends have no parity run (their parity is on the shortlist)
+    others = [item.backend for item in loaded if not item.reference and item.backend.vocab_ids is None]
     echo(f"caption quality on {len(references)} windows x {len(others) + 1} backends ...")
     return score_backends(
         reference, others, parity.run.captions, references, tokenizer=plan.export.tokenizer, gates=plan.gates,
@@ -301,6 +319,7 @@ def time_backends(
             parity=parity.get(b.name),
         )
         result.budgets = budget_verdicts(result, s.budgets)
+        result.coverage = backend_coverage(plan.export, next((x for x in plan.specs if x.name == b.name), None))
         result.story = measure_story_latency(b, inputs, plan.export.tokenizer.bos_id, s.caption_tokens, s.warmup,
                                              s.runs, latency)
         results.append(result)
@@ -400,7 +419,13 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
     results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
                             parity.by_backend if parity else {}, echo)
+    for r in results:
+        r.shortlist = parity.shortlist.get(r.name) if parity else None
+    compute = floor_stage(plan, results, bandwidth, floors, echo)
+    if opts.profile:
+        profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)
     report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb, quality)
+    report.compute = compute
     report.notes.append(f"baseline_rss_mb measured in {baseline_how}.")
     write_and_check(report, opts.out, echo)
     return report

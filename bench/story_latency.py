@@ -34,7 +34,7 @@ def _timed_story_caption(story: StoryEncoder, frame: dict[str, np.ndarray], bos_
     token = np.full((state_batch(state),), bos_id, np.int32)
     for _ in range(tokens):
         logits, state = backend.step(token, state)
-        token = logits.argmax(axis=-1).astype(np.int32)
+        token = backend.token_ids(logits.argmax(axis=-1))  # a shortlist step: logit index -> vocabulary id
     end = clock()
     return after_frame - start, after_story - start, end - start
 

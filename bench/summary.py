@@ -54,7 +54,8 @@ def budget_verdicts(result: BackendResult, budgets: Budgets) -> list[BudgetVerdi
 
 def eligible(results: list[BackendResult], parity_checked: bool) -> list[BackendResult]:
     """The exported backends a pick may name: passing every gate (all of them without parity)."""
-    exported = [b for b in results if not b.reference]
+    # Vocabulary-shortlist backends are reported beside the full-vocabulary ones, never picked.
+    exported = [b for b in results if not b.reference and b.layout != "shortlist"]
     if not parity_checked:
         return exported
     return [b for b in exported if b.parity is not None and b.parity.passed and b.quality_passed]

@@ -7,8 +7,8 @@ laid out as in :mod:`storyedge.manifest`::
     OUT/manifest.json
     OUT/tokenizer/                        BertTokenizerFast-loadable
     OUT/reference/model.weights.h5        + config.yaml: the TF reference (bench, parity)
-    OUT/tflite/{encoder,decoder_step,multi}.{fp32,fp16,int8-dynamic,int8}.tflite
-    OUT/onnx/{encoder,decoder_step}.{fp32,int8-dynamic}.onnx
+    OUT/tflite/{encoder,decoder_step,multi}.{fp32,fp16,int8-dynamic,int8,int4}.tflite
+    OUT/onnx/{encoder,decoder_step}.{fp32,fp16,int8-dynamic,int8,int4}.onnx
     OUT/rejected/<format>/...             files that failed validation (manifest "rejected")
 
 The steps, one module each: the plan (:mod:`.plan`: arguments resolved and checked), the
@@ -37,10 +37,18 @@ from storyedge.export.context import REJECTED_DIR, ExportContext
 from storyedge.export.manifest_build import assemble_manifest
 from storyedge.export.onnx_build import build_onnx
 from storyedge.export.outdir import check_out_dir, staging_dir
-from storyedge.export.plan import ListArg, default_calibration_windows, make_plan, parse_formats, parse_quantize
+from storyedge.export.plan import (
+    ListArg,
+    check_int4_block,
+    default_calibration_windows,
+    make_plan,
+    parse_formats,
+    parse_quantize,
+)
 from storyedge.export.progress import Listener, make_progress
 from storyedge.export.reference import open_context
 from storyedge.export.rejection import reject_failed
+from storyedge.export.shortlist import add_shortlist, resolve_shortlist
 from storyedge.export.story_build import story_graph_names
 from storyedge.export.report import format_table
 from storyedge.export.tflite_build import build_tflite
@@ -57,7 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover
 VALIDATION_DATA_KEYS = ("name", "path", "schema", "frames_key", "captions_key", "reason_key",
                         "validation_fraction", "synthetic_stories", "synthetic_seed")
 #: Export keys a ``--config`` given to :func:`export_from_checkpoint` sets.
-EXPORT_KEYS = ("formats", "quantize", "batch", "opset", "atol", "validation_windows", "story_mode")
+EXPORT_KEYS = ("formats", "quantize", "batch", "opset", "atol", "validation_windows", "calibration_method",
+               "int4_block_size", "portable", "story_mode")
 VALIDATION_DATA = ("split", "synthetic")
 
 
@@ -76,27 +85,35 @@ def export_model(
     validation: "WindowArrays | None" = None,
     validation_windows: int | None = None,
     calibration_windows: int | None = None,
+    calibration_method: str | None = None,
+    int4_block_size: int | None = None,
+    portable: bool | None = None,
     overwrite: bool = False,
     source: dict[str, Any] | None = None,
     reference_dir: str | Path | None = None,
     progress: bool = True,
     on_progress: Listener | None = None,
     story_mode: bool | None = None,
+    vocab_shortlist: str | Path | None = None,
 ) -> Manifest:
     """Export ``model`` to ``out_dir``; returns the written :class:`Manifest`.
 
     ``formats`` (``tflite``, ``onnx``, ``all``), ``quantize`` (``none``, ``fp16``,
-    ``int8-dynamic``, ``int8``), ``batch``, ``opset``, ``atol`` and ``validation_windows`` default
+    ``int8-dynamic``, ``int8``, ``int4``), ``batch``, ``opset``, ``atol`` and ``validation_windows`` default
     to ``config.export``. ``validation``: windows of the validation split (the first
     ``validation_windows`` validate; the next ``calibration_windows`` calibrate full-int8); None
     → synthetic random inputs of the right shapes (said so in the manifest). ``tolerances``:
     ``{precision: base}`` overriding ``atol × factor`` (see :mod:`.validation`).
-    ``reference_dir``: a bundle directory whose ``model.weights.h5`` / ``config.yaml`` are copied
+    ``calibration_method`` (``minmax``, ``entropy``, ``percentile``: ONNX static int8),
+    ``int4_block_size`` (32, 64, 128, 256) and ``portable`` (no ONNX contrib ops) default to
+    ``config.export``. ``reference_dir``: a bundle directory whose ``model.weights.h5`` / ``config.yaml`` are copied
     to ``reference/`` (else the model's weights are saved there). ``source``: provenance
     recorded in the manifest. ``progress``: the bar on stderr; ``on_progress``: called with every
     :class:`~storyedge.export.progress.ProgressEvent` (stage text, steps done / total, files).
     ``story_mode`` (default ``config.export.story_mode``): also the story-mode graphs
     (:mod:`.story_build`).
+    ``vocab_shortlist``: ``auto`` or a file of token ids: shortlisted decoder steps beside the
+    full ones (see :mod:`storyedge.export.shortlist`).
 
     Raises :class:`UserError` for bad arguments / an unwritable or non-empty ``out_dir`` (nothing
     written) and :class:`CheckFailed` after writing when a file fails validation (in
@@ -104,10 +121,14 @@ def export_model(
     """
     plan = make_plan(config, formats=formats, quantize=quantize, batch=batch, opset=opset, atol=atol,
                      tolerances=tolerances, validation_windows=validation_windows,
-                     calibration_windows=calibration_windows)
+                     calibration_windows=calibration_windows, calibration_method=calibration_method,
+                     int4_block_size=int4_block_size, portable=portable)
+    check_int4_block(model, plan)
     if config.export.story_mode if story_mode is None else story_mode:
         plan.story_graphs = story_graph_names(model)
     out = check_out_dir(out_dir, overwrite)
+    shortlist = (resolve_shortlist(vocab_shortlist, config, tokenizer, model.vocab_size)
+                 if vocab_shortlist is not None else None)
     prog = make_progress(plan.total_steps(), progress, on_progress)
     for s in plan.skipped:
         prog.note(f"note: skipping onnx {s['precision']}: {s['reason']}")
@@ -117,6 +138,8 @@ def export_model(
             ctx = open_context(stage, model, plan.effective_config(config), tokenizer, plan, prog,
                                validation=validation, reference_dir=reference_dir)
             manifest = build_export(ctx, source or {})
+            if shortlist is not None:
+                add_shortlist(ctx, manifest, *shortlist)
             ctx.time("total", time.perf_counter() - started)
             manifest.source.setdefault("export", {})["seconds"] = ctx.timings
             write_manifest(stage, manifest)
@@ -160,10 +183,14 @@ def export_from_checkpoint(
     validation_data: str = "split",
     validation_windows: int | None = None,
     calibration_windows: int | None = None,
+    calibration_method: str | None = None,
+    int4_block_size: int | None = None,
+    portable: bool | None = None,
     overwrite: bool = False,
     progress: bool = True,
     on_progress: Listener | None = None,
     story_mode: bool | None = None,
+    vocab_shortlist: str | Path | None = None,
 ) -> Manifest:
     """Export the best model of a run directory (or bundle directory) ``checkpoint``.
 
@@ -180,6 +207,11 @@ def export_from_checkpoint(
     # validate the format / quantize arguments before the (slow) data loading
     parse_formats(formats, settings.export.formats)
     parse_quantize(quantize, settings.export.quantize)
+    early = make_plan(settings, formats=formats, quantize=quantize, batch=batch, opset=opset, atol=atol,
+                      tolerances=tolerances, validation_windows=validation_windows,
+                      calibration_windows=calibration_windows, calibration_method=calibration_method,
+                      int4_block_size=int4_block_size, portable=portable)
+    check_int4_block(bundle.model, early)
     n_val = validation_windows if validation_windows is not None else settings.export.validation_windows
     n_cal = calibration_windows if calibration_windows is not None else default_calibration_windows(n_val)
     windows = None
@@ -198,9 +230,11 @@ def export_from_checkpoint(
     return export_model(
         bundle.model, export_config, bundle.tokenizer, out_dir,
         formats=formats, quantize=quantize, batch=batch, opset=opset, atol=atol, tolerances=tolerances,
-        validation=windows, validation_windows=n_val, calibration_windows=n_cal, overwrite=overwrite,
+        validation=windows, validation_windows=n_val, calibration_windows=n_cal,
+        calibration_method=calibration_method, int4_block_size=int4_block_size, portable=portable, overwrite=overwrite,
         source={"checkpoint": str(bundle.path), "meta": bundle.meta},
         reference_dir=bundle.path, progress=progress, on_progress=on_progress, story_mode=story_mode,
+        vocab_shortlist=vocab_shortlist,
     )
 
 

@@ -1,6 +1,8 @@
-"""The ONNX files of an export: fp32 per graph through tf2onnx (always converted: int8-dynamic is
-quantized from it; kept in scratch space when fp32 itself was not asked for), then
-int8-dynamic per graph; each checked (checker, LSTM nodes, documented IO) and listed.
+"""The ONNX files of an export: fp32 per graph through tf2onnx (always converted: every other
+precision is derived from it; kept in scratch space when fp32 itself was not asked for), then
+fp16 / int8-dynamic / int8 (static, QDQ) / int4 per graph (:mod:`.onnx_quantize`); each checked
+(checker, LSTM nodes, documented IO, no contrib op under ``--portable``), its coverage recorded
+(:mod:`.coverage`) and listed.
 """
 
 from __future__ import annotations
@@ -8,11 +10,19 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from storyedge.errors import CheckFailed
+from storyedge.export import onnx_quantize as oq
+from storyedge.export.calibration import calibration_samples, graph_feeds
+from storyedge.export.coverage import onnx_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
 from storyedge.export.plan import ONNX_GRAPHS
 from storyedge.export.story_build import story_lstm_counts
+
+if TYPE_CHECKING:  # pragma: no cover
+    from storyedge.manifest import Coverage
 
 FORMAT = "onnx"
 
@@ -30,9 +40,11 @@ def build_onnx(ctx: ExportContext) -> None:
         lstms.update(story_lstm_counts(ctx.model))
     graphs = [*ONNX_GRAPHS, *ctx.plan.story_graphs]
     fp32_paths = {graph: build_onnx_fp32(ctx, graph, lstms[graph]) for graph in graphs}
-    if "int8-dynamic" in ctx.plan.onnx_precisions:
+    for precision in ctx.plan.onnx_precisions:
+        if precision == "fp32":
+            continue
         for graph in graphs:
-            build_onnx_int8_dynamic(ctx, graph, fp32_paths[graph], lstms[graph])
+            build_onnx_derived(ctx, graph, precision, fp32_paths[graph], lstms[graph])
     shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)
 
 
@@ -58,26 +70,78 @@ def build_onnx_fp32(ctx: ExportContext, graph: str, lstms: int) -> Path:
     check_io(path, ox.onnx_io(path), ctx.signatures[graph], graph)
     seconds = time.perf_counter() - t0
     if listed:
-        ctx.add_file(rel, FORMAT, graph, "fp32", (graph,), seconds, ops=ops)
+        entry = ctx.add_file(rel, FORMAT, graph, "fp32", (graph,), seconds, ops=ops)
+        entry.coverage = _coverage(path)
     ctx.progress.done(rel if listed else None, seconds if listed else None)
     return path
 
 
-def build_onnx_int8_dynamic(ctx: ExportContext, graph: str, fp32_path: Path, lstms: int) -> None:
-    """Quantize the fp32 file of ``graph`` (dynamic range), check and list it."""
+def _coverage(path: Path) -> "Coverage":
+    # lazy: onnx is a heavy optional runtime
+    import onnx
+
+    return onnx_coverage(onnx.load(str(path)))
+
+
+#: What each derived precision's progress line says it does.
+ACTIONS = {"fp16": "convert to float16", "int8-dynamic": "quantize (dynamic)", "int8": "quantize (static, calibrated)",
+           "int4": "quantize (4-bit weights)"}
+
+
+def _derive(ctx: ExportContext, graph: str, precision: str, src: Path, dst: Path) -> list[str]:
+    """Write ``dst`` at ``precision`` from the fp32 file ``src``; returns coverage notes."""
+    # lazy: onnx_export imports TensorFlow via storyedge.model
+    from storyedge.export import onnx_export as ox
+
+    if precision == "fp16":
+        oq.to_fp16(src, dst)
+        return []
+    if precision == "int8-dynamic":
+        if ctx.plan.portable:
+            oq.to_int8_dynamic_portable(src, dst)
+            return ["--portable: LSTM nodes kept float (no com.microsoft DynamicQuantizeLSTM)"]
+        ox.quantize_onnx_dynamic(src, dst)
+        return []
+    if precision == "int8":
+        names = [t.name for t in ctx.signatures[graph].inputs]
+        feeds = graph_feeds(calibration_samples(ctx), graph, names)
+        oq.to_int8_static(src, dst, feeds, ctx.plan.calibration_method)
+        return [f"static int8 calibrated on {len(feeds)} sample(s) ({ctx.plan.calibration_method})"]
+    if precision == "int4":
+        skipped = oq.to_int4(src, dst, ctx.plan.int4_block_size)
+        notes = [oq.INT4_NOTE, f"block size {ctx.plan.int4_block_size}"]
+        if skipped:
+            notes.append(f"{len(skipped)} MatMul weight(s) kept float: the block size does not divide their input dim")
+        return notes
+    raise ValueError(f"unknown ONNX precision {precision!r}")
+
+
+def build_onnx_derived(ctx: ExportContext, graph: str, precision: str, fp32_path: Path, lstms: int) -> None:
+    """Derive ``graph`` at ``precision`` from its fp32 file, check, record coverage and list it."""
     # lazy: onnx is a heavy optional runtime; onnx_export imports TensorFlow via storyedge.model
     import onnx
 
     from storyedge.export import onnx_export as ox
 
-    ctx.progress.stage(f"{FORMAT} {graph} int8-dynamic: quantize")
+    ctx.progress.stage(f"{FORMAT} {graph} {precision}: {ACTIONS[precision]}")
     t0 = time.perf_counter()
-    rel = f"{FORMAT}/{file_name(graph, 'int8-dynamic', FORMAT)}"
+    rel = f"{FORMAT}/{file_name(graph, precision, FORMAT)}"
     path = ctx.stage / rel
     with quiet_native_output():
-        ox.quantize_onnx_dynamic(fp32_path, path)
-    ops = ox.check_onnx(onnx.load(str(path)), graph, lstms, "int8-dynamic")
+        notes = _derive(ctx, graph, precision, fp32_path, path)
+    proto = onnx.load(str(path))
+    ops = ox.check_onnx(proto, graph, lstms, precision)
+    coverage = onnx_coverage(proto)
+    coverage.notes = notes + coverage.notes
+    del proto
+    if ctx.plan.portable and not coverage.portable:
+        raise CheckFailed(
+            f"ONNX {graph} ({precision}): --portable, but the file needs contrib op(s) "
+            f"{', '.join(coverage.nonportable_ops)}"
+        )
     check_io(path, ox.onnx_io(path), ctx.signatures[graph], graph)
     seconds = time.perf_counter() - t0
-    ctx.add_file(rel, FORMAT, graph, "int8-dynamic", (graph,), seconds, ops=ops)
+    entry = ctx.add_file(rel, FORMAT, graph, precision, (graph,), seconds, ops=ops)
+    entry.coverage = coverage
     ctx.progress.done(rel, seconds)
+    release_memory()

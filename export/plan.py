@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass, field
+from typing import Any
 
 from storyedge.config import Config
 from storyedge.errors import UserError
 from storyedge.constants import EXPORT_FORMATS as FORMATS
-from storyedge.constants import ONNX_OPSET_MAX, ONNX_OPSET_MIN, ONNX_PRECISIONS, TFLITE_PRECISIONS
+from storyedge.constants import (
+    CALIBRATION_METHODS,
+    INT4_BLOCK_SIZES,
+    ONNX_OPSET_MAX,
+    ONNX_OPSET_MIN,
+    ONNX_PRECISIONS,
+    ONNX_STANDARD_INT4_OPSET,
+    TFLITE_PRECISIONS,
+)
 from storyedge.constants import QUANTIZE_PRECISIONS as PRECISIONS
 
 #: Calibration windows for full-integer TFLite when not given (taken after the validation ones).
@@ -100,6 +109,12 @@ class ExportPlan:
     skipped: list[dict[str, str]] = field(default_factory=list)
     #: story mode's graphs (per precision one more TFLite file, one ONNX file each; :mod:`.story_build`)
     story_graphs: list[str] = field(default_factory=list)
+    #: static int8 (ONNX) calibration: minmax / entropy / percentile
+    calibration_method: str = CALIBRATION_METHODS[0]
+    #: int4: weights per scale
+    int4_block_size: int = INT4_BLOCK_SIZES[0]
+    #: no ONNX contrib (``com.microsoft``) ops
+    portable: bool = False
 
     def rnn_layouts(self) -> dict[str, list[str]]:
         """``{layout: [TFLite precisions]}``: one SavedModel per LSTM layout in use."""
@@ -120,7 +135,8 @@ class ExportPlan:
         onnx_steps = 0
         story = len(self.story_graphs)
         if self.onnx_precisions:
-            onnx_steps = (len(ONNX_GRAPHS) + story) * (1 + ("int8-dynamic" in self.onnx_precisions))
+            derived = [p for p in self.onnx_precisions if p != "fp32"]
+            onnx_steps = (len(ONNX_GRAPHS) + story) * (1 + len(derived))
         validations = (2 + bool(story)) * len(self.tflite_precisions) + (1 + bool(story)) * len(self.onnx_precisions)
         tflite_files = (len(TFLITE_GRAPHS) + bool(story)) * len(self.tflite_precisions)
         return 1 + len(self.rnn_layouts()) + tflite_files + onnx_steps + validations
@@ -135,6 +151,9 @@ class ExportPlan:
                 "export.opset": self.opset,
                 "export.atol": self.atol,
                 "export.validation_windows": self.validation_windows,
+                "export.calibration_method": self.calibration_method,
+                "export.int4_block_size": self.int4_block_size,
+                "export.portable": self.portable,
             }
         )
 
@@ -164,13 +183,33 @@ def _check_numbers(plan: ExportPlan) -> None:
             )
     if plan.validation_windows < 1 or plan.calibration_windows < 1:
         raise UserError("--validation-windows and --calibration-windows must be >= 1")
+    if plan.calibration_method not in CALIBRATION_METHODS:
+        raise UserError(
+            f"--calibration-method: unknown method {plan.calibration_method!r} "
+            f"(choose from {', '.join(CALIBRATION_METHODS)})"
+        )
+    if plan.int4_block_size not in INT4_BLOCK_SIZES:
+        raise UserError(
+            f"--int4-block-size: {plan.int4_block_size} is not a block size int4 supports "
+            f"(choose from {', '.join(map(str, INT4_BLOCK_SIZES))})"
+        )
 
 
-def _split_onnx(precisions: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+#: Why ONNX int4 is left out of a ``--portable`` export (also in the manifest's skipped list).
+PORTABLE_INT4_REASON = (
+    "ONNX int4 exists only as the com.microsoft MatMulNBits contrib op (standard int4 "
+    f"DequantizeLinear with a block size needs opset {ONNX_STANDARD_INT4_OPSET}, beyond tf2onnx's "
+    f"{ONNX_OPSET_MIN}-{ONNX_OPSET_MAX}), which --portable refuses; use the TFLite int4 file"
+)
+
+
+def _split_onnx(precisions: list[str], portable: bool = False) -> tuple[list[str], list[dict[str, str]]]:
     """(the ONNX precisions produced, the skipped ones with why)."""
     produced, skipped = [], []
     for p in precisions:
-        if p in ONNX_PRECISIONS:
+        if p == "int4" and portable:
+            skipped.append({"format": "onnx", "precision": p, "reason": PORTABLE_INT4_REASON})
+        elif p in ONNX_PRECISIONS:
             produced.append(p)
         else:
             skipped.append({
@@ -198,6 +237,9 @@ def make_plan(
     tolerances: dict[str, float] | None = None,
     validation_windows: int | None = None,
     calibration_windows: int | None = None,
+    calibration_method: str | None = None,
+    int4_block_size: int | None = None,
+    portable: bool | None = None,
 ) -> ExportPlan:
     """The checked :class:`ExportPlan`; ``None`` arguments default to ``config.export``.
 
@@ -208,7 +250,8 @@ def make_plan(
     formats_ = parse_formats(formats, ex.formats)
     precisions = parse_quantize(quantize, ex.quantize)
     n_val = int(validation_windows if validation_windows is not None else ex.validation_windows)
-    onnx_precisions, skipped = _split_onnx(precisions) if "onnx" in formats_ else ([], [])
+    portable_ = bool(portable if portable is not None else getattr(ex, "portable", False))
+    onnx_precisions, skipped = _split_onnx(precisions, portable_) if "onnx" in formats_ else ([], [])
     plan = ExportPlan(
         formats=formats_,
         precisions=precisions,
@@ -223,8 +266,31 @@ def make_plan(
             calibration_windows if calibration_windows is not None else default_calibration_windows(n_val)
         ),
         skipped=skipped,
+        calibration_method=str(
+            calibration_method if calibration_method is not None else getattr(ex, "calibration_method", "minmax")
+        ).lower(),
+        int4_block_size=int(int4_block_size if int4_block_size is not None else getattr(ex, "int4_block_size", 32)),
+        portable=portable_,
     )
     _check_numbers(plan)
     if plan.file_count() == 0:
-        raise UserError("nothing to export: ONNX supports only --quantize none,int8-dynamic")
+        raise UserError("nothing to export: --portable ONNX has no int4 (add another precision or --format tflite)")
     return plan
+
+
+def check_int4_block(model: Any, plan: ExportPlan) -> None:
+    """:class:`UserError` (naming ``--int4-block-size``) when int4 is planned and the block size
+    does not divide the input dim of the logits projection, the weights int4 is for (about 90%
+    of the bytes a decoder step reads). Other weights it does not divide stay float."""
+    if "int4" not in plan.precisions:
+        return
+    kernel = getattr(getattr(model, "logits_proj", None), "kernel", None)
+    if kernel is None:
+        return
+    dim = int(kernel.shape[0])
+    if dim % plan.int4_block_size:
+        fits = [str(b) for b in INT4_BLOCK_SIZES if dim % b == 0]
+        raise UserError(
+            f"--int4-block-size: {plan.int4_block_size} does not divide {dim}, the input dim of the logits "
+            f"projection (model.decoder_hidden_dim); use {' or '.join(fits) if fits else 'a model whose decoder_hidden_dim is a multiple of 32'}"
+        )

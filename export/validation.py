@@ -20,7 +20,9 @@ Tolerances (a file passes when every output of its graph(s) is within): fp32 —
 absolute (default 1e-4, ``export.atol`` / ``--atol``). Quantized variants — ``atol × factor ×
 max|reference output|`` (over the validation set), i.e. relative to the output's magnitude,
 since quantization error scales with it; factors in :data:`TOLERANCE_FACTORS`, so at the
-default atol: fp16 1 %, int8-dynamic 20 %, int8 60 % of the output's max magnitude.
+default atol: fp16 1 %, int8-dynamic 20 %, int8 and int4 60 % of the output's max magnitude
+(int4: the trained quickstart decoder's ``h_out`` drifted by 0.42 of its magnitude through 4-bit
+LSTM kernels, TFLite, while the logits stayed within 3 %).
 ``tolerances={precision: base}`` replaces a precision's ``atol × factor``.
 
 Measured max |diff| / max |reference| (worst output; tiny random-init test model / trained
@@ -45,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from storyedge.data.pipeline import WindowArrays
 
 #: Quantized tolerance = atol × factor × max|reference| (see the module docstring).
-TOLERANCE_FACTORS: dict[str, float] = {"fp32": 1.0, "fp16": 100.0, "int8-dynamic": 2000.0, "int8": 6000.0}
+TOLERANCE_FACTORS: dict[str, float] = {"fp32": 1.0, "fp16": 100.0, "int8-dynamic": 2000.0, "int8": 6000.0,
+                                        "int4": 6000.0}
 #: Floor of max|reference| in the relative rule (an all-zero output must still match closely).
 MIN_REFERENCE_SCALE = 1e-3
 

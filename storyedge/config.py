@@ -45,6 +45,12 @@ from storyedge.constants import (
     TOKENIZER_NAMES,
     WORDPIECE_TOKENIZER,
 )
+from storyedge.constants import (
+    CALIBRATION_METHODS,
+    GATE_INT4_PPL_RATIO_MAX,
+    GATE_INT4_TOP1_MIN,
+    INT4_BLOCK_SIZES,
+)
 from storyedge.constants import GATE_BLEU_DROP, GATE_CIDER_DROP, GATE_EXACT_MATCH_DROP, TRAIN_QUALITY_WINDOWS
 from storyedge.errors import ConfigError
 
@@ -74,6 +80,8 @@ DecoderKind = Literal[DECODER_KINDS]
 ImageEncoder = Literal[IMAGE_ENCODERS]
 ExportFormat = Literal[EXPORT_FORMATS]
 QuantizeName = Literal[QUANTIZE_NAMES]
+CalibrationMethod = Literal[CALIBRATION_METHODS]
+Int4BlockSize = Literal[INT4_BLOCK_SIZES]
 
 #: The error type of a rule checked by a ``model_validator``; its context names the key.
 _RULE = "config_rule"
@@ -286,6 +294,13 @@ class ExportConfig(_Section):
     #: Max |diff| on logits tolerated for fp32 exports at validation time.
     atol: float = Field(1e-4, gt=0)
     validation_windows: int = Field(8, ge=1)
+    #: Static int8 (ONNX): how calibration activations become ranges.
+    calibration_method: CalibrationMethod = "minmax"
+    #: int4: weights per scale (must divide the logits projection's input dim).
+    int4_block_size: Int4BlockSize = 32
+    #: Refuse non-standard ops: no ONNX ``com.microsoft`` contrib ops (LSTMs stay float in
+    #: int8-dynamic; ONNX int4 is skipped).
+    portable: bool = False
     #: Also export story mode's graphs (per-frame, reason and story encoders) at every precision.
     story_mode: bool = True
 
@@ -308,6 +323,8 @@ class BenchConfig(_Section):
     gate_int8_dynamic_ppl_ratio_max: float = GATE_INT8_DYNAMIC_PPL_RATIO_MAX
     gate_int8_dynamic_top1_min: float = GATE_INT8_DYNAMIC_TOP1_MIN
     gate_int8_ppl_ratio_max: float = GATE_INT8_PPL_RATIO_MAX
+    gate_int4_ppl_ratio_max: float = GATE_INT4_PPL_RATIO_MAX
+    gate_int4_top1_min: float = GATE_INT4_TOP1_MIN
     #: User budgets (unset: none): every backend is marked within / over each one that is set.
     budget_caption_ms: float | None = Field(None, gt=0)
     budget_step_ms: float | None = Field(None, gt=0)

@@ -58,16 +58,26 @@ QUANTIZE_PRECISIONS: Final[dict[str, str]] = {
     "fp16": "fp16",
     "int8-dynamic": "int8-dynamic",
     "int8": "int8",
+    "int4": "int4",
 }
 #: Every valid ``export.quantize`` item.
 QUANTIZE_NAMES: Final = tuple(QUANTIZE_PRECISIONS)
 #: Precisions a TFLite export can have (all of them).
 TFLITE_PRECISIONS: Final = tuple(QUANTIZE_PRECISIONS.values())
-#: Precisions an ONNX export can have; fp16 and static int8 are TFLite-only.
-ONNX_PRECISIONS: Final = ("fp32", "int8-dynamic")
+#: Precisions an ONNX export can have (all of them; int4 needs the ``com.microsoft`` MatMulNBits
+#: op, so it is left out under ``--portable``).
+ONNX_PRECISIONS: Final = ("fp32", "fp16", "int8-dynamic", "int8", "int4")
 #: ONNX opsets the exporter accepts, inclusive (``export.opset`` and ``--opset``).
 ONNX_OPSET_MIN: Final = 13
 ONNX_OPSET_MAX: Final = 18
+#: The first ONNX opset whose standard ``DequantizeLinear`` takes int4 and a ``block_size``.
+ONNX_STANDARD_INT4_OPSET: Final = 21
+#: ``export.calibration_method`` / ``--calibration-method``: how static int8 (ONNX) turns the
+#: calibration activations into ranges (onnxruntime's MinMax / Entropy / Percentile).
+CALIBRATION_METHODS: Final = ("minmax", "entropy", "percentile")
+#: ``export.int4_block_size`` / ``--int4-block-size``: weights per int4 scale. These four are the
+#: blockwise granularities ai-edge-quantizer has; MatMulNBits takes any power of two >= 16.
+INT4_BLOCK_SIZES: Final = (32, 64, 128, 256)
 
 # ---------------------------------------------------------------------------------- bench
 
@@ -84,6 +94,10 @@ GATE_INT8_DYNAMIC_PPL_RATIO_MAX: Final = 1.02
 GATE_INT8_DYNAMIC_TOP1_MIN: Final = 0.95
 #: static int8: PPL ratio at most this.
 GATE_INT8_PPL_RATIO_MAX: Final = 1.05
+#: int4 (weight-only, blockwise): PPL ratio at most this.
+GATE_INT4_PPL_RATIO_MAX: Final = 1.05
+#: int4: top-1 next-token agreement at least this.
+GATE_INT4_TOP1_MIN: Final = 0.9
 
 #: Story mode: its outputs must equal the full-window encoder's within this (fp32, max |diff|).
 STORY_PARITY_ATOL: Final = 1e-5

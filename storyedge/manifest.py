@@ -43,8 +43,12 @@ from storyedge.schema import check_schema, known_fields
 
 MANIFEST_FILE = "manifest.json"
 #: 2.0: the decoder's state is declared (``decoder``); 1 (an int) had a fixed h / c / context state.
-#: 2.1: story mode's graphs (``story``, optional: 2.0 manifests read as exports without them).
-SCHEMA_VERSION = "2.1"
+#: 2.1: per-file ``coverage`` (what computes in integer / fp16 / float, weight bytes per dtype,
+#: portability) and ``vocab_shortlist``; 2.0 manifests (no coverage) are read as they are.
+#: 2.2: story mode's graphs (``story``, optional: 2.0 / 2.1 manifests read as exports without them).
+SCHEMA_VERSION = "2.2"
+#: :attr:`Coverage.compute` classes, in report order.
+COMPUTE_CLASSES = ("integer", "hybrid", "fp16", "float", "convert")
 #: How a state tensor starts: copied from an encoder output, zeros, or a constant.
 STATE_INITS = ("encoder", "zeros", "constant")
 
@@ -186,12 +190,42 @@ class StorySpec:
 
 
 @dataclass
+class Coverage:
+    """What one exported file really is (see :mod:`storyedge.export.coverage`).
+
+    ``compute``: class → {op: count}. ``integer``: integer kernels on quantized activations
+    (full-int8 TFLite, QDQ-fused or ``*Integer`` / ``DynamicQuantize*`` ONNX ops);
+    ``hybrid``: quantized weights with float activations (dynamic range, int4 weight-only);
+    ``fp16``: the op computes on float16 tensors; ``float``: float32 math, whatever the weights
+    are stored in (TFLite fp16 dequantizes its fp16 weights at load and computes in float32);
+    ``convert``: Quantize / Dequantize / Cast between those.
+    """
+
+    compute: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: dtype → bytes of the constant weights stored in it (int4: packed, two per byte)
+    weight_bytes: dict[str, int] = field(default_factory=dict)
+    #: dtype → number of weight elements stored in it
+    weight_elements: dict[str, int] = field(default_factory=dict)
+    #: TFLite: builtin ops only; ONNX: standard-domain ops only (no ``com.microsoft`` contrib op)
+    portable: bool = True
+    #: op → count of the ops that make the file non-portable
+    nonportable_ops: dict[str, int] = field(default_factory=dict)
+    #: 4-bit weights: ``elements``, ``payload_bytes``, ``scale_bytes``, ``zero_point_bytes``, ``blocks``
+    int4: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, cls: str) -> int:
+        """How many ops compute as ``cls``."""
+        return sum(self.compute.get(cls, {}).values())
+
+
+@dataclass
 class ExportedFile:
     """One exported file: which graph(s), at which precision, and how it validated."""
 
     path: str  # relative to the export directory
     format: str  # tflite | onnx
-    graph: str  # encoder | decoder_step | multi
+    graph: str  # encoder | decoder_step | multi | decoder_step_shortlist
     precision: str  # fp32 | fp16 | int8-dynamic | int8
     signatures: dict[str, SignatureInfo]  # "encoder" and/or "decoder_step"
     size_bytes: int
@@ -202,6 +236,8 @@ class ExportedFile:
     float_ops: list[str] = field(default_factory=list)
     #: Op (TFLite builtin / ONNX op_type) → count, for the record.
     ops: dict[str, int] = field(default_factory=dict)
+    #: What computes in integer / fp16 / float, weight bytes per dtype, portability (schema 2.1).
+    coverage: Coverage | None = None
 
 
 @dataclass
@@ -223,6 +259,9 @@ class Manifest:
     #: never offered as a backend); their ``validation`` says why.
     rejected: list[ExportedFile] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
+    #: ``--vocab-shortlist``: ``{"ids": [...], "size", "source", "vocab_size"}``; logit i of a
+    #: ``decoder_step_shortlist`` file is token ``ids[i]`` (empty: no shortlisted step)
+    vocab_shortlist: dict[str, Any] = field(default_factory=dict)
     #: story mode's graphs (absent in exports made before story mode: then none is offered)
     story: StorySpec | None = None
 
@@ -304,7 +343,10 @@ def _file_entry(f: dict[str, Any]) -> ExportedFile:
         k: SignatureInfo(inputs=_tensors(s["inputs"]), outputs=_tensors(s["outputs"]))
         for k, s in f["signatures"].items()
     }
-    return ExportedFile(**{**known_fields(ExportedFile, f), "signatures": signatures})
+    coverage = f.get("coverage")
+    if isinstance(coverage, dict):
+        coverage = Coverage(**known_fields(Coverage, coverage))
+    return ExportedFile(**{**known_fields(ExportedFile, f), "signatures": signatures, "coverage": coverage})
 
 
 def _decoder_spec(d: dict[str, Any]) -> DecoderSpec:

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = frozenset({
     "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert", "datasets", "pyarrow",
     "matplotlib", "transformers", "huggingface_hub", "onnxconverter_common", "h5py", "nbclient",
+    "ai_edge_quantizer",
     "sacrebleu", "rouge_score", "nltk", "pycocoevalcap",
 })
 

@@ -23,6 +23,8 @@ GATE_OPTIONS = {
     "gate_int8_dynamic_ppl_max": "int8_dynamic_ppl_ratio_max",
     "gate_int8_dynamic_top1_min": "int8_dynamic_top1_min",
     "gate_int8_ppl_max": "int8_ppl_ratio_max",
+    "gate_int4_ppl_max": "int4_ppl_ratio_max",
+    "gate_int4_top1_min": "int4_top1_min",
     "gate_bleu_drop": "bleu_drop",
     "gate_cider_drop": "cider_drop",
     "gate_exact_match_drop": "exact_match_drop",
@@ -63,6 +65,9 @@ def budget_options(command: click.Command) -> click.Command:
               help="--random-init: comma list of none,fp16,int8-dynamic,int8 (default: the config's export.quantize).")
 @click.option("--formats", default=None,
               help="--random-init: comma list of tflite,onnx (default: the config's export.formats).")
+@click.option("--vocab-shortlist", metavar="FILE|auto", default=None,
+              help="--random-init: also export shortlisted decoder steps (see storyedge export --vocab-shortlist; "
+                   "auto: the synthetic training captions' ids), benched beside the full-vocabulary ones.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=Path("bench_report"), show_default=True,
               help="Directory for report.json, report.md and the plots.")
 @click.option("--split", default=None, help="Eval split for parity [default: bench.split].")
@@ -80,12 +85,17 @@ def budget_options(command: click.Command) -> click.Command:
               help="A previous report.json (or its directory): print latency, PPL-ratio and greedy BLEU-4 deltas per backend.")
 @click.option("--bandwidth-mb", type=int, default=256, show_default=True,
               help="Array size for the memory-bandwidth measurement (roofline floor).")
+@click.option("--profile", is_flag=True,
+              help="Also write a per-op profile per backend: ONNX Runtime's profiler (JSON under OUT/profiles), "
+                   "for LiteRT the pieces its Python API lets be timed; top ops in report.md / report.json.")
 @click.option("--gate-fp32-ppl-tol", type=float, default=None, help=f"fp32: |PPL ratio - 1| <= this [{constants.GATE_FP32_PPL_RATIO_TOL:g}].")
 @click.option("--gate-fp32-greedy", type=float, default=None, help=f"fp32: greedy-caption agreement >= this [{constants.GATE_FP32_GREEDY_AGREEMENT:g}].")
 @click.option("--gate-fp16-ppl-max", type=float, default=None, help=f"fp16: PPL ratio <= this [{constants.GATE_FP16_PPL_RATIO_MAX:g}].")
 @click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help=f"int8-dynamic: PPL ratio <= this [{constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX:g}].")
 @click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help=f"int8-dynamic: top-1 agreement >= this [{constants.GATE_INT8_DYNAMIC_TOP1_MIN:g}].")
 @click.option("--gate-int8-ppl-max", type=float, default=None, help=f"static int8: PPL ratio <= this [{constants.GATE_INT8_PPL_RATIO_MAX:g}].")
+@click.option("--gate-int4-ppl-max", type=float, default=None, help=f"int4: PPL ratio <= this [{constants.GATE_INT4_PPL_RATIO_MAX:g}].")
+@click.option("--gate-int4-top1-min", type=float, default=None, help=f"int4: top-1 agreement >= this [{constants.GATE_INT4_TOP1_MIN:g}].")
 @click.option("--gate-bleu-drop", type=float, default=None, help=f"Every exported backend: BLEU-4 (0-100) at most this below the TF reference's [{constants.GATE_BLEU_DROP:g}].")
 @click.option("--gate-cider-drop", type=float, default=None, help=f"Every exported backend: CIDEr-D (0-10) at most this below the TF reference's [{constants.GATE_CIDER_DROP:g}].")
 @click.option("--gate-exact-match-drop", type=float, default=None, help=f"Every exported backend: caption exact-match rate at most this below the TF reference's [{constants.GATE_EXACT_MATCH_DROP:g}].")
@@ -100,6 +110,7 @@ def bench(
     stories: int,
     quantize: str | None,
     formats: str | None,
+    vocab_shortlist: str | None,
     out: Path,
     split: str | None,
     max_windows: int | None,
@@ -111,6 +122,7 @@ def bench(
     latency_only: bool,
     compare: Path | None,
     bandwidth_mb: int,
+    profile: bool,
     beam: int | None,
     fail_over_budget: bool,
     **limits: float | None,
@@ -155,18 +167,19 @@ def bench(
             config, out / "exports", threads=threads or config.bench.threads, vocab_size=vocab_size,
             stories=stories, quantize=quantize,
             formats=[f.strip() for f in formats.split(",") if f.strip()] if formats else None, echo=click.echo,
+            vocab_shortlist=vocab_shortlist,
         )
         config = None  # the export's own (synthetic-data) config drives the bench
     elif exports is None:
         raise UserError("give --exports DIR (an export directory) or --config CFG --random-init")
-    elif vocab_size is not None or quantize is not None or formats is not None:
-        raise UserError("--vocab-size, --quantize and --formats only apply with --random-init")
+    elif vocab_size is not None or quantize is not None or formats is not None or vocab_shortlist is not None:
+        raise UserError("--vocab-size, --quantize, --formats and --vocab-shortlist only apply with --random-init")
     opts = BenchOptions(
         exports=exports, out=out, config=config, split=split, max_windows=max_windows, threads=threads,
         warmup=warmup, runs=runs, caption_tokens=caption_tokens, latency_only=latency_only,
         backends=backends, compare=compare, bandwidth_mb=bandwidth_mb,
         gate_overrides={GATE_OPTIONS[k]: v for k, v in limits.items()},
-        budgets=budgets, fail_over_budget=fail_over_budget, beam=beam,
+        budgets=budgets, fail_over_budget=fail_over_budget, profile=profile, beam=beam,
     )
     run_bench(opts, echo=click.echo)
 

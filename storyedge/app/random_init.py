@@ -133,6 +133,7 @@ def random_init_export(
     formats: list[str] | None = None,
     echo: Callable[[str], Any] = print,
     on_progress: Listener | None = None,
+    vocab_shortlist: str | None = None,
 ) -> Path:
     """Build ``config``'s model with random weights, export it to ``out_dir``; returns ``out_dir``.
 
@@ -168,7 +169,7 @@ def random_init_export(
     windows = encode_windows(splits["train"], tokenizer, final.dataset,
                              final.export.validation_windows + CALIBRATION_WINDOWS, "train")
     echo(f"exporting {', '.join(final.export.formats)} x {', '.join(final.export.quantize)} to {out_dir} ...")
-    export_random_model(model, final, tokenizer, out_dir, source, echo, windows, on_progress)
+    export_random_model(model, final, tokenizer, out_dir, source, echo, windows, on_progress, vocab_shortlist)
     return out_dir
 
 
@@ -192,6 +193,7 @@ def export_random_model(
     echo: Callable[[str], Any] = print,
     windows: Any = None,
     on_progress: Listener | None = None,
+    vocab_shortlist: str | None = None,
 ) -> None:
     """Export through the exporter's Python API (``storyedge.export``)."""
     try:
@@ -208,6 +210,7 @@ def export_random_model(
             validation=windows,
             progress=False,
             on_progress=on_progress,
+            vocab_shortlist=vocab_shortlist,
         )
     except CheckFailed as exc:
         # Files that failed the exporter's validation are in rejected/ and not in the manifest;

@@ -39,6 +39,13 @@ class Backend(ABC):
     size_bytes: int = 0
     #: Thread count the runtime was asked to use (None: runtime default).
     threads: int | None = None
+    #: A vocabulary-shortlist step: the vocabulary id of each logit (None: logit i is token i).
+    vocab_ids: np.ndarray | None = None
+
+    def token_ids(self, indices: np.ndarray) -> np.ndarray:
+        """Vocabulary ids (int32) of logit indices, e.g. an argmax (identity without a shortlist)."""
+        indices = np.asarray(indices)
+        return (indices if self.vocab_ids is None else self.vocab_ids[indices]).astype(np.int32)
     #: Story mode's graphs (:mod:`storyedge.runtime.story`); None when the backend has none.
     story: StorySpec | None = None
 

@@ -72,11 +72,12 @@ def greedy_decode(
     for _ in range(max_new):
         logits, state = backend.step(token, state)
         logp = log_softmax(logits)
-        token = logp.argmax(axis=-1).astype(np.int32)
+        best = logp.argmax(axis=-1)
+        token = backend.token_ids(best)  # a shortlist's logit index -> its vocabulary id
         for row in range(batch):
             if not done[row]:
                 tokens[row].append(int(token[row]))
-                logps[row].append(float(logp[row, token[row]]))
+                logps[row].append(float(logp[row, best[row]]))
         done |= token == eos_id
         if done.all() and not force_full:
             break
@@ -120,8 +121,9 @@ def beam_search(
             last = b.tokens[-1] if b.tokens else bos_id
             logits, next_state = backend.step(np.full((batch,), last, np.int32), b.state)
             logp = log_softmax(logits[:1])[0]
-            for tok in np.argsort(-logp, kind="stable")[:beam]:
-                candidates.append((b.logprob + float(logp[tok]), b, int(tok), float(logp[tok]), next_state))
+            for index in np.argsort(-logp, kind="stable")[:beam]:
+                tok = int(backend.token_ids(index))  # a shortlist's logit index -> its vocabulary id
+                candidates.append((b.logprob + float(logp[index]), b, tok, float(logp[index]), next_state))
         # Live candidates all have the same length, so the raw sum ranks them like the score.
         candidates.sort(key=lambda c: -c[0])  # stable: ties keep beam order, then token order
         beams = []

@@ -83,11 +83,15 @@ def open_export(export_dir: str | Path, expected_config: Config | None = None, v
 
 def load_backend(spec: BackendSpec, threads: int | None = None, providers: list[str] | None = None) -> Backend:
     """The backend for an exported (encoder, decoder_step) pair."""
+    backend: Backend
     if spec.format == "tflite":
-        return TFLiteBackend(spec, threads)
-    if spec.format == "onnx":
-        return OnnxBackend(spec, threads, providers)
-    raise UserError(f"unknown backend format {spec.format!r}")
+        backend = TFLiteBackend(spec, threads)
+    elif spec.format == "onnx":
+        backend = OnnxBackend(spec, threads, providers)
+    else:
+        raise UserError(f"unknown backend format {spec.format!r}")
+    backend.vocab_ids = spec.vocab_ids
+    return backend
 
 
 def reference_config(export: ExportDir) -> Config:

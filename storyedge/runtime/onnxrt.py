@@ -20,7 +20,8 @@ class OnnxBackend(Backend):
 
     format = "onnx"
 
-    def __init__(self, spec: BackendSpec, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(self, spec: BackendSpec, threads: int | None = None, providers: list[str] | None = None,
+                 profile_dir: Path | None = None) -> None:
         try:
             import onnxruntime as ort  # lazy: ONNX Runtime is optional (LiteRT-only users)
         except ImportError:
@@ -41,8 +42,8 @@ class OnnxBackend(Backend):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         start = time.perf_counter()
-        self._encoder = self._session(ort, spec.encoder_path, options)
-        self._decoder = self._session(ort, spec.decoder_path, options)
+        self._encoder = self._session(ort, spec.encoder_path, _profiled(options, profile_dir, "encoder"))
+        self._decoder = self._session(ort, spec.decoder_path, _profiled(options, profile_dir, "decoder_step"))
         self.load_seconds = time.perf_counter() - start
         self._encoder_io = _io(self._encoder)
         self._decoder_io = _io(self._decoder)
@@ -71,8 +72,27 @@ class OnnxBackend(Backend):
     def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return _run(self._encoder, self._encoder_io, inputs)
 
+    def end_profiling(self) -> dict[str, Path]:
+        """Created with ``profile_dir``: stop ONNX Runtime's profiler → ``{graph: its JSON file}``."""
+        return {"encoder": Path(self._encoder.end_profiling()), "decoder_step": Path(self._decoder.end_profiling())}
+
     def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return _run(self._decoder, self._decoder_io, feeds)
+
+
+def _profiled(options: Any, profile_dir: Path | None, graph: str) -> Any:
+    """``options`` with ONNX Runtime's profiler on (JSON under ``profile_dir``), when one is given."""
+    if profile_dir is None:
+        return options
+    # lazy: only reached once the constructor has imported onnxruntime
+    import onnxruntime as ort
+
+    profiled = ort.SessionOptions()
+    profiled.intra_op_num_threads, profiled.inter_op_num_threads = options.intra_op_num_threads, options.inter_op_num_threads
+    Path(profile_dir).mkdir(parents=True, exist_ok=True)
+    profiled.enable_profiling = True
+    profiled.profile_file_prefix = str(Path(profile_dir) / graph)
+    return profiled
 
 
 def _strip_port(name: str) -> str:

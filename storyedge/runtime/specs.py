@@ -12,11 +12,15 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from storyedge.manifest import DecoderSpec, Manifest, StorySpec
 
 #: Layouts of a backend's files, in the order a user is offered them.
-LAYOUTS = ("separate", "multi", "decoder-only")
-_LAYOUT_SUFFIX = {"separate": "", "multi": "-multi", "decoder-only": "-decoder"}
+LAYOUTS = ("separate", "multi", "decoder-only", "shortlist")
+_LAYOUT_SUFFIX = {"separate": "", "multi": "-multi", "decoder-only": "-decoder", "shortlist": "-shortlist"}
+#: The graph of a decoder step whose logits cover the manifest's ``vocab_shortlist`` ids only.
+SHORTLIST_GRAPH = "decoder_step_shortlist"
 #: ONNX Runtime providers that get their own backend instance next to the CPU one when present.
 ACCELERATOR_PROVIDERS = (
     "CUDAExecutionProvider",
@@ -39,6 +43,8 @@ class BackendSpec:
     decoder_path: Path  # same file as encoder_path for the multi layout
     size_bytes: int  # bytes on disk of the file(s) involved
     decoder: DecoderSpec
+    #: shortlist layout: the vocabulary id of each logit (None: logits over the whole vocabulary)
+    vocab_ids: np.ndarray | None = None
     #: story mode (:mod:`storyedge.runtime.story`): its spec and graph → file, when all were exported
     story: StorySpec | None = None
     story_paths: dict[str, Path] = field(default_factory=dict)
@@ -78,7 +84,29 @@ def backend_specs(export_dir: str | Path, manifest: Manifest) -> list[BackendSpe
                                          manifest.decoder))
     for spec in specs:
         attach_story(export_dir, manifest, spec)
-    return specs + decoder_only_specs(export_dir, manifest, specs)
+    return specs + decoder_only_specs(export_dir, manifest, specs) + shortlist_specs(export_dir, manifest)
+
+
+def shortlist_specs(export_dir: Path, manifest: Manifest) -> list[BackendSpec]:
+    """Each shortlisted decoder step (``--vocab-shortlist``) paired with the encoder of its format
+    and precision (else the format's fp32 encoder); reported beside the full-vocabulary backends."""
+    ids = manifest.vocab_shortlist.get("ids") if manifest.vocab_shortlist else None
+    if not ids:
+        return []
+    vocab_ids = np.asarray(ids, np.int32)
+    out: list[BackendSpec] = []
+    for entry in manifest.files:
+        if entry.graph != SHORTLIST_GRAPH:
+            continue
+        encoder = manifest.file(entry.format, "encoder", entry.precision) or manifest.file(entry.format, "encoder", "fp32")
+        if encoder is None:
+            continue
+        out.append(BackendSpec(
+            backend_name(entry.format, entry.precision, "shortlist"), entry.format, entry.precision, "shortlist",
+            export_dir / encoder.path, export_dir / entry.path, encoder.size_bytes + entry.size_bytes,
+            manifest.decoder, vocab_ids,
+        ))
+    return out
 
 
 def attach_story(export_dir: Path, manifest: Manifest, spec: BackendSpec) -> None:

@@ -32,7 +32,7 @@ TINY = {
     "model.text_hidden_dim": 16,
     "model.multimodal_dim": 16,
     "model.temporal_hidden_dim": 24,
-    "model.decoder_hidden_dim": 24,
+    "model.decoder_hidden_dim": 32,
     "model.attention_heads": 2,
     "model.use_reason": True,
     "model.use_reason_in_fusion": False,
@@ -41,7 +41,7 @@ TINY = {
     "export.story_mode": False,
 }
 
-ALL_QUANTIZE = "none,fp16,int8-dynamic,int8"
+ALL_QUANTIZE = "none,fp16,int8-dynamic,int8,int4"
 
 
 @dataclass

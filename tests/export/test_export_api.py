@@ -75,25 +75,33 @@ def test_plan_resolves_checks_and_counts_progress_steps() -> None:
     cfg = load_config("quickstart.yaml")
     full = make_plan(cfg, formats="all", quantize="int8,none,fp16,int8-dynamic")
     assert full.tflite_precisions == ["fp32", "fp16", "int8-dynamic", "int8"]
-    assert full.onnx_precisions == ["fp32", "int8-dynamic"]
-    assert [(s["format"], s["precision"]) for s in full.skipped] == [("onnx", "fp16"), ("onnx", "int8")]
+    assert full.onnx_precisions == ["fp32", "fp16", "int8-dynamic", "int8"]
+    assert full.skipped == []
     assert full.rnn_layouts() == {"loop": ["fp32", "fp16", "int8-dynamic"], "unrolled": ["int8"]}
-    assert full.file_count() == 16
-    # reference, 2 SavedModels, 12 TFLite files, 2 ONNX fp32 + 2 int8-dynamic, 8 + 2 validations
-    assert full.total_steps() == 1 + 2 + 12 + 4 + 10
+    assert full.file_count() == 20
+    # reference, 2 SavedModels, 12 TFLite files, 2 ONNX fp32 + 2 x 3 derived, 8 + 4 validations
+    assert full.total_steps() == 1 + 2 + 12 + 8 + 12
     assert full.calibration_windows == 64 and full.batch == cfg.export.batch
+    assert (full.calibration_method, full.int4_block_size, full.portable) == ("minmax", 32, False)
     effective = full.effective_config(cfg)
     assert effective.export.quantize == ["none", "fp16", "int8-dynamic", "int8"]
+    # --portable: no ONNX int4 (MatMulNBits is a contrib op), said why
+    portable = make_plan(cfg, formats="all", quantize="none,int4", portable=True)
+    assert portable.onnx_precisions == ["fp32"] and portable.tflite_precisions == ["fp32", "int4"]
+    assert [(s["format"], s["precision"]) for s in portable.skipped] == [("onnx", "int4")]
+    assert "opset 21" in portable.skipped[0]["reason"]
     assert effective.export.formats == ["tflite", "onnx"]
     # int8-dynamic ONNX alone still converts (unlisted) fp32 first: those steps count too
     onnx_q = make_plan(cfg, formats="onnx", quantize="int8-dynamic")
     assert onnx_q.file_count() == 2 and onnx_q.total_steps() == 1 + 4 + 1
     for kwargs, message in (
-        ({"formats": "onnx", "quantize": "fp16"}, "nothing to export"),
+        ({"formats": "onnx", "quantize": "int4", "portable": True}, "nothing to export"),
+        ({"calibration_method": "kl"}, "--calibration-method"),
+        ({"int4_block_size": 48}, "--int4-block-size"),
         ({"batch": 0}, "--batch"),
         ({"opset": 12}, "--opset"),
         ({"atol": 0.0}, "--atol"),
-        ({"tolerances": {"int4": 0.1}}, "--tolerance"),
+        ({"tolerances": {"int2": 0.1}}, "--tolerance"),
         ({"validation_windows": 0}, "--validation-windows"),
     ):
         with pytest.raises(UserError, match=message):

@@ -101,7 +101,7 @@ def test_missing_checkpoint_is_exit_2(tmp_path: Path, capsys) -> None:
 def test_incompatible_config_names_the_key(export_env, tmp_path: Path, capsys) -> None:
     from storyedge.config import load_config
 
-    other = load_config(export_env.config_path).replace(**{"model.decoder_hidden_dim": 32})
+    other = load_config(export_env.config_path).replace(**{"model.decoder_hidden_dim": 40})
     path = tmp_path / "other.yaml"
     other.save(path)
     out = tmp_path / "x"
@@ -115,7 +115,7 @@ def test_incompatible_config_names_the_key(export_env, tmp_path: Path, capsys) -
     "extra, message",
     [
         (["--format", "coreml"], "coreml"),
-        (["--quantize", "int4"], "int4"),
+        (["--quantize", "int2"], "int2"),
         (["--tolerance", "int8"], "--tolerance"),
         (["--opset", "7"], "opset"),
     ],

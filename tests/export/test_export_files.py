@@ -13,11 +13,11 @@ from storyedge.errors import UserError
 from storyedge.manifest import read_manifest, sha256_file, verify_files
 from storyedge.runtime import backend_specs
 
-ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
-ONNX_PRECISIONS = ("fp32", "int8-dynamic")
+ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int4")
+ONNX_PRECISIONS = ALL_PRECISIONS
 STORY_GRAPHS = ("reason_encoder", "frame_encoder", "story_encoder")
-#: Every file the full export lists: 3 TFLite graphs + the story-mode file x 4 precisions, 2 ONNX
-#: graphs + 3 story-mode graphs x 2.
+#: Every file the full export lists: 3 TFLite graphs + the story-mode file x 5 precisions, 2 ONNX
+#: graphs + 3 story-mode graphs x 5.
 TFLITE_FILES = {f"tflite/{g}.{p}.tflite" for g in ("encoder", "decoder_step", "multi", "story") for p in ALL_PRECISIONS}
 ONNX_FILES = {f"onnx/{g}.{p}.onnx" for g in ("encoder", "decoder_step", *STORY_GRAPHS) for p in ONNX_PRECISIONS}
 ALL_FILES = TFLITE_FILES | ONNX_FILES
@@ -37,7 +37,7 @@ def test_layout_and_manifest(full_export: Path, manifest, export_env) -> None:
     assert manifest.reference == {"weights": "reference/model.weights.h5", "config": "reference/config.yaml"}
     assert not manifest.rejected and not (full_export / "rejected").exists()
     assert not list(full_export.parent.glob("full.tmp-*"))
-    assert len(ALL_FILES) == 26 and {f.path for f in manifest.files} == ALL_FILES
+    assert len(ALL_FILES) == 45 and {f.path for f in manifest.files} == ALL_FILES
     assert {(f.format, f.graph, f.precision) for f in manifest.files} == {
         ("tflite", g, p) for g in ("encoder", "decoder_step", "multi", "story") for p in ALL_PRECISIONS
     } | {("onnx", g, p) for g in ("encoder", "decoder_step", *STORY_GRAPHS) for p in ONNX_PRECISIONS}
@@ -45,7 +45,7 @@ def test_layout_and_manifest(full_export: Path, manifest, export_env) -> None:
     assert sorted(p.name for p in full_export.iterdir()) == top
     on_disk = {f"{d}/{p.name}" for d in ("tflite", "onnx") for p in (full_export / d).iterdir()}
     assert on_disk == ALL_FILES  # no scratch files (SavedModels, unlisted fp32 ONNX) left
-    assert {s["precision"] for s in manifest.source["skipped"]} == {"fp16", "int8"}
+    assert "skipped" not in manifest.source  # every precision on both runtimes
     for key in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "storyedge"):
         assert manifest.versions[key]
     tok = manifest.tokenizer
@@ -86,7 +86,7 @@ def test_signatures_are_static_and_named(manifest) -> None:
             else:
                 assert list(ins) == ["token", "h", "c", "context"] and ins["token"] == ([1], "int32")
                 assert list(outs) == ["logits", "h_out", "c_out"] and outs["logits"] == ([1, V], "float32")
-    assert seen == {"encoder": 4 * 2 + 2, "decoder_step": 4 * 2 + 2}  # separate + multi per precision
+    assert seen == {"encoder": 5 * 2 + 5, "decoder_step": 5 * 2 + 5}  # separate + multi per precision
 
 
 def test_hashes_match(full_export: Path, manifest) -> None:
@@ -158,7 +158,7 @@ def test_onnx_checker_lstm_nodes_no_leftovers(full_export: Path, manifest) -> No
         ops = onnx_ops(model)
         assert ops == entry.ops
         assert not [op for op in ops if "TensorList" in op or op.endswith(("Loop", "Scan"))], ops
-        lstm = ops.get("LSTM", 0) if entry.precision == "fp32" else ops.get("com.microsoft.DynamicQuantizeLSTM", 0)
+        lstm = ops.get("com.microsoft.DynamicQuantizeLSTM" if entry.precision == "int8-dynamic" else "LSTM", 0)
         # caption fwd/bwd + reason fwd/bwd + temporal: five Keras LSTM layers, split in story mode
         assert lstm == {"encoder": 5, "frame_encoder": 2, "reason_encoder": 2, "story_encoder": 1}.get(entry.graph, 0), ops
         assert [i.name for i in model.graph.input] == [t.name for t in entry.signatures[entry.graph].inputs]
@@ -208,8 +208,8 @@ def test_validation_recomputed_through_backends(full_export: Path, manifest, exp
     specs = backend_specs(full_export, manifest)
     assert {s.name for s in specs} == {f"tflite-{p}" for p in ALL_PRECISIONS} | {
         f"tflite-{p}-multi" for p in ALL_PRECISIONS
-    } | {"onnx-fp32", "onnx-int8-dynamic"}
-    assert len(specs) == 10
+    } | {f"onnx-{p}" for p in ONNX_PRECISIONS}
+    assert len(specs) == 15
     results: dict[str, dict[str, float]] = {}
     for spec in specs:
         backend = load_backend(spec, threads=1)
@@ -275,7 +275,7 @@ def test_table_as_text_and_markdown(manifest) -> None:
     from storyedge.export.report import HEADERS, format_markdown, format_table, summary_lines
 
     summary = summary_lines(manifest)
-    assert len(summary) == 4 + 1 + 2  # multi vs separate per TFLite precision, validation data, 2 skipped
+    assert len(summary) == 5 + 1  # multi vs separate per TFLite precision, validation data (nothing skipped)
     text = format_table(manifest).splitlines()
     assert text[0].split("  ")[0] == "file" and all(h in text[0] for h in HEADERS)
     assert set(text[1]) == {"-", " "}

@@ -45,9 +45,13 @@ def test_manifest_declares_story_graphs_builtins_only(full_export: Path, manifes
     assert story is not None and story.graphs == STORY_GRAPHS and story.window == manifest.config["dataset"]["seq_len"]
     assert story.frame_inputs == {"frame": "frames", "caption": "captions"} and story.story_reason == "reason_vector"
     files = [f for f in manifest.files if set(f.signatures) & set(STORY_GRAPHS)]
-    assert {(f.format, f.precision) for f in files} == {("tflite", p) for p in ("fp32", "fp16", "int8-dynamic", "int8")} | {
-        ("onnx", "fp32"), ("onnx", "int8-dynamic")}
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8", "int4")
+    assert {(f.format, f.precision) for f in files} == {(fmt, p) for fmt in ("tflite", "onnx") for p in precisions}
     for entry in files:
+        assert entry.coverage is not None and entry.coverage.count("float") + entry.coverage.count("fp16") > 0
+        if entry.format == "onnx" and entry.precision == "int8":  # calibrated on the story graphs' own feeds
+            note = next(n for n in entry.coverage.notes if n.startswith("static int8 calibrated on "))
+            assert int(note.split()[4]) > 0, note
         assert set(entry.signatures) == (set(STORY_GRAPHS) if entry.format == "tflite" else {entry.graph})
         v = entry.validation
         assert v["passed"] is True, (entry.path, v)
@@ -67,7 +71,9 @@ def test_story_state_equals_full_window_state(full_export: Path, manifest, expor
     """fp32 TFLite and ONNX: the decoder state story mode starts from is the full window's."""
     windows = _windows(full_export, export_env, 3)
     specs = {s.name: s for s in backend_specs(full_export, manifest)}
-    assert all(specs[n].story is not None for n in ("tflite-fp32", "tflite-fp32-multi", "onnx-fp32", "onnx-int8-dynamic"))
+    assert all(specs[f"{fmt}-{p}"].story is not None for fmt in ("tflite", "onnx")
+               for p in ("fp32", "fp16", "int8-dynamic", "int8", "int4"))
+    assert specs["tflite-fp32-multi"].story is not None
     for name in ("tflite-fp32", "onnx-fp32"):
         backend = load_backend(specs[name], threads=1)
         for i in range(len(windows)):

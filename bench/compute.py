@@ -1,0 +1,244 @@
+"""The compute floor: MACs of the encoder and of one step ÷ a MAC rate measured in the same run.
+
+MACs are counted from the export's configuration (:mod:`storyedge.macs`). The rate (a *peak*)
+is measured per runtime and precision with one matmul of the model's own shapes, run the way the
+backends run (same runtime, same thread count, one call per product, so the per-call overhead
+is in it too):
+
+* ``encoder`` role: ``[B·k·L, E] x [E, 4h]``, the caption Bi-LSTM's input product (a GEMM with
+  reuse: the best MAC rate this runtime reaches on this machine at the encoder's sizes);
+* ``step`` role: ``[B, H] x [H, 4H]``, the decoder cell's recurrent product at the step's batch
+  (a GEMV whose weights stay in cache: the rate a batch-1 step can reach when bytes do not bind).
+
+Runtimes: ONNX Runtime (a one-``MatMul`` graph built with ``onnx.helper``; int8 through
+``onnxruntime.quantization.quantize_dynamic``, the exporter's int8-dynamic path) and LiteRT (a
+one-matmul ``tf.function`` converted by the TFLite converter, int8 with dynamic-range
+quantisation) where TensorFlow is importable (a ``--latency-only`` run never imports it: its
+TFLite backends then use numpy's rate, said so in the report). Each graph is judged against its
+*binding* floor: the bytes floor (weight bytes ÷ DRAM read bandwidth) where its weights exceed
+the last-level cache — then the larger of the two — else the compute floor. A probe's MAC rate
+leaves out the runtime's fixed cost per call (the time of a 1x1 product in the same runtime),
+so the peak is the kernel's; the graph's own per-op overheads stay in its multiple.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from storyedge.bench.latency import BYTES_PER_WEIGHT, roofline_floor_ms
+from storyedge.bench.results import BackendFloors, ComputeFloors, ComputePeak, GraphFloor, Roofline
+from storyedge.macs import encoder_macs, step_macs
+
+#: timed repeats per probe and the wall time each repeat aims for
+PEAK_REPEATS = 5
+PEAK_REPEAT_S = 0.05
+#: the kernel's share of a probe call is never taken below this (the overhead estimate is noisy)
+MIN_KERNEL_SHARE = 0.1
+ROLES = ("encoder", "step")
+NUMPY = "numpy"
+ORT = "onnxruntime"
+LITERT = "litert"
+#: backend format → the runtime whose peak it is judged with
+FORMAT_RUNTIME = {"onnx": ORT, "tflite": LITERT}
+
+COMPUTE_NOTE = (
+    "MACs counted from the configuration (matrix products only: Dense, Conv2D incl. 'same' padding, LSTM "
+    "gates, attention products, the Bi-LSTM's token-reversal matmuls; element-wise work not counted). Peak: "
+    "one matmul of the model's shapes in the backend's runtime at its precision class (fp32/fp16 -> fp32, "
+    "int8 -> int8 dynamic-range), same threads; encoder role [B*k*L, E]x[E, 4h], step role [B, H]x[H, 4H]. "
+    "Binding floor: the bytes floor where the graph's weights exceed the last-level cache (then the larger "
+    "of bytes and compute), else the compute floor. Multiples use p50."
+)
+
+
+def peak_shapes(cfg: Any, batch: int) -> dict[str, tuple[int, int, int]]:
+    """(M, K, N) of each role's probe matmul (see the module doc)."""
+    m, d = cfg.model, cfg.dataset
+    return {
+        "encoder": (batch * d.seq_len * d.max_caption_len, m.text_embed_dim, 4 * m.text_hidden_dim),
+        "step": (batch, m.decoder_hidden_dim, 4 * m.decoder_hidden_dim),
+    }
+
+
+def best_ms(call: Callable[[], Any]) -> float:
+    """Best of :data:`PEAK_REPEATS` repeats of the mean time per call (ms), after a warm-up."""
+    for _ in range(3):
+        call()
+    start = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - start, 1e-6)
+    n = max(3, int(PEAK_REPEAT_S / once))
+    best = float("inf")
+    for _ in range(PEAK_REPEATS):
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e3
+
+
+def _weights(k: int, n: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((k, n), dtype=np.float32) * 0.05
+
+
+def numpy_probe(shape: tuple[int, int, int], precision: str, threads: int, workdir: Path) -> Callable[[], Any]:
+    """numpy's fp32 matmul (BLAS, its own threads): the fallback where a backend's runtime has no probe."""
+    m, k, n = shape
+    x, w = np.ones((m, k), np.float32), _weights(k, n)
+    return lambda: x @ w
+
+
+def ort_probe(shape: tuple[int, int, int], precision: str, threads: int, workdir: Path) -> Callable[[], Any]:
+    """One ``MatMul`` (fp32) or its ``quantize_dynamic`` int8 graph in ONNX Runtime."""
+    # lazy: onnx / onnxruntime are optional runtimes
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    m, k, n = shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "peak",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        [numpy_helper.from_array(_weights(k, n), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    path = workdir / f"peak_{m}x{k}x{n}.onnx"
+    onnx.save(model, str(path))
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: as above
+
+        qpath = path.with_suffix(".int8.onnx")
+        quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
+        path = qpath
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    feeds = {"x": np.ones((m, k), np.float32)}
+    return lambda: session.run(None, feeds)
+
+
+def litert_probe(shape: tuple[int, int, int], precision: str, threads: int, workdir: Path) -> Callable[[], Any]:
+    """One matmul converted by the TFLite converter (int8: dynamic range) in LiteRT (XNNPACK)."""
+    # lazy: TensorFlow converts the probe; LiteRT runs it
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    m, k, n = shape
+    w = tf.constant(_weights(k, n))
+
+    @tf.function(input_signature=[tf.TensorSpec([m, k], tf.float32, name="x")])
+    def matmul(x: Any) -> Any:
+        return tf.matmul(x, w)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([matmul.get_concrete_function()], matmul)
+    if precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    interpreter = Interpreter(model_content=converter.convert(), num_threads=threads)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.set_tensor(index, np.ones((m, k), np.float32))
+    return interpreter.invoke
+
+
+PROBES: dict[str, Callable[..., Callable[[], Any]]] = {NUMPY: numpy_probe, ORT: ort_probe, LITERT: litert_probe}
+
+
+def available_runtimes(formats: set[str]) -> list[str]:
+    """numpy, plus ONNX Runtime / LiteRT for the formats benched (LiteRT only where TensorFlow
+    is already imported: the runtime-only path must not import it)."""
+    out = [NUMPY]
+    if "onnx" in formats:
+        out.append(ORT)
+    if "tflite" in formats and "tensorflow" in sys.modules:
+        out.append(LITERT)
+    return out
+
+
+def measure_peaks(cfg: Any, batch: int, threads: int, runtimes: list[str],
+                  echo: Callable[[str], Any] = print) -> list[ComputePeak]:
+    """fp32 and int8 peaks of each role in each runtime (a probe that fails is left out, said so)."""
+    peaks: list[ComputePeak] = []
+    with tempfile.TemporaryDirectory(prefix="storyedge_peak_") as tmp:
+        for runtime in runtimes:
+            for precision in ("fp32", "int8"):
+                if runtime == NUMPY and precision == "int8":
+                    continue  # numpy has no int8 matmul
+                try:
+                    overhead = best_ms(PROBES[runtime]((1, 1, 1), "fp32", threads, Path(tmp)))
+                except Exception:  # noqa: BLE001 - the probes below then fail and say why
+                    overhead = 0.0
+                for role, shape in peak_shapes(cfg, batch).items():
+                    try:
+                        ms = best_ms(PROBES[runtime](shape, precision, threads, Path(tmp)))
+                    except Exception as exc:  # noqa: BLE001 - a probe a runtime cannot run is skipped
+                        echo(f"note: {runtime} {precision} {role} peak not measured ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''})")
+                        continue
+                    m, k, n = shape
+                    # the call's fixed cost (a 1x1 product) is the runtime's, not the kernel's: left out
+                    kernel = max(ms - overhead, ms * MIN_KERNEL_SHARE)
+                    peaks.append(ComputePeak(runtime, precision, role, list(shape), ms, m * k * n / (kernel / 1e3),
+                                             overhead_ms=overhead))
+    return peaks
+
+
+def compute_floors(cfg: Any, vocab: int, batch: int, peaks: list[ComputePeak]) -> ComputeFloors:
+    """The report's compute section: MACs per component and the measured peaks."""
+    enc, step = encoder_macs(cfg, batch), step_macs(cfg, vocab, batch)
+    return ComputeFloors(
+        encoder_macs=dict(enc.macs), encoder_total_macs=enc.total, encoder_weights=enc.total_weights,
+        step_macs=dict(step.macs), step_total_macs=step.total, peaks=peaks, note=COMPUTE_NOTE,
+    )
+
+
+def precision_class(precision: str) -> str:
+    """The peak a precision is judged with: ``int8`` for int8 kinds, else ``fp32``."""
+    return "int8" if precision.startswith("int8") else "fp32"
+
+
+def _peak_for(floors: ComputeFloors, fmt: str, precision: str, role: str) -> ComputePeak | None:
+    cls = precision_class(precision)
+    runtime = FORMAT_RUNTIME.get(fmt)
+    return (floors.peak(runtime, cls, role) if runtime else None) or floors.peak(NUMPY, cls, role) \
+        or floors.peak(NUMPY, "fp32", role)
+
+
+def graph_floor(macs: int, peak: ComputePeak | None, weight_bytes: int, read_gbps: float,
+                llc_bytes: int | None, p50_ms: float) -> GraphFloor | None:
+    """One graph's binding floor and its p50 as a multiple of it (None without a peak)."""
+    if peak is None:
+        return None
+    compute = macs / peak.macs_per_s * 1e3
+    bytes_floor = roofline_floor_ms(weight_bytes, read_gbps)
+    exceeds = llc_bytes is not None and weight_bytes > llc_bytes
+    binding, floor = ("bytes", bytes_floor) if exceeds and bytes_floor > compute else ("compute", compute)
+    return GraphFloor(macs=macs, compute_floor_ms=compute, peak=f"{peak.runtime} {peak.precision}",
+                      bytes_floor_ms=bytes_floor, weight_bytes=weight_bytes, binding=binding, floor_ms=floor,
+                      vs_floor=p50_ms / floor if floor > 0 else float("nan"))
+
+
+def backend_floors(
+    floors: ComputeFloors, fmt: str, precision: str, encoder_p50_ms: float, step_p50_ms: float,
+    roofline: Roofline, read_gbps: float, llc_bytes: int | None, step_total_macs: int | None = None,
+) -> BackendFloors | None:
+    """A backend's encoder and step against their binding floors (None where no peak was measured).
+
+    ``step_total_macs``: the step's own MACs where they differ from the report's (a shortlist)."""
+    if floors.peaks == [] or fmt not in FORMAT_RUNTIME:
+        return None
+    bpw = BYTES_PER_WEIGHT.get(precision, 4)
+    encoder = graph_floor(floors.encoder_total_macs, _peak_for(floors, fmt, precision, "encoder"),
+                          floors.encoder_weights * bpw, read_gbps, llc_bytes, encoder_p50_ms)
+    step = graph_floor(step_total_macs or floors.step_total_macs, _peak_for(floors, fmt, precision, "step"),
+                       roofline.weight_bytes, read_gbps, llc_bytes, step_p50_ms)
+    if encoder is None or step is None:
+        return None
+    return BackendFloors(encoder=encoder, step=step)

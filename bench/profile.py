@@ -1,0 +1,143 @@
+"""``storyedge bench --profile``: where the time of the encoder and of a decoder step goes, per op.
+
+* ONNX Runtime: each ONNX backend is created once more with ``enable_profiling`` (its own
+  sessions, so the timed runs of the latency stage carry no profiler overhead), runs ``warmup``
+  + ``runs`` forced-length greedy captions, and ONNX Runtime's JSON trace is parsed
+  (:func:`parse_ort_profile`): per op type the summed ``*_kernel_time`` of its nodes, per call of
+  the graph, and its share of the graph's ``model_run`` time; the warm-up calls are left out.
+  The JSON files are kept next to the report.
+* LiteRT: ai-edge-litert 2.3's Python ``Interpreter`` has no op profiler, and no registry package
+  ships TFLite's ``benchmark_model`` with op profiling (the LiteRT CLI downloads that binary at
+  run time, which nothing here may do). What can be measured are the graph's pieces: the step's
+  logits projection ``[B, H] x [H, V]`` is timed alone as a one-matmul LiteRT model of the same
+  shape and precision class (random weights; XNNPACK; same threads), and the rest of the step is
+  the difference to the step's p50. The encoder's ops are not measurable this way (its pieces
+  are not separable graphs in the file) and are reported as not measured.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from storyedge.bench.compute import best_ms, litert_probe, precision_class
+from storyedge.bench.latency import measure_latency
+from storyedge.bench.results import GraphProfile, OpProfile, OpShare
+from storyedge.runtime.onnxrt import OnnxBackend
+from storyedge.runtime.specs import BackendSpec
+
+#: op types listed per graph (the rest still count in ``covered``)
+TOP_OPS = 8
+ORT_SOURCE = "onnxruntime enable_profiling (median kernel time per node, summed per op type)"
+LITERT_SOURCE = "litert: graph pieces timed alone"
+LITERT_NOTE = (
+    "ai-edge-litert's Python Interpreter exposes no op profiler and no installed or registry package ships "
+    "TFLite's benchmark_model with op profiling: the encoder's ops were not measured. The step's logits "
+    "projection was timed alone as a one-matmul LiteRT model of the same shape and precision class (int8 "
+    "kinds: dynamic-range int8; fp16: fp32, as XNNPACK runs it); 'rest of the step' = step p50 - that."
+)
+KERNEL_SUFFIX = "_kernel_time"
+
+
+def parse_ort_profile(path: Path, skip_runs: int = 0, top: int = TOP_OPS) -> GraphProfile:
+    """Per-op-type time of one session's ONNX Runtime JSON trace, its first ``skip_runs`` runs left out.
+
+    Robust to a loaded machine: each node's time is its *median* kernel time over the kept runs
+    and the graph's time the median ``model_run``; an op type's figure is the sum of its nodes'
+    medians, its share that ÷ the graph's median (scaled so that shares never sum above 1;
+    ``covered``: their sum, the rest being the runtime's own time between kernels)."""
+    events = json.loads(Path(path).read_text())
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    kept = runs[skip_runs:]
+    if not kept:
+        return GraphProfile(calls=0, ms_per_call=0.0, top=[], covered=0.0)
+    start = kept[0]["ts"]
+    run_us = float(np.median([e["dur"] for e in kept]))
+    per_node: dict[str, list[float]] = defaultdict(list)
+    op_of: dict[str, str] = {}
+    for e in events:
+        name = str(e.get("name", ""))
+        if e.get("cat") != "Node" or not name.endswith(KERNEL_SUFFIX) or e["ts"] < start:
+            continue
+        node = name[: -len(KERNEL_SUFFIX)]
+        per_node[node].append(float(e["dur"]))
+        op_of[node] = str(e.get("args", {}).get("op_name", "?"))
+    per_op: dict[str, float] = defaultdict(float)
+    nodes: dict[str, int] = defaultdict(int)
+    for node, durations in per_node.items():
+        per_op[op_of[node]] += float(np.median(durations))
+        nodes[op_of[node]] += 1
+    scale = max(run_us, sum(per_op.values()), 1e-9)  # never a share sum above 1
+    shares = sorted((OpShare(op, us / 1e3, us / scale, nodes[op]) for op, us in per_op.items()),
+                    key=lambda o: -o.ms_per_call)
+    return GraphProfile(calls=len(kept), ms_per_call=run_us / 1e3, top=shares[:top],
+                        covered=sum(o.share for o in shares))
+
+
+def profile_onnx(spec: BackendSpec, threads: int, providers: list[str] | None, inputs: dict[str, np.ndarray],
+                 bos_id: int, tokens: int, warmup: int, runs: int, out_dir: Path, report_dir: Path) -> OpProfile:
+    """A profiled copy of an ONNX backend over ``warmup`` + ``runs`` captions (see the module doc)."""
+    where = out_dir / spec.name
+    backend = OnnxBackend(spec, threads, providers, profile_dir=where)
+    backend.vocab_ids = spec.vocab_ids
+    backend.encode(inputs)  # the first calls (allocation, graph optimisation) are not profiled runs
+    measure_latency(backend, inputs, bos_id, tokens, warmup, runs)
+    files = backend.end_profiling()
+    skip_encoder = 1 + warmup
+    encoder = parse_ort_profile(files["encoder"], skip_encoder)
+    step = parse_ort_profile(files["decoder_step"], warmup * tokens)
+    rel = [str(p.relative_to(report_dir)) if p.is_relative_to(report_dir) else str(p) for p in files.values()]
+    return OpProfile(source=ORT_SOURCE, encoder=encoder, step=step, files=rel,
+                     note="ONNX Runtime's own profile of a second session over the same captions (warm-up left "
+                          "out); per node the median kernel time, per graph the median run; the profiler adds a "
+                          "little time per node.")
+
+
+def profile_litert(precision: str, hidden: int, logits: int, batch: int, threads: int, step_p50_ms: float,
+                   cache: dict[tuple[int, int, int, str], float]) -> OpProfile:
+    """The LiteRT pieces that can be measured (see the module doc): the step's logits projection."""
+    if "tensorflow" not in sys.modules:
+        return OpProfile(source=LITERT_SOURCE, encoder=None, step=None,
+                         note=LITERT_NOTE + " This run did not import TensorFlow (--latency-only), which "
+                         "converts the probe: nothing was measured.")
+    cls = precision_class(precision)
+    key = (batch, hidden, logits, cls)
+    if key not in cache:
+        with tempfile.TemporaryDirectory() as tmp:
+            cache[key] = best_ms(litert_probe((batch, hidden, logits), cls, threads, Path(tmp)))
+    proj = cache[key]
+    share = min(proj / step_p50_ms, 1.0) if step_p50_ms > 0 else 0.0
+    rest = max(step_p50_ms - proj, 0.0)
+    top = [OpShare(f"FULLY_CONNECTED logits [{batch},{hidden}]x[{hidden},{logits}]", proj, share, 1),
+           OpShare("rest of the step", rest, 1.0 - share, 0)]
+    step = GraphProfile(calls=1, ms_per_call=step_p50_ms, top=top, covered=1.0)
+    return OpProfile(source=LITERT_SOURCE, encoder=None, step=step, note=LITERT_NOTE)
+
+
+def run_profiles(
+    loaded: list[Any], results: list[Any], threads: int, inputs: dict[str, np.ndarray], bos_id: int,
+    tokens: int, warmup: int, runs: int, out: Path, hidden: int, batch: int, vocab_size: int,
+    echo: Callable[[str], Any] = print,
+) -> None:
+    """Fill ``result.profile`` of every exported backend (``loaded[i]`` is ``results[i]``'s)."""
+    cache: dict[tuple[int, int, int, str], float] = {}
+    for item, result in zip(loaded, results):
+        if item.reference:
+            continue
+        spec = getattr(item, "spec", None)
+        echo(f"profiling {result.name} ...")
+        if result.format == "onnx" and spec is not None:
+            result.profile = profile_onnx(spec, threads, item.providers, inputs, bos_id, tokens, warmup, runs,
+                                          out / "profiles", out)
+        elif result.format == "tflite":
+            ids = getattr(spec, "vocab_ids", None)
+            logits = len(ids) if ids is not None else vocab_size
+            result.profile = profile_litert(result.precision, hidden, logits, batch, threads,
+                                            result.latency.step.p50_ms, cache)

@@ -1,0 +1,64 @@
+"""``storyedge bench --profile`` and the compute floor on the real tiny export (latency-only: no parity)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench_testutil import BenchEnv
+
+from storyedge.bench.profile import parse_ort_profile
+from storyedge.bench.results import BenchReport
+from storyedge.bench.runner import BenchOptions, run_bench
+
+
+@pytest.fixture(scope="module")
+def profiled(bench_env: BenchEnv, tmp_path_factory: pytest.TempPathFactory) -> tuple[BenchReport, Path]:
+    out = tmp_path_factory.mktemp("profiled")
+    report = run_bench(BenchOptions(exports=bench_env.exports, out=out, latency_only=True, profile=True, warmup=1,
+                                    runs=2, threads=1, bandwidth_mb=16, backends="onnx-fp32,tflite-fp32,tflite-int8*"),
+                       echo=lambda _: None)
+    return report, out
+
+
+def test_onnx_profile_top_ops_and_shares(profiled: tuple[BenchReport, Path]) -> None:
+    report, out = profiled
+    onnx = report.backend("onnx-fp32")
+    assert onnx is not None and onnx.profile is not None and onnx.profile.files
+    for graph in (onnx.profile.encoder, onnx.profile.step):
+        assert graph is not None and graph.top, "no op rows parsed"
+        assert graph.calls == 2 * (1 if graph is onnx.profile.encoder else report.settings.caption_tokens)
+        assert 0 < sum(o.share for o in graph.top) <= graph.covered <= 1 + 1e-9
+        assert all(o.ms_per_call >= 0 and o.nodes >= 1 for o in graph.top)
+    assert "LSTM" in {o.op for o in onnx.profile.encoder.top}  # the Bi-LSTMs are ONNX LSTM nodes
+    assert {"MatMul", "Gemm"} & {o.op for o in onnx.profile.step.top}  # the logits projection
+    raw = out / onnx.profile.files[0]
+    assert parse_ort_profile(raw, skip_runs=0).calls == onnx.profile.encoder.calls + 2  # warm-up + first call
+
+
+def test_litert_profile_says_what_was_measured(profiled: tuple[BenchReport, Path]) -> None:
+    report, _ = profiled
+    lite = report.backend("tflite-fp32")
+    assert lite is not None and lite.profile is not None
+    assert lite.profile.encoder is None and "not measured" in lite.profile.note
+    step = lite.profile.step
+    assert step is not None and step.top[0].op.startswith("FULLY_CONNECTED logits")
+    assert abs(sum(o.share for o in step.top) - 1) < 1e-9
+
+
+def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
+    report, out = profiled
+    assert report.compute is not None and report.compute.encoder_total_macs > report.compute.step_total_macs > 0
+    assert {(p.runtime, p.precision) for p in report.compute.peaks} >= {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    for b in report.backends:
+        assert b.floors is not None, b.name
+        for g in (b.floors.encoder, b.floors.step):
+            assert g.binding in ("compute", "bytes") and g.floor_ms > 0 and g.vs_floor > 0
+            assert g.floor_ms == max(g.compute_floor_ms, g.bytes_floor_ms) if g.binding == "bytes" else \
+                g.floor_ms == g.compute_floor_ms
+    md = (out / "report.md").read_text()
+    assert "Per-op profile" in md and "Compute floor" in md
+    back = BenchReport.from_json((out / "report.json").read_text())
+    assert back.backend("onnx-fp32").profile.encoder.top == report.backend("onnx-fp32").profile.encoder.top
+    assert json.loads((out / "report.json").read_text())["compute"]["peaks"]

@@ -1,0 +1,88 @@
+"""MAC counts of the graphs (storyedge.macs) against hand counts, and the binding-floor rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from storyedge.bench.compute import graph_floor
+from storyedge.bench.results import ComputePeak
+from storyedge.config import Config
+from storyedge.macs import encoder_macs, step_macs
+
+#: k 2, 32 px, L 4, R 5, E 8, h 4, D 8 (2 heads), T 6, H 10, CNN base 2 / stem 2, feat 3, spatial 5
+HAND = {
+    "dataset.seq_len": 2, "dataset.image_size": 32, "dataset.max_caption_len": 4, "dataset.max_reason_len": 5,
+    "model.text_embed_dim": 8, "model.text_hidden_dim": 4, "model.multimodal_dim": 8, "model.attention_heads": 2,
+    "model.temporal_hidden_dim": 6, "model.decoder_hidden_dim": 10, "model.cnn_base_filters": 2,
+    "model.cnn_stem_stride": 2, "model.image_feat_dim": 3, "model.image_spatial_dim": 5, "model.use_reason": True,
+}
+
+
+def hand_config(**overrides: object) -> Config:
+    return Config().replace(**{**HAND, **overrides})
+
+
+def test_encoder_and_lstm_step_macs_equal_a_hand_count() -> None:
+    enc = encoder_macs(hand_config())
+    # Bi-LSTM: 2 rows x 4 tokens x 4h(E+h)=192, two directions, + reversal matmuls 2 x 4² x (8+4)
+    assert enc.macs["caption_encoder"] == 2 * 192 * 8 + 384 == 3456
+    assert enc.macs["reason_encoder"] == 2 * 192 * 5 + 25 * 12 == 2220
+    # CNN: stem 16²x27x2 per frame; stage1 8² px x (9·2·2 + 9·2·2 + 2·2); stage2 4² px x (9·2·4 + 9·4·4 + 2·4);
+    # global 4x3; patches 16 cells x 4x5 — each for 2 frames
+    assert enc.macs["image_encoder"] == 2 * (256 * 54 + 64 * 76 + 16 * 224 + 12 + 16 * 20) == 45208
+    # mix 11x8; attention q 4x8x8, k/v 2x16x5x8, out 4x8x8 per frame; scores + weighted 2x4x16x8 per frame
+    assert enc.macs["fusion"] == 2 * 88 + 2 * (256 + 1280 + 256) + 2 * 2 * 4 * 16 * 8 == 5808
+    assert enc.macs["temporal_lstm"] == 2 * 4 * 6 * (8 + 6) == 672
+    assert enc.macs["decoder_init"] == 2 * (6 + 8) * 10 == 280  # init_h, init_c over C = T + 2h
+    assert enc.total == 3456 + 2220 + 45208 + 5808 + 672 + 280 == 57644
+    step = step_macs(hand_config(), vocab=50)
+    assert step.macs == {"decoder": (8 + 14) * 40 + 10 * 40, "logits": 10 * 50}
+    assert step.total == 1780 and step.total_weights == 1780  # batch 1: every weight once
+
+
+def test_vit_transformer_and_batch_hand_counts() -> None:
+    vit = encoder_macs(hand_config(**{"model.image_encoder": "vit", "model.vit_patch_size": 8,
+                                      "model.vit_layers": 1, "model.vit_heads": 1}))
+    # 16 patches of 8x8x3 -> 5; one block: q k v o 4x5² + MLP 2x4x5² per token, attention 2x16²x5; global 5x3
+    assert vit.macs["image_encoder"] == 2 * (16 * 960 + 16 * 300 + 2 * 256 * 5 + 15) == 45470
+    cfg = hand_config(**{"model.decoder": "transformer", "model.decoder_heads": 2, "model.decoder_ff_dim": 12,
+                         "model.decoder_layers": 1})
+    # in_proj 8x10; self q k v o + cross q o 6x10², ff 2x10x12; attention over the 4-slot cache + 4 memory slots
+    assert step_macs(cfg, vocab=50).total == 80 + 600 + 240 + 2 * (4 + 4) * 10 + 500 == 1580
+    assert step_macs(hand_config(), vocab=50, batch=3).total == 3 * 1780
+    assert step_macs(hand_config(), vocab=7).macs["logits"] == 70  # a shortlist's width
+
+
+@pytest.mark.parametrize("overrides", [{}, {"model.image_encoder": "vit", "model.vit_patch_size": 8,
+                                            "model.vit_heads": 1, "model.decoder": "transformer",
+                                            "model.decoder_heads": 2}])
+def test_counted_weights_are_the_models_kernels(overrides: dict[str, object]) -> None:
+    from storyedge.model.story_model import build_model
+
+    cfg = hand_config(**overrides)
+    model = build_model(cfg, 50, 0)
+
+    def kernels(*layers: object) -> int:
+        return sum(int(np.prod(v.shape)) for layer in layers for v in layer.weights
+                   if v.name in ("kernel", "recurrent_kernel"))
+
+    enc = encoder_macs(cfg)
+    assert enc.weights["image_encoder"] == kernels(model.image_encoder)
+    assert enc.weights["caption_encoder"] == kernels(model.caption_encoder)
+    assert enc.weights["fusion"] == kernels(model.fusion)
+    assert enc.weights["temporal_lstm"] == kernels(model.temporal_lstm)
+    if cfg.model.decoder == "lstm":
+        assert step_macs(cfg, 50).total_weights == kernels(model.decoder_cell, model.logits_proj)
+    else:  # the cross K / V projections run in the encoder (decoder_init), not in the step
+        cross = sum(int(np.prod(b.cross_k.kernel.shape)) * 2 for b in model.transformer_decoder.blocks)
+        assert step_macs(cfg, 50).total_weights == kernels(model.transformer_decoder, model.logits_proj) - cross
+
+
+def test_binding_floor_is_bytes_only_beyond_the_cache() -> None:
+    peak = ComputePeak("onnxruntime", "fp32", "step", [1, 10, 40], 0.001, 1e9)  # 1 GMAC/s
+    in_cache = graph_floor(2_000_000, peak, 8_000_000, read_gbps=1.0, llc_bytes=16 << 20, p50_ms=4.0)
+    assert in_cache.binding == "compute" and in_cache.floor_ms == pytest.approx(2.0) and in_cache.vs_floor == 2.0
+    beyond = graph_floor(2_000_000, peak, 8_000_000, read_gbps=1.0, llc_bytes=1 << 20, p50_ms=4.0)
+    assert beyond.binding == "bytes" and beyond.floor_ms == pytest.approx(8.0) and beyond.vs_floor == 0.5
+    assert graph_floor(1, None, 1, 1.0, None, 1.0) is None

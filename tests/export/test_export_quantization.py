@@ -1,0 +1,184 @@
+"""The quantized precisions of the full export (ONNX fp16 / static int8 / int4, TFLite int4), their
+coverage and portability records, ``--portable``, and the int4 / calibration bad-input rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storyedge.app.cli import main
+from storyedge.manifest import Manifest, read_manifest
+
+#: Bytes of one block's scale: ai-edge-quantizer keeps blockwise scales as float16, MatMulNBits as
+#: float32; both are symmetric here (no zero points).
+SCALE_BYTES = {"tflite": 2, "onnx": 4}
+
+
+@pytest.fixture(scope="module")
+def manifest(full_export: Path) -> Manifest:
+    return read_manifest(full_export)
+
+
+def _entry(manifest: Manifest, fmt: str, graph: str, precision: str):
+    entry = manifest.file(fmt, graph, precision)
+    assert entry is not None, (fmt, graph, precision)
+    return entry
+
+
+def test_every_file_has_coverage_and_portability(manifest: Manifest) -> None:
+    assert manifest.schema_version == "2.2"
+    for entry in manifest.files:
+        cov = entry.coverage
+        assert cov is not None, entry.path
+        assert sum(cov.count(c) for c in cov.compute) == sum(entry.ops.values()), entry.path
+        assert sum(cov.weight_bytes.values()) > 0
+        if entry.format == "tflite":
+            assert cov.portable and not cov.nonportable_ops, entry.path  # builtins only
+    fp32 = _entry(manifest, "tflite", "decoder_step", "fp32").coverage
+    assert set(fp32.compute) <= {"float", "convert"} and "float16" not in fp32.weight_bytes
+    # TFLite fp16 stores fp16 weights but computes in float32; ONNX fp16 computes in fp16
+    t16 = _entry(manifest, "tflite", "decoder_step", "fp16").coverage
+    assert t16.weight_bytes["float16"] > t16.weight_bytes.get("float32", 0) and t16.count("fp16") == 0
+    o16 = _entry(manifest, "onnx", "decoder_step", "fp16").coverage
+    assert o16.count("fp16") > 0 and o16.weight_bytes["float16"] > 0
+    assert "LSTM" in _entry(manifest, "onnx", "encoder", "fp16").coverage.compute["float"]  # blocked
+    # dynamic range: quantized weights, float activations; full int8: integer kernels
+    assert _entry(manifest, "tflite", "decoder_step", "int8-dynamic").coverage.compute["hybrid"]["FULLY_CONNECTED"] > 0
+    assert _entry(manifest, "tflite", "decoder_step", "int8").coverage.compute["integer"]["FULLY_CONNECTED"] > 0
+
+
+def test_onnx_int8_dynamic_encoder_is_not_portable(manifest: Manifest) -> None:
+    cov = _entry(manifest, "onnx", "encoder", "int8-dynamic").coverage
+    assert cov.portable is False
+    assert cov.nonportable_ops == {"com.microsoft.DynamicQuantizeLSTM": 5}
+    assert cov.compute["integer"]["com.microsoft.DynamicQuantizeLSTM"] == 5
+    assert any("DynamicQuantizeLSTM" in note for note in cov.notes)
+    assert _entry(manifest, "onnx", "decoder_step", "int8-dynamic").coverage.portable is True
+
+
+def test_qdq_pairs_around_the_weights_they_claim(full_export: Path, manifest: Manifest) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    for graph in ("encoder", "decoder_step"):
+        entry = _entry(manifest, "onnx", graph, "int8")
+        model = onnx.load(str(full_export / entry.path))
+        inits = {i.name: i for i in model.graph.initializer}
+        producers = {o: n for n in model.graph.node for o in n.output}
+        consumers: dict[str, list] = {}
+        for n in model.graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        # every activation QuantizeLinear feeds a DequantizeLinear (a pair)
+        quants = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+        assert quants
+        for q in quants:
+            assert {c.op_type for c in consumers[q.output[0]]} == {"DequantizeLinear"}, q.name
+        # every MatMul / Conv weight is an int8 initializer behind a DequantizeLinear, per channel
+        claimed = entry.coverage.compute.get("integer", {})
+        weighted = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv")
+                    and producers.get(n.input[1]) is not None and producers[n.input[1]].input[0] in inits]
+        assert weighted and sum(claimed.get(op, 0) for op in ("MatMul", "Conv")) >= 1
+        for n in weighted:
+            dq = producers[n.input[1]]
+            assert dq.op_type == "DequantizeLinear"
+            w = inits[dq.input[0]]
+            assert w.data_type == onnx.TensorProto.INT8, n.name
+            scale = numpy_helper.to_array(inits[dq.input[1]])
+            assert scale.size == (w.dims[1] if n.op_type == "MatMul" else w.dims[0]), n.name  # per channel
+        assert entry.coverage.portable is True  # QDQ is standard ONNX
+        if graph == "encoder":
+            assert entry.coverage.compute["float"]["LSTM"] == 5  # ONNX Runtime has no QDQ LSTM
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_int4_files_hold_4bit_weights(full_export: Path, manifest: Manifest, fmt: str) -> None:
+    block = manifest.config["export"]["int4_block_size"]
+    entry = _entry(manifest, fmt, "decoder_step", "int4")
+    q = entry.coverage.int4
+    assert q["elements"] > 0 and q["blocks"] == q["elements"] // block
+    per_weight = (q["payload_bytes"] + q["scale_bytes"] + q["zero_point_bytes"]) / q["elements"]
+    expected = 0.5 + SCALE_BYTES[fmt] / block
+    assert per_weight == pytest.approx(expected, rel=0.10), (per_weight, expected)
+    # the logits projection [H, V] is among them: at least H x V weights are 4-bit
+    H, V = manifest.config["model"]["decoder_hidden_dim"], manifest.tokenizer["vocab_size"]
+    assert q["elements"] >= H * V
+    fp32 = _entry(manifest, fmt, "decoder_step", "fp32")
+    assert entry.size_bytes < 0.8 * fp32.size_bytes
+    if fmt == "onnx":
+        import onnx
+
+        model = onnx.load(str(full_export / entry.path))
+        nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+        assert nbits and all(n.domain == "com.microsoft" for n in nbits)
+        assert {a.name: a.i for a in nbits[0].attribute}["bits"] == 4
+        assert entry.coverage.portable is False and "opset 21" in " ".join(entry.coverage.notes)
+        assert "Gemm" not in entry.ops  # the logits Gemm became MatMul(NBits) + Add
+    else:
+        assert entry.coverage.compute["hybrid"]["FULLY_CONNECTED"] >= 1
+        assert entry.coverage.weight_bytes["int4"] * 2 == entry.coverage.weight_elements["int4"]
+        multi = _entry(manifest, "tflite", "multi", "int4").coverage
+        assert multi.count("hybrid") >= entry.coverage.count("hybrid") and multi.int4["elements"] >= q["elements"]
+
+
+def test_manifest_schema_2_0_without_coverage_still_reads(full_export: Path) -> None:
+    data = json.loads((full_export / "manifest.json").read_text())
+    data["schema_version"] = "2.0"
+    for f in data["files"]:
+        f.pop("coverage", None)
+    old = Manifest.from_json(json.dumps(data))
+    assert old.files and all(f.coverage is None for f in old.files)
+
+
+def test_calibration_feeds_are_teacher_forced_reference_states(manifest: Manifest) -> None:
+    src = manifest.source["validation"]
+    assert src["calibration_windows"] > 0
+    from storyedge.export.calibration import graph_feeds, ort_method
+
+    samples = [("encoder", {"frames": np.zeros(1), "captions": np.zeros(1), "x": np.zeros(1)}),
+               ("decoder_step", {"token": np.zeros(1, np.int32), "h": np.ones(1)})]
+    assert graph_feeds(samples, "decoder_step", ["token", "h"]) == [samples[1][1]]
+    assert [len(f) for f in graph_feeds(samples, "encoder", ["frames", "captions"])] == [2]
+    assert {ort_method(m).name for m in ("minmax", "entropy", "percentile")} == {"MinMax", "Entropy", "Percentile"}
+    assert manifest.config["export"]["calibration_method"] == "minmax"
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        main(["export", *args])
+    _, err = capsys.readouterr()
+    return int(info.value.code or 0), err
+
+
+@pytest.mark.parametrize(("extra", "option"), [
+    (["--quantize", "int4", "--int4-block-size", "64"], "--int4-block-size"),  # 64 does not divide H = 32
+    (["--quantize", "int4", "--int4-block-size", "48"], "--int4-block-size"),  # not a block size
+    (["--quantize", "int8", "--calibration-method", "kl"], "--calibration-method"),
+])
+def test_bad_quantization_options_exit_2_nothing_written(export_env, tmp_path: Path, capsys, extra, option) -> None:
+    out = tmp_path / "out"
+    code, err = _cli(["--checkpoint", str(export_env.run_dir), "--out", str(out), "--no-progress", *extra], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_portable_keeps_lstms_float_and_skips_onnx_int4(export_env, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "portable"
+    code, err = _cli(["--checkpoint", str(export_env.run_dir), "--out", str(out), "--format", "onnx",
+                      "--quantize", "int8-dynamic,int4", "--portable", "--validation-windows", "2",
+                      "--no-progress"], capsys)
+    assert code == 0, err
+    manifest = read_manifest(out)
+    assert [f.path for f in manifest.files] == ["onnx/encoder.int8-dynamic.onnx", "onnx/decoder_step.int8-dynamic.onnx"]
+    enc = manifest.files[0]
+    assert enc.coverage.portable is True and enc.coverage.nonportable_ops == {}
+    assert "com.microsoft.DynamicQuantizeLSTM" not in enc.ops and enc.ops["LSTM"] == 5
+    assert enc.coverage.compute["float"]["LSTM"] == 5 and enc.coverage.count("integer") > 0
+    assert all(f.validation["passed"] for f in manifest.files)
+    assert [(s["format"], s["precision"]) for s in manifest.source["skipped"]] == [("onnx", "int4")]
+    assert manifest.config["export"]["portable"] is True
