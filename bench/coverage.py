@@ -24,11 +24,12 @@ def file_coverage(entry: Any) -> FileCoverage:
 
 
 def backend_coverage(export: Any, spec: Any) -> list[FileCoverage]:
-    """Coverage of the file(s) ``spec`` runs (one for a multi-signature file); [] when unknown."""
+    """Coverage of the file(s) ``spec`` runs (one for a multi-signature file), its story-mode
+    files after them; [] when unknown."""
     if spec is None:
         return []
     paths = []
-    for path in (spec.encoder_path, spec.decoder_path):
+    for path in (spec.encoder_path, spec.decoder_path, *getattr(spec, "story_paths", {}).values()):
         rel = Path(path).resolve().relative_to(Path(export.path).resolve()).as_posix()
         if rel not in paths:
             paths.append(rel)

@@ -132,6 +132,30 @@ def latency_rows(report: BenchReport) -> Table:
     return headers, rows
 
 
+def story_rows(report: BenchReport) -> Table:
+    """Story mode's next caption beside the full-window caption, per backend that has it (p50s)."""
+    headers = ["backend", "enc p50", "story enc p50", "x enc", "new frame p50", "caption p50",
+               "story caption p50", "x caption", "reason ms"]
+    rows = []
+    for b in report.backends:
+        st = b.story
+        if st is None:
+            continue
+        rows.append([
+            b.name, _fmt(b.latency.encoder.p50_ms, 3), _fmt(st.encoder.p50_ms, 3), _fmt(st.encoder_vs_full, 2),
+            _fmt(st.frame.p50_ms, 3), _fmt(b.latency.caption.p50_ms, 3), _fmt(st.caption.p50_ms, 3),
+            _fmt(st.caption_vs_full, 2), _fmt(st.reason_ms, 3),
+        ])
+    return headers, rows
+
+
+STORY_TITLE = (
+    "Story mode (ms; the next caption of a story: one new frame through the per-frame graph, the story graph "
+    "over the last k cached frames, then the same greedy steps; x = story / full-window p50; the reason graph "
+    "runs once per story)"
+)
+
+
 def percentile_rows(report: BenchReport) -> Table:
     """Decoder-step latency distribution per backend."""
     headers = ["backend", "count", "mean", "p50", "p90", "p95", "p99", "stdev"]
@@ -234,6 +258,8 @@ def terminal_text(report: BenchReport) -> str:
         parts.append(_table(quality_rows(report)))
     parts.append(f"\n{_latency_title(report)}")
     parts.append(_table(latency_rows(report)))
+    if story_rows(report)[1]:
+        parts += [f"\n{STORY_TITLE}", _table(story_rows(report))]
     parts += ["\n" + "\n".join(section) for section in _extra_sections(report, markdown=False) if section]
     coverage = coverage_rows(report)
     if coverage[1]:
@@ -280,6 +306,8 @@ def markdown_text(report: BenchReport) -> str:
     if report.quality is not None:
         lines += ["## Caption quality", "", quality_heading(report), "", _table(quality_rows(report), markdown=True), ""]
     lines += _markdown_latency(report)
+    if story_rows(report)[1]:
+        lines += ["### Story mode", "", STORY_TITLE + ".", "", _table(story_rows(report), markdown=True), ""]
     for section in _extra_sections(report, markdown=True):
         if section:
             lines += ["### " + section[0], "", *section[1:], ""]

@@ -71,6 +71,28 @@ class Latency:
 
 
 @dataclass
+class StoryLatency:
+    """Story mode's next caption (:mod:`storyedge.bench.story_latency`): one new frame through the
+    frame graph, the story graph over the last ``window`` cached frames, ``caption_tokens`` steps."""
+
+    caption_tokens: int
+    warmup: int
+    runs: int
+    window: int
+    #: the frame graph (one new frame)
+    frame: LatencyStats
+    #: frame graph + story graph: story mode's encoder per caption
+    encoder: LatencyStats
+    #: encoder + caption_tokens greedy steps
+    caption: LatencyStats
+    #: the reason graph, once per story (None: no reason)
+    reason_ms: float | None = None
+    #: p50 ratios to the same backend's full-window encoder / caption in the same run
+    encoder_vs_full: float | None = None
+    caption_vs_full: float | None = None
+
+
+@dataclass
 class MemoryBandwidth:
     """Memory read bandwidth measured in the run (GB/s, 1e9 bytes) and the last-level cache size."""
 
@@ -521,6 +543,8 @@ class BackendResult:
     roofline: Roofline
     parity: ParityStats | None = None
     budgets: list[BudgetVerdict] = field(default_factory=list)
+    #: story mode's next caption (None: the backend has no story-mode graphs)
+    story: StoryLatency | None = None
     #: encoder and step against their binding floors (compute or bytes)
     floors: BackendFloors | None = None
     #: ``--profile``: the per-op profile

@@ -61,6 +61,7 @@ from storyedge.bench.results import (
     ShortlistParity,
     StepFloors,
 )
+from storyedge.bench.story_latency import measure_story_latency
 from storyedge.bench.summary import budget_verdicts, peak_rss_estimate_mb, summarize
 from storyedge.config import BenchConfig, Config
 from storyedge.devices import import_tensorflow, set_tf_threads
@@ -319,6 +320,8 @@ def time_backends(
         )
         result.budgets = budget_verdicts(result, s.budgets)
         result.coverage = backend_coverage(plan.export, next((x for x in plan.specs if x.name == b.name), None))
+        result.story = measure_story_latency(b, inputs, plan.export.tokenizer.bos_id, s.caption_tokens, s.warmup,
+                                             s.runs, latency)
         results.append(result)
     return results
 

@@ -2,7 +2,9 @@
 
 Both formats calibrate on the same samples (:func:`calibration_samples`, made once per export):
 the encoder's inputs on calibration windows, and for the decoder step the ``(token, state)``
-tuples the TF reference meets when teacher-forced along each window's target caption. A
+tuples the TF reference meets when teacher-forced along each window's target caption; for story
+mode's graphs (when exported) the feeds each meets when the reference encodes the calibration
+windows frame by frame (:func:`storyedge.export.story_build.story_samples`). A
 stateful step cannot be calibrated on its own outputs: its state inputs must have the ranges a
 real caption gives them, which only a reference run produces.
 """
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from storyedge.export import validation as val
+from storyedge.export.story_build import story_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     from storyedge.export.context import ExportContext
@@ -28,6 +31,8 @@ def calibration_samples(ctx: "ExportContext") -> list[Sample]:
     cached = getattr(ctx, "_calibration_samples", None)
     if cached is None:
         cached = val.representative_samples(ctx.reference, ctx.cset, ctx.tokenizer.pad_id)
+        if ctx.plan.story_graphs:
+            cached += story_samples(ctx.reference, ctx.cset)
         ctx._calibration_samples = cached  # noqa: SLF001 - a per-export cache, owned here
     return cached
 

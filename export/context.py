@@ -19,7 +19,7 @@ from storyedge.errors import CheckFailed
 from storyedge.export.plan import ExportPlan
 from storyedge.export.progress import Progress
 from storyedge.export.validation import Trace, ValidationSet
-from storyedge.manifest import ExportedFile, SignatureInfo, TensorInfo, sha256_file
+from storyedge.manifest import ExportedFile, SignatureInfo, StorySpec, TensorInfo, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from storyedge.model.story_model import StoryModel
@@ -62,6 +62,8 @@ class ExportContext:
     ref_states: list[dict[str, np.ndarray]]
     built: list[BuiltFile] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: story mode's graphs as the model declares them (their files are built next to the encoder's)
+    story: StorySpec | None = None
 
     def time(self, key: str, seconds: float) -> None:
         """Record how long ``key`` (a file's path, a SavedModel, a validation) took."""
@@ -110,12 +112,15 @@ def signature_infos(model: "StoryModel", batch: int) -> dict[str, SignatureInfo]
         decoder_output_specs,
         encoder_input_specs,
         encoder_output_specs,
+        story_input_specs,
+        story_output_specs,
+        story_spec,
     )
 
     def infos(specs: list[Any]) -> list[TensorInfo]:
         return [TensorInfo(s.name, [int(d) for d in s.shape], s.dtype.name) for s in specs]
 
-    return {
+    signatures = {
         "encoder": SignatureInfo(
             inputs=infos(encoder_input_specs(model, batch)), outputs=infos(encoder_output_specs(model, batch))
         ),
@@ -123,3 +128,8 @@ def signature_infos(model: "StoryModel", batch: int) -> dict[str, SignatureInfo]
             inputs=infos(decoder_input_specs(model, batch)), outputs=infos(decoder_output_specs(model, batch))
         ),
     }
+    for graph in story_spec(model).graphs:
+        signatures[graph] = SignatureInfo(
+            inputs=infos(story_input_specs(model, graph, batch)), outputs=infos(story_output_specs(model, graph, batch))
+        )
+    return signatures

@@ -49,6 +49,7 @@ from storyedge.export.progress import Listener, make_progress
 from storyedge.export.reference import open_context
 from storyedge.export.rejection import reject_failed
 from storyedge.export.shortlist import add_shortlist, resolve_shortlist
+from storyedge.export.story_build import story_graph_names
 from storyedge.export.report import format_table
 from storyedge.export.tflite_build import build_tflite
 from storyedge.export.validate_backends import validate_backends
@@ -65,7 +66,7 @@ VALIDATION_DATA_KEYS = ("name", "path", "schema", "frames_key", "captions_key", 
                         "validation_fraction", "synthetic_stories", "synthetic_seed")
 #: Export keys a ``--config`` given to :func:`export_from_checkpoint` sets.
 EXPORT_KEYS = ("formats", "quantize", "batch", "opset", "atol", "validation_windows", "calibration_method",
-               "int4_block_size", "portable")
+               "int4_block_size", "portable", "story_mode")
 VALIDATION_DATA = ("split", "synthetic")
 
 
@@ -92,6 +93,7 @@ def export_model(
     reference_dir: str | Path | None = None,
     progress: bool = True,
     on_progress: Listener | None = None,
+    story_mode: bool | None = None,
     vocab_shortlist: str | Path | None = None,
 ) -> Manifest:
     """Export ``model`` to ``out_dir``; returns the written :class:`Manifest`.
@@ -108,6 +110,8 @@ def export_model(
     to ``reference/`` (else the model's weights are saved there). ``source``: provenance
     recorded in the manifest. ``progress``: the bar on stderr; ``on_progress``: called with every
     :class:`~storyedge.export.progress.ProgressEvent` (stage text, steps done / total, files).
+    ``story_mode`` (default ``config.export.story_mode``): also the story-mode graphs
+    (:mod:`.story_build`).
     ``vocab_shortlist``: ``auto`` or a file of token ids: shortlisted decoder steps beside the
     full ones (see :mod:`storyedge.export.shortlist`).
 
@@ -120,6 +124,8 @@ def export_model(
                      calibration_windows=calibration_windows, calibration_method=calibration_method,
                      int4_block_size=int4_block_size, portable=portable)
     check_int4_block(model, plan)
+    if config.export.story_mode if story_mode is None else story_mode:
+        plan.story_graphs = story_graph_names(model)
     out = check_out_dir(out_dir, overwrite)
     shortlist = (resolve_shortlist(vocab_shortlist, config, tokenizer, model.vocab_size)
                  if vocab_shortlist is not None else None)
@@ -183,6 +189,7 @@ def export_from_checkpoint(
     overwrite: bool = False,
     progress: bool = True,
     on_progress: Listener | None = None,
+    story_mode: bool | None = None,
     vocab_shortlist: str | Path | None = None,
 ) -> Manifest:
     """Export the best model of a run directory (or bundle directory) ``checkpoint``.
@@ -226,7 +233,8 @@ def export_from_checkpoint(
         validation=windows, validation_windows=n_val, calibration_windows=n_cal,
         calibration_method=calibration_method, int4_block_size=int4_block_size, portable=portable, overwrite=overwrite,
         source={"checkpoint": str(bundle.path), "meta": bundle.meta},
-        reference_dir=bundle.path, progress=progress, on_progress=on_progress, vocab_shortlist=vocab_shortlist,
+        reference_dir=bundle.path, progress=progress, on_progress=on_progress, story_mode=story_mode,
+        vocab_shortlist=vocab_shortlist,
     )
 
 

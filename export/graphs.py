@@ -11,7 +11,12 @@ switch below changes a single number the graph computes (export validation check
   ``WHILE`` body (reproduced on a bare ``keras.layers.LSTM``). Every sequence length is static,
   so for int8 the LSTMs are traced with ``unroll=True`` (``unrolled``): straight-line
   ``FULLY_CONNECTED`` / ``LOGISTIC`` / ``TANH`` / ``MUL`` / ``ADD`` ops sharing one copy of the
-  weights, calibratable, and fully delegated to XNNPACK. Why not unroll everything: at the seed
+  weights, calibratable, and fully delegated to XNNPACK. The fused kernel *can* be had: a ``tf.function`` with the
+  Keras-2 composite contract (``experimental_attributes={"api_implements": "lstm_<id>",
+  "time_major": False, "go_backwards": False}``, Keras 2's ``standard_lstm`` argument order and
+  5 outputs) converts to one builtin ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (parity 2e-7), but LiteRT
+  runs that op outside XNNPACK: at the seed's caption Bi-LSTM shape it measured 1.4-3.3x slower
+  (fp32) and no faster (int8-dynamic) than the ``WHILE`` loop, so it is not used. Why not unroll everything: at the seed
   size (L 32, R 64) the unrolled fp32 encoder ran at 314 ms vs 176 ms with ``WHILE`` (LiteRT,
   2 threads) and converts 3x slower.
 * **ONNX** — :func:`onnx_fusable_lstms`. tf2onnx's TF2 LSTM rewriter turns the Keras while loop

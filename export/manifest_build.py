@@ -78,4 +78,5 @@ def assemble_manifest(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         multi_vs_separate=multi_vs_separate(ctx.entries(), ctx.plan.tflite_precisions),
         rejected=rejected,
+        story=ctx.story,
     )

@@ -19,6 +19,7 @@ from storyedge.export.coverage import onnx_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
 from storyedge.export.plan import ONNX_GRAPHS
+from storyedge.export.story_build import story_lstm_counts
 
 if TYPE_CHECKING:  # pragma: no cover
     from storyedge.manifest import Coverage
@@ -34,13 +35,16 @@ def build_onnx(ctx: ExportContext) -> None:
     from storyedge.export.graphs import encoder_lstm_count
 
     (ctx.stage / FORMAT).mkdir()
-    lstms = encoder_lstm_count(ctx.model)
-    fp32_paths = {graph: build_onnx_fp32(ctx, graph, lstms) for graph in ONNX_GRAPHS}
+    lstms = {"encoder": encoder_lstm_count(ctx.model), "decoder_step": 0}
+    if ctx.plan.story_graphs:
+        lstms.update(story_lstm_counts(ctx.model))
+    graphs = [*ONNX_GRAPHS, *ctx.plan.story_graphs]
+    fp32_paths = {graph: build_onnx_fp32(ctx, graph, lstms[graph]) for graph in graphs}
     for precision in ctx.plan.onnx_precisions:
         if precision == "fp32":
             continue
-        for graph in ONNX_GRAPHS:
-            build_onnx_derived(ctx, graph, precision, fp32_paths[graph], lstms)
+        for graph in graphs:
+            build_onnx_derived(ctx, graph, precision, fp32_paths[graph], lstms[graph])
     shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)
 
 

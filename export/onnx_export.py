@@ -28,6 +28,10 @@ from storyedge.model.signatures import (
     encoder_fn,
     encoder_input_specs,
     encoder_output_names,
+    story_fn,
+    story_input_specs,
+    story_output_specs,
+    story_spec,
 )
 
 LEFTOVER_OPS = ("Loop", "Scan", "If")
@@ -50,6 +54,9 @@ def convert_onnx(model: Any, graph: str, batch: int, opset: int) -> Any:
     elif graph == "decoder_step":
         fn, specs = decoder_step_fn(model, batch), decoder_input_specs(model, batch)
         outputs = decoder_output_names(model)
+    elif graph in story_spec(model).graphs:
+        fn, specs = story_fn(model, graph, batch), story_input_specs(model, graph, batch)
+        outputs = tuple(s.name for s in story_output_specs(model, graph, batch))
     else:
         raise ValueError(f"unknown graph {graph!r}")
     # tf2onnx deep-copies the whole graph (constants included) before each optimizer pass unless
@@ -146,12 +153,12 @@ def check_onnx(proto: Any, graph: str, expected_lstms: int, precision: str = "fp
         raise CheckFailed(
             f"ONNX {graph} ({precision}): unfused control flow left by tf2onnx: {', '.join(leftovers)}"
         )
-    if graph == "encoder":
+    if graph != "decoder_step":  # the encoder, or a story-mode graph (the step's LSTM is a cell)
         lstm_op = "LSTM" if precision == "fp32" else "com.microsoft.DynamicQuantizeLSTM"
         found = ops.get(lstm_op, 0) + (ops.get("LSTM", 0) if lstm_op != "LSTM" else 0)
         if found != expected_lstms:
             raise CheckFailed(
-                f"ONNX encoder ({precision}): {found} LSTM node(s) for {expected_lstms} Keras LSTM "
+                f"ONNX {graph} ({precision}): {found} LSTM node(s) for {expected_lstms} Keras LSTM "
                 "layer(s) (tf2onnx did not fuse them all)"
             )
     return ops

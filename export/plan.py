@@ -39,6 +39,9 @@ TFLITE_GRAPHS: dict[str, tuple[str, ...]] = {
 }
 #: ONNX graphs (one file each per precision).
 ONNX_GRAPHS = ("encoder", "decoder_step")
+#: The TFLite file (per precision) holding every story-mode graph as one signature each (one
+#: conversion, shared weights); ONNX has one file per story-mode graph.
+TFLITE_STORY_FILE = "story"
 
 ListArg = str | list[str] | tuple[str, ...] | None
 
@@ -104,6 +107,8 @@ class ExportPlan:
     calibration_windows: int
     #: ``{"format", "precision", "reason"}`` of each requested combination not produced.
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: story mode's graphs (per precision one more TFLite file, one ONNX file each; :mod:`.story_build`)
+    story_graphs: list[str] = field(default_factory=list)
     #: static int8 (ONNX) calibration: minmax / entropy / percentile
     calibration_method: str = CALIBRATION_METHODS[0]
     #: int4: weights per scale
@@ -120,17 +125,20 @@ class ExportPlan:
 
     def file_count(self) -> int:
         """Files listed in the manifest (or rejected) when every conversion succeeds."""
-        return len(TFLITE_GRAPHS) * len(self.tflite_precisions) + len(ONNX_GRAPHS) * len(self.onnx_precisions)
+        story = len(self.story_graphs)
+        return ((len(TFLITE_GRAPHS) + bool(story)) * len(self.tflite_precisions)
+                + (len(ONNX_GRAPHS) + story) * len(self.onnx_precisions))
 
     def total_steps(self) -> int:
         """Progress steps: reference, SavedModels, TFLite files, ONNX conversions (fp32 is always
         converted: int8-dynamic quantizes it) and quantizations, validated backend layouts."""
         onnx_steps = 0
+        story = len(self.story_graphs)
         if self.onnx_precisions:
             derived = [p for p in self.onnx_precisions if p != "fp32"]
-            onnx_steps = len(ONNX_GRAPHS) * (1 + len(derived))
-        validations = 2 * len(self.tflite_precisions) + len(self.onnx_precisions)
-        tflite_files = len(TFLITE_GRAPHS) * len(self.tflite_precisions)
+            onnx_steps = (len(ONNX_GRAPHS) + story) * (1 + len(derived))
+        validations = (2 + bool(story)) * len(self.tflite_precisions) + (1 + bool(story)) * len(self.onnx_precisions)
+        tflite_files = (len(TFLITE_GRAPHS) + bool(story)) * len(self.tflite_precisions)
         return 1 + len(self.rnn_layouts()) + tflite_files + onnx_steps + validations
 
     def effective_config(self, config: Config) -> Config:

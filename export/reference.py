@@ -93,5 +93,5 @@ def open_context(
     return ExportContext(
         stage=stage, model=model, config=config, tokenizer=tokenizer, plan=plan, progress=progress,
         signatures=signature_infos(model, plan.batch), reference=reference, vset=vset, cset=cset,
-        ref_trace=ref_trace, ref_states=ref_states,
+        ref_trace=ref_trace, ref_states=ref_states, story=reference.story if plan.story_graphs else None,
     )

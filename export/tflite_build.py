@@ -21,7 +21,7 @@ from storyedge.export.coverage import tflite_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
 from storyedge.export.tflite_int4 import quantize_int4
-from storyedge.export.plan import TFLITE_GRAPHS
+from storyedge.export.plan import TFLITE_GRAPHS, TFLITE_STORY_FILE
 
 FORMAT = "tflite"
 #: How much of a converter error's last line the :class:`CheckFailed` quotes.
@@ -41,6 +41,8 @@ def build_tflite(ctx: ExportContext) -> None:
                 samples = calibration_samples(ctx)
             for graph, keys in TFLITE_GRAPHS.items():
                 build_tflite_file(ctx, saved, graph, keys, precision, samples)
+            if ctx.plan.story_graphs:
+                build_tflite_file(ctx, saved, TFLITE_STORY_FILE, tuple(ctx.plan.story_graphs), precision, samples)
     shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from storyedge.export import validation as val
 from storyedge.export.context import ExportContext
 from storyedge.export.plan import ExportPlan
+from storyedge.export.story_build import validate_story
 from storyedge.runtime import load_backend
 from storyedge.runtime.specs import BackendSpec, backend_name
 
@@ -48,6 +49,7 @@ def validate_backends(ctx: ExportContext) -> dict[str, dict[str, Any]]:
         spec = validate_layout(ctx, layout, records)
         ctx.time(f"validate {spec.name}", time.perf_counter() - t0)
         ctx.progress.done()
+    validate_story(ctx, records, VALIDATION_THREADS)
     return records
 
 

@@ -308,6 +308,8 @@ class ExportConfig(_Section):
     #: Refuse non-standard ops: no ONNX ``com.microsoft`` contrib ops (LSTMs stay float in
     #: int8-dynamic; ONNX int4 is skipped).
     portable: bool = False
+    #: Also export story mode's graphs (per-frame, reason and story encoders) at every precision.
+    story_mode: bool = True
 
     _comma_lists = field_validator("formats", "quantize", mode="before")(_split_commas)
 

@@ -108,6 +108,9 @@ GATE_INT4_PPL_RATIO_MAX: Final = 1.05
 #: int4: top-1 next-token agreement at least this.
 GATE_INT4_TOP1_MIN: Final = 0.9
 
+#: Story mode: its outputs must equal the full-window encoder's within this (fp32, max |diff|).
+STORY_PARITY_ATOL: Final = 1e-5
+
 #: Caption-quality gate defaults (``bench.gate_*_drop``): the most a backend's caption metric may
 #: fall below the TF reference's on the same eval windows (delta = backend - reference), for
 #: every exported backend. Chosen from the measured noise on 64 windows (README, Results): fp32

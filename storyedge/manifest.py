@@ -44,8 +44,9 @@ from storyedge.schema import check_schema, known_fields
 MANIFEST_FILE = "manifest.json"
 #: 2.0: the decoder's state is declared (``decoder``); 1 (an int) had a fixed h / c / context state.
 #: 2.1: per-file ``coverage`` (what computes in integer / fp16 / float, weight bytes per dtype,
-#: portability); 2.0 manifests (no coverage) are read as they are.
-SCHEMA_VERSION = "2.1"
+#: portability) and ``vocab_shortlist``; 2.0 manifests (no coverage) are read as they are.
+#: 2.2: story mode's graphs (``story``, optional: 2.0 / 2.1 manifests read as exports without them).
+SCHEMA_VERSION = "2.2"
 #: :attr:`Coverage.compute` classes, in report order.
 COMPUTE_CLASSES = ("integer", "hybrid", "fp16", "float", "convert")
 #: How a state tensor starts: copied from an encoder output, zeros, or a constant.
@@ -157,6 +158,38 @@ def _check_tensor(name: str, shape: list[int] | None, have: dict[str, "TensorInf
 
 
 @dataclass
+class StorySpec:
+    """How a runtime encodes a story frame by frame (story mode), declared by the model.
+
+    The single ``encoder`` re-encodes all k frames (and the reason) for every caption. Story
+    mode splits it into graphs whose composition is the encoder: ``frame_graph`` (one frame +
+    its caption → one fused vector, cached per frame), ``reason_graph`` (the reason → its vector,
+    once per story; only with a reason) and ``story_graph`` (the last k fused vectors stacked on
+    axis 1, + the reason vector → the encoder's outputs, so :class:`DecoderSpec` starts from it
+    unchanged). ``frame_inputs`` / ``reason_inputs`` map a graph input to the encoder input it is
+    taken from (for the frame graph: that input's frame i, axis 1).
+    """
+
+    window: int
+    frame_graph: str
+    story_graph: str
+    frame_inputs: dict[str, str]
+    fused: str
+    story_fused: str
+    reason_graph: str | None = None
+    reason_inputs: dict[str, str] = field(default_factory=dict)
+    reason_output: str | None = None
+    #: frame / story graph input fed the reason vector (None: that graph takes none)
+    frame_reason: str | None = None
+    story_reason: str | None = None
+
+    @property
+    def graphs(self) -> list[str]:
+        """The story-mode graphs, in the order a story runs them."""
+        return [g for g in (self.reason_graph, self.frame_graph, self.story_graph) if g]
+
+
+@dataclass
 class Coverage:
     """What one exported file really is (see :mod:`storyedge.export.coverage`).
 
@@ -229,6 +262,8 @@ class Manifest:
     #: ``--vocab-shortlist``: ``{"ids": [...], "size", "source", "vocab_size"}``; logit i of a
     #: ``decoder_step_shortlist`` file is token ``ids[i]`` (empty: no shortlisted step)
     vocab_shortlist: dict[str, Any] = field(default_factory=dict)
+    #: story mode's graphs (absent in exports made before story mode: then none is offered)
+    story: StorySpec | None = None
 
     def file(self, fmt: str, graph: str, precision: str) -> ExportedFile | None:
         """The file entry for a (format, graph, precision), if exported."""
@@ -263,7 +298,9 @@ class Manifest:
             files = [_file_entry(f) for f in data.pop("files")]
             rejected = [_file_entry(f) for f in data.pop("rejected", [])]
             decoder = _decoder_spec(data.pop("decoder"))
-            manifest = cls(files=files, rejected=rejected, decoder=decoder, **data)
+            story = data.pop("story", None)
+            story = StorySpec(**known_fields(StorySpec, story)) if story else None
+            manifest = cls(files=files, rejected=rejected, decoder=decoder, story=story, **data)
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
         encoder, step = manifest.signature("encoder"), manifest.signature("decoder_step")

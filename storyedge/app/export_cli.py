@@ -101,6 +101,8 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
                    "the right shapes (no dataset needed; said so in the manifest).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out (swapped in at the end).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--story-mode/--no-story-mode", "story_mode", default=None,
+              help="Also export story mode's per-frame / reason / story graphs [export.story_mode].")
 @click.option("--vocab-shortlist", metavar="FILE|auto", default=None,
               help="Also export decoder steps whose logits cover only these token ids (FILE: ids as a JSON list "
                    "or whitespace/comma separated; auto: the ids the training captions use), beside the "
@@ -124,6 +126,7 @@ def export(
     overwrite: bool,
     no_progress: bool,
     vocab_shortlist: str | None,
+    story_mode: bool | None = None,
 ) -> None:
     """``storyedge export`` (see :data:`HELP`): argument checks first, then the export and its table."""
     check_out_dir(out_dir, overwrite)
@@ -156,6 +159,7 @@ def export(
         portable=portable or None,
         overwrite=overwrite,
         progress=not no_progress,
+        story_mode=story_mode,
         vocab_shortlist=vocab_shortlist,
     )
     click.echo(format_table(manifest))

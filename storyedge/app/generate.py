@@ -21,6 +21,7 @@ from storyedge.config import load_config
 from storyedge.constants import EXPORT_FORMATS, TFLITE_PRECISIONS
 from storyedge.devices import import_tensorflow
 from storyedge.errors import UserError
+from storyedge.app.generate_story import FEEDS, cli_story, generate_story, split_story
 from storyedge.run_dir import load_bundle
 from storyedge.runtime import beam_search, build_reference, find_spec, load_backend, open_export
 from storyedge.runtime.specs import CPU_PROVIDER, LAYOUTS
@@ -76,6 +77,11 @@ class _MultiValueCommand(click.Command):
 @click.option("--threads", type=int, default=None, help="Runtime threads [default: bench.threads].")
 @click.option("--provider", default=None, help="ONNX Runtime execution provider (default CPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--story", "story_mode", is_flag=True,
+              help="Story mode: caption every frame after the first k (each frame encoded once; --index N is "
+              "then story N of the split, --images the story's n images).")
+@click.option("--feed", type=click.Choice(FEEDS), default="generated", show_default=True,
+              help="Story mode: the captions later windows read: the generated ones or the story's own.")
 def generate(
     exports: Path | None,
     checkpoint: Path | None,
@@ -94,6 +100,8 @@ def generate(
     threads: int | None,
     provider: str | None,
     as_json: bool,
+    story_mode: bool = False,
+    feed: str = "generated",
 ) -> None:
     """Write caption k+1 for a story (k frames + k captions) with any backend.
 
@@ -102,6 +110,7 @@ def generate(
     storyedge generate --exports exports/quickstart --backend onnx --precision int8-dynamic --beam 4 --index 3
     storyedge generate --checkpoint runs/quickstart --images a.png b.png c.png \\
         --captions "a red circle starts moving left" "the red circle moves left" "the red circle moves left"
+    storyedge generate --exports exports/quickstart --story --index 0 --feed generated
     """
     if beam < 1:
         raise UserError(f"--beam: must be >= 1, got {beam}")
@@ -118,6 +127,16 @@ def generate(
                                                threads, provider)
     data_cfg = expected or config
     d = config.dataset
+    if story_mode:
+        if index is not None and index < 0:
+            raise UserError(f"--index: must be >= 0, got {index}")
+        if index is not None:
+            story, texts = split_story(data_cfg, tokenizer, split or data_cfg.bench.split, index)
+        else:
+            story, texts = cli_story(config, tokenizer, list(images), list(captions), reason, feed)
+        generate_story(backend, config, tokenizer, story, texts, batch, feed, beam, length_penalty,
+                       max_len or d.max_caption_len - 1, as_json)
+        return
     truth = None
     if index is not None:
         if index < 0:

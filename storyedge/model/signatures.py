@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from storyedge.config import Config
-from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor
+from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor, StorySpec
 from storyedge.model.story_model import (
     OUT_SUFFIX,
     POSITION,
@@ -34,6 +34,7 @@ from storyedge.model.story_model import (
     context_dim,
     cross_names,
     memory_slots,
+    reason_dim,
 )
 
 ENCODER_ENDPOINT = "encoder"
@@ -251,6 +252,111 @@ def decoder_step_fn(model: StoryModel, batch: int = 1) -> tf.types.experimental.
     )
 
 
+# ------------------------------------------------------------------------- story mode graphs
+FRAME_ENDPOINT = "frame_encoder"
+REASON_ENDPOINT = "reason_encoder"
+STORY_ENDPOINT = "story_encoder"
+FUSED_FRAME = "fused_frame"
+FUSED_FRAMES = "fused_frames"
+REASON_VECTOR = "reason_vector"
+
+
+def story_spec(model_or_cfg: StoryModel | Config) -> StorySpec:
+    """How this model's encoder splits into story-mode graphs (the manifest's ``story``).
+
+    ``frame_encoder``: ``frame`` [B,S,S,3] (absent for ``text_only``) + ``caption`` [B,L]
+    (+ ``reason_vector`` with the reason in the fusion) -> ``fused_frame`` [B,D].
+    ``reason_encoder`` (with ``use_reason``): ``reason`` [B,R] -> ``reason_vector`` [B,Dr].
+    ``story_encoder``: ``fused_frames`` [B,k,D] (+ ``reason_vector`` when the reason joins the
+    context / memory) -> the encoder's outputs.
+    """
+    m = _config(model_or_cfg).model
+    frame_inputs = {"caption": "captions"}
+    if m.fusion != "text_only":
+        frame_inputs = {"frame": "frames", **frame_inputs}
+    reason = m.use_reason
+    in_fusion = reason and m.use_reason_in_fusion
+    return StorySpec(
+        window=_config(model_or_cfg).dataset.seq_len,
+        frame_graph=FRAME_ENDPOINT,
+        story_graph=STORY_ENDPOINT,
+        frame_inputs=frame_inputs,
+        fused=FUSED_FRAME,
+        story_fused=FUSED_FRAMES,
+        reason_graph=REASON_ENDPOINT if reason else None,
+        reason_inputs={"reason": "reason"} if reason else {},
+        reason_output=REASON_VECTOR if reason else None,
+        frame_reason=REASON_VECTOR if in_fusion else None,
+        # the Transformer's memory has a reason slot even when the reason is in the fusion
+        story_reason=REASON_VECTOR if reason and (not in_fusion or m.decoder == "transformer") else None,
+    )
+
+
+def story_input_specs(model_or_cfg: StoryModel | Config, graph: str, batch: int = 1) -> list[tf.TensorSpec]:
+    """Static ``tf.TensorSpec``s of a story-mode graph's inputs, in positional order."""
+    cfg = _config(model_or_cfg)
+    d, spec = cfg.dataset, story_spec(cfg)
+    reason = [tf.TensorSpec([batch, reason_dim(cfg)], tf.float32, name=REASON_VECTOR)]
+    if graph == FRAME_ENDPOINT:
+        specs = [tf.TensorSpec([batch, d.max_caption_len], tf.int32, name="caption")]
+        if "frame" in spec.frame_inputs:
+            specs.insert(0, tf.TensorSpec([batch, d.image_size, d.image_size, 3], tf.float32, name="frame"))
+        return specs + (reason if spec.frame_reason else [])
+    if graph == REASON_ENDPOINT:
+        return [tf.TensorSpec([batch, d.max_reason_len], tf.int32, name="reason")]
+    if graph == STORY_ENDPOINT:
+        fused = tf.TensorSpec([batch, d.seq_len, cfg.model.multimodal_dim], tf.float32, name=FUSED_FRAMES)
+        return [fused] + (reason if spec.story_reason else [])
+    raise ValueError(f"unknown story graph {graph!r}")
+
+
+def story_output_specs(model: StoryModel, graph: str, batch: int = 1) -> list[tf.TensorSpec]:
+    """A story-mode graph's outputs (the story graph's are the encoder's)."""
+    if graph == FRAME_ENDPOINT:
+        return [tf.TensorSpec([batch, model.config.model.multimodal_dim], tf.float32, name=FUSED_FRAME)]
+    if graph == REASON_ENDPOINT:
+        return [tf.TensorSpec([batch, reason_dim(model.config)], tf.float32, name=REASON_VECTOR)]
+    if graph == STORY_ENDPOINT:
+        return encoder_output_specs(model, batch)
+    raise ValueError(f"unknown story graph {graph!r}")
+
+
+def _story_callable(model: StoryModel, graph: str) -> Callable[..., dict[str, tf.Tensor]]:
+    """The graph over positional inputs in :func:`story_input_specs` order."""
+    names = [s.name for s in story_input_specs(model, graph)]
+    outputs = [s.name for s in story_output_specs(model, graph)]
+
+    def run(*args: tf.Tensor) -> dict[str, tf.Tensor]:
+        feeds = dict(zip(names, args))
+        if graph == FRAME_ENDPOINT:
+            out = {FUSED_FRAME: model.encode_frame(feeds.get("frame"), feeds["caption"], feeds.get(REASON_VECTOR))}
+        elif graph == REASON_ENDPOINT:
+            out = {REASON_VECTOR: model.encode_reason(feeds["reason"])}
+        else:
+            out = model.encode_fused(feeds[FUSED_FRAMES], feeds.get(REASON_VECTOR))
+        return {name: tf.identity(out[name], name=name) for name in outputs}
+
+    return run
+
+
+def story_graph_layers(model: StoryModel, graph: str) -> list[keras.layers.Layer]:
+    """The model's layers a story-mode graph runs (to count the LSTMs its ONNX file must fuse)."""
+    if graph == FRAME_ENDPOINT:
+        layers = [model.caption_encoder, model.image_encoder, model.fusion]
+    elif graph == REASON_ENDPOINT:
+        layers = [model.reason_encoder]
+    elif graph == STORY_ENDPOINT:
+        layers = [model.temporal_lstm, getattr(model, "memory", None)]
+    else:
+        raise ValueError(f"unknown story graph {graph!r}")
+    return [layer for layer in layers if layer is not None]
+
+
+def story_fn(model: StoryModel, graph: str, batch: int = 1) -> tf.types.experimental.GenericFunction:
+    """``tf.function`` (static input signature) of one story-mode graph."""
+    return tf.function(_story_callable(model, graph), input_signature=story_input_specs(model, graph, batch))
+
+
 def make_export_archive(model: StoryModel, batch: int = 1) -> keras.export.ExportArchive:
     """A ``keras.export.ExportArchive`` tracking ``model`` with endpoints ``encoder`` and ``decoder_step``.
 
@@ -268,6 +374,8 @@ def make_export_archive(model: StoryModel, batch: int = 1) -> keras.export.Expor
         _decoder_step_callable(model),
         input_signature=decoder_input_specs(model, batch),
     )
+    for graph in story_spec(model).graphs:
+        archive.add_endpoint(graph, _story_callable(model, graph), input_signature=story_input_specs(model, graph, batch))
     return archive
 
 
@@ -288,4 +396,9 @@ __all__ = [
     "encoder_output_specs",
     "make_export_archive",
     "step_weight_counts",
+    "story_fn",
+    "story_graph_layers",
+    "story_input_specs",
+    "story_output_specs",
+    "story_spec",
 ]

@@ -183,47 +183,70 @@ class StoryModel(keras.Model):
         into the batch (for the contrastive loss): ``frame_image`` [B*k, image_feat_dim] (the
         image encoder's global vector) and ``frame_text`` [B*k, 2*text_hidden_dim].
         """
-        fused, context, reason_vec, vectors = self._encode_story(frames, captions, reason, training)
+        frames = ops.convert_to_tensor(frames, "float32")
+        captions = ops.convert_to_tensor(captions, "int32")
+        k, max_len = captions.shape[1], captions.shape[2]
+        reason_vec = self.encode_reason(reason, training=training)
+        frame_reason = None
+        if reason_vec is not None and self.config.model.use_reason_in_fusion:
+            frame_reason = ops.reshape(
+                ops.tile(reason_vec[:, None, :], (1, k, 1)), (-1, reason_vec.shape[-1])
+            )
+        fused, vectors = self._fuse_frames(
+            ops.reshape(frames, (-1, *frames.shape[2:])), ops.reshape(captions, (-1, max_len)),
+            frame_reason, training,
+        )  # [B*k, D]
+        out = self.encode_fused(ops.reshape(fused, (-1, k, fused.shape[-1])), reason_vec, training=training)
+        if frame_vectors:
+            out.update(vectors)
+        return out
+
+    # -- story mode: the encoder in three pieces whose composition is :meth:`encode` ---------
+    def encode_frame(
+        self, frames: Any, captions: Any, reason_vec: Any = None, training: bool = False
+    ) -> Any:
+        """One fused vector per (frame, caption): frames [N, S, S, 3], captions [N, L] -> [N, D].
+
+        ``reason_vec`` [N, Dr] (:meth:`encode_reason`) is required iff the reason enters the
+        fusion (``use_reason_in_fusion``). The same ops :meth:`encode` runs with k folded into
+        the batch, so a story can cache each frame's vector instead of re-encoding it k times.
+        """
+        if self.config.model.use_reason and self.config.model.use_reason_in_fusion and reason_vec is None:
+            raise ValueError("this model has the reason in the fusion: encode_frame() needs reason_vec")
+        frames = None if frames is None else ops.convert_to_tensor(frames, "float32")
+        captions = ops.convert_to_tensor(captions, "int32")
+        return self._fuse_frames(frames, captions, reason_vec, training)[0]
+
+    def encode_reason(self, reason: Any, training: bool = False) -> Any:
+        """The reason encoder's pooled vector [B, Dr] of reason tokens [B, R] (None without a reason)."""
+        if self.reason_encoder is None:
+            return None
+        if reason is None:
+            raise ValueError("this model has use_reason=True: encode() needs reason tokens")
+        return self.reason_encoder(ops.convert_to_tensor(reason, "int32"), training=training)[1]
+
+    def encode_fused(self, fused: Any, reason_vec: Any = None, training: bool = False) -> dict[str, Any]:
+        """The temporal part: k fused vectors [B, k, D] (+ the reason vector) -> :meth:`encode`'s outputs."""
+        fused = ops.convert_to_tensor(fused, "float32")
+        context = story = self.temporal_lstm(fused, training=training)
+        if reason_vec is not None and not self.config.model.use_reason_in_fusion:
+            context = ops.concatenate([story, reason_vec], axis=-1)
         if self.config.model.decoder == "transformer":
             memory = self.memory(fused, context, reason_vec, training=training)
             out = {}
             for i, block in enumerate(self.transformer_decoder.blocks):
                 out.update(zip(cross_names(i), block.cross_kv(memory)))
-        else:
-            out = {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
-        if frame_vectors:
-            out.update(vectors)
-        return out
+            return out
+        return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
 
-    def _encode_story(
-        self, frames: Any, captions: Any, reason: Any, training: bool
-    ) -> tuple[Any, Any, Any, dict[str, Any]]:
-        """(fused frames [B, k, D], context [B, C], reason vector [B, Dr] or None, the frames'
-        pooled vectors ``{frame_image [B*k, F] or None, frame_text [B*k, T]}``)."""
-        m = self.config.model
-        frames = ops.convert_to_tensor(frames, "float32")
-        captions = ops.convert_to_tensor(captions, "int32")
-        k, max_len = captions.shape[1], captions.shape[2]
-        if m.use_reason and reason is None:
-            raise ValueError("this model has use_reason=True: encode() needs reason tokens")
-        text_tokens, text_pooled, mask = self.caption_encoder(
-            ops.reshape(captions, (-1, max_len)), training=training
-        )
-        reason_vec = None
-        if self.reason_encoder is not None:
-            reason = ops.convert_to_tensor(reason, "int32")
-            reason_vec = self.reason_encoder(reason, training=training)[1]  # [B, Dr]
+    def _fuse_frames(
+        self, frames: Any, captions: Any, frame_reason: Any, training: bool
+    ) -> tuple[Any, dict[str, Any]]:
+        """(fused [N, D], the frames' pooled vectors ``{frame_image [N, F] or None, frame_text [N, T]}``)."""
+        text_tokens, text_pooled, mask = self.caption_encoder(captions, training=training)
         image_global = patches = None
         if self.image_encoder is not None:
-            size = frames.shape[2:]
-            image_global, patches = self.image_encoder(
-                ops.reshape(frames, (-1, *size)), training=training
-            )
-        frame_reason = None
-        if reason_vec is not None and m.use_reason_in_fusion:
-            frame_reason = ops.reshape(
-                ops.tile(reason_vec[:, None, :], (1, k, 1)), (-1, reason_vec.shape[-1])
-            )
+            image_global, patches = self.image_encoder(frames, training=training)
         fused = self.fusion(
             text_tokens,
             text_pooled,
@@ -232,13 +255,8 @@ class StoryModel(keras.Model):
             patches=patches,
             reason=frame_reason,
             training=training,
-        )  # [B*k, D]
-        fused = ops.reshape(fused, (-1, k, fused.shape[-1]))
-        story = self.temporal_lstm(fused, training=training)
-        context = story
-        if reason_vec is not None and not m.use_reason_in_fusion:
-            context = ops.concatenate([story, reason_vec], axis=-1)
-        return fused, context, reason_vec, {"frame_image": image_global, "frame_text": text_pooled}
+        )
+        return fused, {"frame_image": image_global, "frame_text": text_pooled}
 
     def _cell_step(self, x: Any, h: Any, c: Any, training: bool) -> tuple[Any, Any]:
         """One LSTMCell step on the (already embedded ++ context) input ``x`` [B, E+C]."""

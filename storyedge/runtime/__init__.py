@@ -11,6 +11,7 @@ from storyedge.runtime.backend import Backend, State, state_batch
 from storyedge.runtime.decoding import Hypothesis, beam_search, greedy_decode, log_softmax
 from storyedge.runtime.export_dir import ExportDir, build_reference, find_spec, load_backend, open_export
 from storyedge.runtime.specs import BackendSpec, backend_name, backend_plans, backend_specs, select_specs
+from storyedge.runtime.story import StoryEncoder, frame_slice, story_window_outputs
 
 __all__ = [
     "Backend",
@@ -18,16 +19,19 @@ __all__ = [
     "ExportDir",
     "Hypothesis",
     "State",
+    "StoryEncoder",
     "backend_name",
     "backend_plans",
     "backend_specs",
     "beam_search",
     "build_reference",
     "find_spec",
+    "frame_slice",
     "greedy_decode",
     "load_backend",
     "log_softmax",
     "open_export",
     "select_specs",
     "state_batch",
+    "story_window_outputs",
 ]

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from storyedge.manifest import DecoderSpec
+from storyedge.errors import UserError
+from storyedge.manifest import DecoderSpec, StorySpec
 
 #: The decoder state between steps: the step's non-token inputs by name (see DecoderSpec).
 State = dict[str, np.ndarray]
@@ -45,6 +46,8 @@ class Backend(ABC):
         """Vocabulary ids (int32) of logit indices, e.g. an argmax (identity without a shortlist)."""
         indices = np.asarray(indices)
         return (indices if self.vocab_ids is None else self.vocab_ids[indices]).astype(np.int32)
+    #: Story mode's graphs (:mod:`storyedge.runtime.story`); None when the backend has none.
+    story: StorySpec | None = None
 
     @abstractmethod
     def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -53,6 +56,10 @@ class Backend(ABC):
     @abstractmethod
     def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the decoder-step graph once: its inputs by name → its outputs by name."""
+
+    def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one story-mode graph (``frame_encoder`` ...) by name: inputs → outputs by name."""
+        raise UserError(f"backend {self.name}: no story-mode graph {graph!r} (this export has none)")
 
     def encode(self, inputs: dict[str, np.ndarray]) -> State:
         """Run the encoder → the decoder's initial state."""

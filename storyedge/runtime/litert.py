@@ -37,6 +37,25 @@ class TFLiteBackend(Backend):
         self._encoder_inputs = {n: d["dtype"] for n, d in self._encoder.get_input_details().items()}
         self._decoder_inputs = {n: d["dtype"] for n, d in self._decoder.get_input_details().items()}
         self.load_seconds = time.perf_counter() - start
+        self.story, self._story_paths = spec.story, dict(spec.story_paths)
+        self._story_runners: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._story_interpreters: dict[Path, Any] = {}
+
+    def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A story-mode graph; its file is loaded on first use."""
+        if graph not in self._story_runners:
+            if graph not in self._story_paths:
+                return super().run_graph(graph, feeds)
+            # lazy: LiteRT is optional; imported (and checked) in __init__ already
+            from ai_edge_litert.interpreter import Interpreter
+
+            path = self._story_paths[graph]
+            if path not in self._story_interpreters:  # one interpreter per file, shared by its signatures
+                self._story_interpreters[path] = _litert_interpreter(Interpreter, path, self.threads)
+            runner = self._story_interpreters[path].get_signature_runner(graph)
+            self._story_runners[graph] = (runner, {n: d["dtype"] for n, d in runner.get_input_details().items()})
+        runner, dtypes = self._story_runners[graph]
+        return runner(**{n: np.asarray(feeds[n], dtype=t) for n, t in dtypes.items()})
 
     def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._encoder(**{n: np.asarray(inputs[n], dtype=t) for n, t in self._encoder_inputs.items()})

@@ -47,6 +47,21 @@ class OnnxBackend(Backend):
         self.load_seconds = time.perf_counter() - start
         self._encoder_io = _io(self._encoder)
         self._decoder_io = _io(self._decoder)
+        self.story, self._story_paths = spec.story, dict(spec.story_paths)
+        self._options = options
+        self._story_sessions: dict[str, tuple[Any, Any]] = {}
+
+    def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A story-mode graph; its session is created on first use."""
+        if graph not in self._story_sessions:
+            if graph not in self._story_paths:
+                return super().run_graph(graph, feeds)
+            import onnxruntime as ort  # lazy: ONNX Runtime is optional (checked in __init__)
+
+            session = self._session(ort, self._story_paths[graph], self._options)
+            self._story_sessions[graph] = (session, _io(session))
+        session, io = self._story_sessions[graph]
+        return _run(session, io, feeds)
 
     def _session(self, ort: Any, path: Path, options: Any) -> Any:
         try:

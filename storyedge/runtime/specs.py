@@ -9,12 +9,12 @@ backend on an accelerator execution provider (``onnx-fp32-cuda``).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from storyedge.manifest import DecoderSpec, Manifest
+from storyedge.manifest import DecoderSpec, Manifest, StorySpec
 
 #: Layouts of a backend's files, in the order a user is offered them.
 LAYOUTS = ("separate", "multi", "decoder-only", "shortlist")
@@ -45,6 +45,9 @@ class BackendSpec:
     decoder: DecoderSpec
     #: shortlist layout: the vocabulary id of each logit (None: logits over the whole vocabulary)
     vocab_ids: np.ndarray | None = None
+    #: story mode (:mod:`storyedge.runtime.story`): its spec and graph → file, when all were exported
+    story: StorySpec | None = None
+    story_paths: dict[str, Path] = field(default_factory=dict)
 
 
 def backend_name(fmt: str, precision: str, layout: str = "separate") -> str:
@@ -79,6 +82,8 @@ def backend_specs(export_dir: str | Path, manifest: Manifest) -> list[BackendSpe
                 specs.append(BackendSpec(backend_name(*key), *key, "separate", export_dir / encoder.path,
                                          export_dir / decoder.path, encoder.size_bytes + decoder.size_bytes,
                                          manifest.decoder))
+    for spec in specs:
+        attach_story(export_dir, manifest, spec)
     return specs + decoder_only_specs(export_dir, manifest, specs) + shortlist_specs(export_dir, manifest)
 
 
@@ -102,6 +107,22 @@ def shortlist_specs(export_dir: Path, manifest: Manifest) -> list[BackendSpec]:
             manifest.decoder, vocab_ids,
         ))
     return out
+
+
+def attach_story(export_dir: Path, manifest: Manifest, spec: BackendSpec) -> None:
+    """Give ``spec`` the story-mode graphs of its format and precision (graph → the file holding
+    its signature) when every one is in the manifest (one that failed validation leaves the
+    backend without story mode)."""
+    story = manifest.story
+    if story is None:
+        return
+    paths: dict[str, Path] = {}
+    for entry in manifest.files:
+        if (entry.format, entry.precision) == (spec.format, spec.precision):
+            for graph in set(entry.signatures) & set(story.graphs):
+                paths.setdefault(graph, export_dir / entry.path)
+    if set(paths) == set(story.graphs):
+        spec.story, spec.story_paths = story, paths
 
 
 def decoder_only_specs(export_dir: Path, manifest: Manifest, specs: list[BackendSpec]) -> list[BackendSpec]:

@@ -47,6 +47,8 @@ TINY = {
     "model.attention_heads": 2,
     "model.use_reason": True,
     "export.validation_windows": 4,
+    # story mode's graphs: exported and benched in tests/export/test_export_story.py
+    "export.story_mode": False,
     "bench.split": "validation",
     "bench.max_windows": 6,
     "bench.warmup": 1,

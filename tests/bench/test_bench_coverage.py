@@ -81,3 +81,9 @@ def test_backend_coverage_from_the_manifest(tmp_path: Path) -> None:
     assert dec_cov == FileCoverage("onnx/decoder_step.int4.onnx", None)  # a 2.0 manifest: unknown
     multi = SimpleNamespace(encoder_path=tmp_path / "onnx/encoder.int4.onnx", decoder_path=tmp_path / "onnx/encoder.int4.onnx")
     assert len(backend_coverage(export, multi)) == 1 and backend_coverage(export, None) == []
+    story = Coverage(compute={"float": {"LSTM": 2}}, weight_bytes={"float32": 64})
+    manifest.files.append(entry("onnx/frame_encoder.int4.onnx", story))
+    spec.story_paths = {"frame_encoder": tmp_path / "onnx/frame_encoder.int4.onnx"}
+    assert [c.path for c in backend_coverage(export, spec)] == [
+        "onnx/encoder.int4.onnx", "onnx/decoder_step.int4.onnx", "onnx/frame_encoder.int4.onnx"]
+    assert backend_coverage(export, spec)[2].compute == {"float": 2}

@@ -102,6 +102,9 @@ class _CountingBackend:
         assert "target" not in inputs
         return {"base": inputs["captions"][:, 0].astype(np.int64), "t": np.zeros(len(inputs["captions"]), np.int64)}
 
+    def token_ids(self, indices: np.ndarray) -> np.ndarray:
+        return np.asarray(indices).astype(np.int32)  # no shortlist: logit i is token i
+
     def step(self, token: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         t = state["t"] + 1
         nxt = np.where(t <= 2, state["base"] + t, 2)

@@ -37,6 +37,8 @@ TINY = {
     "model.use_reason": True,
     "model.use_reason_in_fusion": False,
     "export.validation_windows": 4,
+    # story mode's graphs cost conversions: exported where tested (full_export)
+    "export.story_mode": False,
 }
 
 ALL_QUANTIZE = "none,fp16,int8-dynamic,int8,int4"
@@ -97,5 +99,6 @@ def full_export(export_env: Env) -> Path:
         quantize=ALL_QUANTIZE,
         calibration_windows=8,
         progress=False,
+        story_mode=True,
     )
     return out

@@ -15,9 +15,11 @@ from storyedge.runtime import backend_specs
 
 ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int4")
 ONNX_PRECISIONS = ALL_PRECISIONS
-#: Every file the full export lists: 3 TFLite graphs x 5 precisions + 2 ONNX graphs x 5.
-TFLITE_FILES = {f"tflite/{g}.{p}.tflite" for g in ("encoder", "decoder_step", "multi") for p in ALL_PRECISIONS}
-ONNX_FILES = {f"onnx/{g}.{p}.onnx" for g in ("encoder", "decoder_step") for p in ONNX_PRECISIONS}
+STORY_GRAPHS = ("reason_encoder", "frame_encoder", "story_encoder")
+#: Every file the full export lists: 3 TFLite graphs + the story-mode file x 5 precisions, 2 ONNX
+#: graphs + 3 story-mode graphs x 5.
+TFLITE_FILES = {f"tflite/{g}.{p}.tflite" for g in ("encoder", "decoder_step", "multi", "story") for p in ALL_PRECISIONS}
+ONNX_FILES = {f"onnx/{g}.{p}.onnx" for g in ("encoder", "decoder_step", *STORY_GRAPHS) for p in ONNX_PRECISIONS}
 ALL_FILES = TFLITE_FILES | ONNX_FILES
 
 
@@ -35,10 +37,10 @@ def test_layout_and_manifest(full_export: Path, manifest, export_env) -> None:
     assert manifest.reference == {"weights": "reference/model.weights.h5", "config": "reference/config.yaml"}
     assert not manifest.rejected and not (full_export / "rejected").exists()
     assert not list(full_export.parent.glob("full.tmp-*"))
-    assert len(ALL_FILES) == 25 and {f.path for f in manifest.files} == ALL_FILES
+    assert len(ALL_FILES) == 45 and {f.path for f in manifest.files} == ALL_FILES
     assert {(f.format, f.graph, f.precision) for f in manifest.files} == {
-        ("tflite", g, p) for g in ("encoder", "decoder_step", "multi") for p in ALL_PRECISIONS
-    } | {("onnx", g, p) for g in ("encoder", "decoder_step") for p in ONNX_PRECISIONS}
+        ("tflite", g, p) for g in ("encoder", "decoder_step", "multi", "story") for p in ALL_PRECISIONS
+    } | {("onnx", g, p) for g in ("encoder", "decoder_step", *STORY_GRAPHS) for p in ONNX_PRECISIONS}
     top = ["manifest.json", "onnx", "reference", "tflite", "tokenizer"]
     assert sorted(p.name for p in full_export.iterdir()) == top
     on_disk = {f"{d}/{p.name}" for d in ("tflite", "onnx") for p in (full_export / d).iterdir()}
@@ -64,9 +66,13 @@ def test_signatures_are_static_and_named(manifest) -> None:
     d = cfg["dataset"]
     assert {e.path for e in manifest.files} == ALL_FILES
     seen = {"encoder": 0, "decoder_step": 0}
+    multi = {"multi": {"encoder", "decoder_step"}, "story": set(STORY_GRAPHS)}
     for entry in manifest.files:
-        assert set(entry.signatures) == ({"encoder", "decoder_step"} if entry.graph == "multi" else {entry.graph})
+        assert set(entry.signatures) == multi.get(entry.graph, {entry.graph})
         for graph, sig in entry.signatures.items():
+            if graph in STORY_GRAPHS:
+                continue  # tests/export/test_export_story.py
+
             seen[graph] += 1
             ins = {t.name: (t.shape, t.dtype) for t in sig.inputs}
             outs = {t.name: (t.shape, t.dtype) for t in sig.outputs}
@@ -130,8 +136,10 @@ def test_tflite_builtins_only(full_export: Path, manifest) -> None:
             assert "WHILE" not in info.ops  # LSTMs unrolled for the calibrator
             assert entry.float_ops == sorted(info.float_ops)
             assert "FULLY_CONNECTED" not in entry.float_ops
-        elif entry.graph != "decoder_step":
+        elif entry.graph not in ("decoder_step", "story"):
             assert "WHILE" in info.ops  # LSTM loops as builtin WHILE
+        elif entry.graph == "story":
+            assert info.ops.get("WHILE", 0) == 5  # the encoder's 5 LSTM loops, split over the signatures
         if entry.precision != "int8":
             assert entry.float_ops == []
 
@@ -150,10 +158,9 @@ def test_onnx_checker_lstm_nodes_no_leftovers(full_export: Path, manifest) -> No
         ops = onnx_ops(model)
         assert ops == entry.ops
         assert not [op for op in ops if "TensorList" in op or op.endswith(("Loop", "Scan"))], ops
-        if entry.graph == "encoder":
-            # caption fwd/bwd + reason fwd/bwd + temporal: five Keras LSTM layers
-            lstm = ops.get("com.microsoft.DynamicQuantizeLSTM" if entry.precision == "int8-dynamic" else "LSTM", 0)
-            assert lstm == 5, ops
+        lstm = ops.get("com.microsoft.DynamicQuantizeLSTM" if entry.precision == "int8-dynamic" else "LSTM", 0)
+        # caption fwd/bwd + reason fwd/bwd + temporal: five Keras LSTM layers, split in story mode
+        assert lstm == {"encoder": 5, "frame_encoder": 2, "reason_encoder": 2, "story_encoder": 1}.get(entry.graph, 0), ops
         assert [i.name for i in model.graph.input] == [t.name for t in entry.signatures[entry.graph].inputs]
         assert [o.name for o in model.graph.output] == [t.name for t in entry.signatures[entry.graph].outputs]
         ort.InferenceSession(str(full_export / entry.path), providers=["CPUExecutionProvider"])
@@ -165,8 +172,9 @@ def test_manifest_validation_within_tolerance(manifest) -> None:
         v = entry.validation
         assert v["passed"] is True, (entry.path, v)
         assert v["windows"] == 4
-        assert (v["decoder_steps"] > 0) == (entry.graph != "encoder")
+        assert (v["decoder_steps"] > 0) == (entry.graph in ("decoder_step", "multi"))
         outputs = {"encoder": {"h0", "c0", "context"}, "decoder_step": {"logits", "h_out", "c_out"}}
+        outputs.update({g: outputs["encoder"] for g in (*STORY_GRAPHS, "story")})
         want = outputs.get(entry.graph, outputs["encoder"] | outputs["decoder_step"])
         assert set(v["max_abs_diff"]) == want
         for name, diff in v["max_abs_diff"].items():
