@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from conftest import tiny_config
 
 TRANSFORMER = {"model.decoder": "transformer", "model.decoder_layers": 2, "model.decoder_heads": 2,
                "model.decoder_ff_dim": 32, "model.decoder_hidden_dim": 24}
@@ -34,7 +33,7 @@ class TransformerExport:
 
 
 @pytest.fixture(scope="module")
-def transformer_export(tmp_path_factory: pytest.TempPathFactory) -> TransformerExport:
+def transformer_export(tmp_path_factory: pytest.TempPathFactory, make_tiny_config) -> TransformerExport:
     import keras
 
     from storyedge.data.loading import load_story_splits
@@ -45,7 +44,7 @@ def transformer_export(tmp_path_factory: pytest.TempPathFactory) -> TransformerE
     from storyedge.training.prepare import tokenizer_texts
 
     root = tmp_path_factory.mktemp("transformer_export")
-    cfg = tiny_config(root / "data", **TRANSFORMER)
+    cfg = make_tiny_config(root / "data", **TRANSFORMER)
     splits = load_story_splits(cfg.dataset)
     tokenizer = train_wordpiece(list(tokenizer_texts(splits["train"])), cfg.tokenizer.vocab_size)
     keras.utils.set_random_seed(0)
