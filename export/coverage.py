@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from storyedge.export.tflite import _builtin_names, _schema
+from storyedge.export.tflite import _builtin_names, _schema, op_name
 from storyedge.manifest import COMPUTE_CLASSES, Coverage
 
 CONVERT_TFLITE = ("QUANTIZE", "DEQUANTIZE", "CAST")
@@ -91,13 +91,9 @@ def tflite_coverage(content: bytes) -> Coverage:
                     int4["block_size"] = block_size
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            if builtin == schema.BuiltinOperator.CUSTOM:
-                name = (code.CustomCode() or b"?").decode()
+            name, is_custom = op_name(schema, model, op, names)
+            if is_custom:
                 custom[name] += 1
-            else:
-                name = names.get(builtin, f"BUILTIN_{builtin}")
             ins = [op.Inputs(i) for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
             outs = [op.Outputs(i) for i in range(op.OutputsLength()) if op.Outputs(i) >= 0]
             act_types = {graph.Tensors(t).Type() for t in ins if not constant(t)} | {graph.Tensors(t).Type() for t in outs}

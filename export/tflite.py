@@ -63,6 +63,15 @@ def _builtin_names() -> dict[int, str]:
     }
 
 
+def op_name(schema: Any, model: Any, op: Any, names: dict[int, str]) -> tuple[str, bool]:
+    """An operator's name in a flatbuffer ``model`` and whether it is a custom op."""
+    code = model.OperatorCodes(op.OpcodeIndex())
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        return (code.CustomCode() or b"?").decode(), True
+    return names.get(builtin, f"BUILTIN_{builtin}"), False
+
+
 def inspect_tflite(content: bytes) -> TFLiteInfo:
     """Op counts, custom ops and float/quantized ops of every subgraph of a flatbuffer."""
     schema = _schema()
@@ -78,13 +87,9 @@ def inspect_tflite(content: bytes) -> TFLiteInfo:
         graph = model.Subgraphs(s)
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            if builtin == schema.BuiltinOperator.CUSTOM:
-                name = (code.CustomCode() or b"?").decode()
+            name, is_custom = op_name(schema, model, op, names)
+            if is_custom:
                 custom.add(name)
-            else:
-                name = names.get(builtin, f"BUILTIN_{builtin}")
             ops[name] += 1
             outputs = [op.Outputs(i) for i in range(op.OutputsLength())]
             types = {graph.Tensors(t).Type() for t in outputs if t >= 0}
