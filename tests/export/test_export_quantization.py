@@ -94,6 +94,33 @@ def test_qdq_pairs_around_the_weights_they_claim(full_export: Path, manifest: Ma
             assert entry.coverage.compute["float"]["LSTM"] == 5  # ONNX Runtime has no QDQ LSTM
 
 
+def test_qdq_weights_are_not_dequantized_per_call(full_export: Path, manifest: Manifest, tmp_path: Path) -> None:
+    """ONNX Runtime's optimized graph of every static-int8 file keeps no weight DequantizeLinear
+    (those would run on every call): each is fused into a QLinear op, or its weight stored float;
+    the embedding table stays int8 with only the gathered rows dequantized."""
+    import onnx
+    import onnxruntime as ort
+
+    files = [f for f in manifest.files if f.format == "onnx" and f.precision == "int8"]
+    assert {f.graph for f in files} >= {"encoder", "decoder_step"}
+    for entry in files:
+        model = onnx.load(str(full_export / entry.path))
+        inits = {i.name: i for i in model.graph.initializer}
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(tmp_path / f"{entry.graph}.onnx")
+        ort.InferenceSession(str(full_export / entry.path), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath)
+        per_call = [n.name for n in optimized.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+        assert per_call == [], (entry.path, per_call)
+        if entry.graph in ("encoder", "decoder_step"):  # the reason graph has no MatMul
+            assert "QLinearMatMul" in {n.op_type for n in optimized.graph.node}, entry.path
+        for gather in (n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits):
+            table = inits[gather.input[0]]
+            if len(table.dims) == 2 and table.dims[0] == manifest.tokenizer["vocab_size"]:
+                assert table.data_type == onnx.TensorProto.INT8, entry.path
+
+
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_int4_files_hold_4bit_weights(full_export: Path, manifest: Manifest, fmt: str) -> None:
     block = manifest.config["export"]["int4_block_size"]
