@@ -199,13 +199,17 @@ def compute_floors(cfg: Any, vocab: int, batch: int, peaks: list[ComputePeak]) -
     )
 
 
-def precision_class(precision: str) -> str:
-    """The peak a precision is judged with: ``int8`` for int8 kinds, else ``fp32``."""
-    return "int8" if precision.startswith("int8") else "fp32"
+def precision_class(precision: str, fmt: str = "") -> str:
+    """The peak a precision is judged with: ``int8`` for int8 kinds and for TFLite int4 (XNNPACK
+    runs blockwise int4 weights against dynamically quantized int8 activations), else ``fp32``
+    (ONNX Runtime's MatMulNBits at its default accuracy level computes in float)."""
+    if precision.startswith("int8") or (precision == "int4" and fmt == "tflite"):
+        return "int8"
+    return "fp32"
 
 
 def _peak_for(floors: ComputeFloors, fmt: str, precision: str, role: str) -> ComputePeak | None:
-    cls = precision_class(precision)
+    cls = precision_class(precision, fmt)
     runtime = FORMAT_RUNTIME.get(fmt)
     return (floors.peak(runtime, cls, role) if runtime else None) or floors.peak(NUMPY, cls, role) \
         or floors.peak(NUMPY, "fp32", role)

@@ -43,6 +43,8 @@ LITERT_NOTE = (
     "kinds: dynamic-range int8; fp16: fp32, as XNNPACK runs it); 'rest of the step' = step p50 - that."
 )
 KERNEL_SUFFIX = "_kernel_time"
+#: precisions whose logits projection the one-matmul LiteRT probe reproduces
+PROBED_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 
 
 def parse_ort_profile(path: Path, skip_runs: int = 0, top: int = TOP_OPS) -> GraphProfile:
@@ -103,11 +105,15 @@ def profile_onnx(spec: BackendSpec, threads: int, providers: list[str] | None, i
 def profile_litert(precision: str, hidden: int, logits: int, batch: int, threads: int, step_p50_ms: float,
                    cache: dict[tuple[int, int, int, str], float]) -> OpProfile:
     """The LiteRT pieces that can be measured (see the module doc): the step's logits projection."""
+    if precision not in PROBED_PRECISIONS:
+        return OpProfile(source=LITERT_SOURCE, encoder=None, step=None,
+                         note=LITERT_NOTE + f" The probe has no {precision} form (blockwise weights): the "
+                         "step's pieces were not measured for this precision.")
     if "tensorflow" not in sys.modules:
         return OpProfile(source=LITERT_SOURCE, encoder=None, step=None,
                          note=LITERT_NOTE + " This run did not import TensorFlow (--latency-only), which "
                          "converts the probe: nothing was measured.")
-    cls = precision_class(precision)
+    cls = precision_class(precision, "tflite")
     key = (batch, hidden, logits, cls)
     if key not in cache:
         with tempfile.TemporaryDirectory() as tmp:

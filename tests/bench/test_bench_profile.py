@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from bench_testutil import BenchEnv
 
-from storyedge.bench.profile import parse_ort_profile
+from storyedge.bench.compute import precision_class
+from storyedge.bench.profile import parse_ort_profile, profile_litert
 from storyedge.bench.results import BenchReport
 from storyedge.bench.runner import BenchOptions, run_bench
 
@@ -62,3 +63,17 @@ def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
     back = BenchReport.from_json((out / "report.json").read_text())
     assert back.backend("onnx-fp32").profile.encoder.top == report.backend("onnx-fp32").profile.encoder.top
     assert json.loads((out / "report.json").read_text())["compute"]["peaks"]
+
+
+def test_litert_int4_step_is_not_timed_with_another_precision_s_probe() -> None:
+    profile = profile_litert("int4", hidden=8, logits=16, batch=1, threads=1, step_p50_ms=0.4, cache={})
+    assert profile.step is None and profile.encoder is None
+    assert "int4" in profile.note
+
+
+@pytest.mark.parametrize(("precision", "fmt", "cls"), [
+    ("int8-dynamic", "onnx", "int8"), ("int8", "tflite", "int8"), ("int4", "tflite", "int8"),
+    ("int4", "onnx", "fp32"), ("fp16", "tflite", "fp32"), ("fp32", "onnx", "fp32"),
+])
+def test_precision_class_per_runtime(precision: str, fmt: str, cls: str) -> None:
+    assert precision_class(precision, fmt) == cls
