@@ -122,6 +122,12 @@ def test_save_round_trip(tmp_path):
         ({"model": {"decoder": "transformer", "decoder_hidden_dim": 96, "decoder_heads": 5}},
          "model.decoder_heads: must divide model.decoder_hidden_dim (96), got 5"),
         ({"model": {"decoder": "gru"}}, "model.decoder: must be one of lstm, transformer, got 'gru'"),
+        ({"tokenizer": {"pad_to_vocab_size": 500}},
+         "tokenizer.pad_to_vocab_size: must be >= tokenizer.vocab_size (1000), got 500"),
+        ({"tokenizer": {"name": "bert-base-uncased", "pad_to_vocab_size": 30522}},
+         "tokenizer.pad_to_vocab_size: only pads a trained vocabulary (tokenizer.name: wordpiece), "
+         "got name 'bert-base-uncased'"),
+        ({"tokenizer": {"pad_to_vocab_size": "30522"}}, "tokenizer.pad_to_vocab_size: expected an integer, got '30522'"),
         ({"dataset": {"name": ""}}, "dataset.name: must not be empty"),
         ({"training": {"save_dir": ""}}, "training.save_dir: must not be empty"),
         # structure
@@ -146,6 +152,7 @@ BOUNDS = [
     ("dataset.synthetic_stories", 2, "must be >= 3"),
     ("dataset.shuffle_buffer", 0, "must be >= 1"),
     ("tokenizer.vocab_size", 15, "must be >= 16"),
+    ("tokenizer.pad_to_vocab_size", 15, "must be >= 16"),
     *[(f"model.{k}", 0, "must be >= 1") for k in (
         "image_feat_dim", "image_spatial_dim", "cnn_base_filters", "text_embed_dim", "text_hidden_dim",
         "multimodal_dim", "temporal_hidden_dim", "decoder_hidden_dim", "attention_heads",
