@@ -29,6 +29,30 @@ def test_shipped_configs_load_and_validate():
     assert seed.tokenizer.name == "bert-base-uncased"
 
 
+def test_seed_synthetic_is_the_seed_model_on_the_synthetic_stories():
+    """The trained seed-size path: storyreasoning.yaml's graph (V 30522 from a padded WordPiece),
+    the embedded stories, a training budget within 15 minutes, every export variant."""
+    from storyedge import constants
+    from storyedge.run_dir import SHAPE_KEYS
+
+    seed, trained = load_config("storyreasoning.yaml"), load_config("seed-synthetic.yaml")
+    for section in ("dataset", "model"):
+        for key in SHAPE_KEYS[section]:
+            assert getattr(getattr(trained, section), key) == getattr(getattr(seed, section), key), f"{section}.{key}"
+    assert trained.dataset.name == "synthetic" and trained.dataset.path != load_config("quickstart").dataset.path
+    assert trained.tokenizer.name == "wordpiece"
+    assert trained.tokenizer.pad_to_vocab_size == constants.BERT_VOCAB_SIZE == 30522
+    assert 0 < trained.training.max_train_seconds <= 900
+    assert trained.export.formats == list(constants.EXPORT_FORMATS)
+    assert trained.export.quantize == list(constants.QUANTIZE_NAMES)
+
+
+def test_pad_to_vocab_size_edges_accepted():
+    assert config_from_dict({"tokenizer": {"vocab_size": 16, "pad_to_vocab_size": 16}}).tokenizer.pad_to_vocab_size == 16
+    assert config_from_dict({"tokenizer": {"pad_to_vocab_size": None}}).tokenizer.pad_to_vocab_size is None
+    assert Config().tokenizer.pad_to_vocab_size is None
+
+
 def test_default_is_quickstart():
     assert load_config(None) == load_config("quickstart.yaml")
 
