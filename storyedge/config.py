@@ -176,6 +176,26 @@ class TokenizerConfig(_Section):
     #: Target vocabulary size when training WordPiece (the result may be smaller).
     vocab_size: int = Field(1000, ge=16)
     lowercase: bool = True
+    #: WordPiece only: pad the trained vocabulary with never-produced ``[unusedN]`` entries to
+    #: this size (e.g. 30522, ``bert-base-uncased``'s V, for the seed's output layer without the
+    #: pretrained tokenizer); null: no padding. Must be at least the trained size.
+    pad_to_vocab_size: int | None = Field(None, ge=16)
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> TokenizerConfig:
+        if self.pad_to_vocab_size is None:
+            return self
+        if self.name != WORDPIECE_TOKENIZER:
+            raise _rule(
+                "pad_to_vocab_size",
+                f"only pads a trained vocabulary (tokenizer.name: {WORDPIECE_TOKENIZER}), got name {self.name!r}",
+            )
+        if self.pad_to_vocab_size < self.vocab_size:
+            raise _rule(
+                "pad_to_vocab_size",
+                f"must be >= tokenizer.vocab_size ({self.vocab_size}), got {self.pad_to_vocab_size}",
+            )
+        return self
 
 
 class ModelConfig(_Section):

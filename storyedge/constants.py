@@ -25,6 +25,12 @@ PRETRAINED_TOKENIZER: Final = "bert-base-uncased"
 TOKENIZER_NAMES: Final = (WORDPIECE_TOKENIZER, PRETRAINED_TOKENIZER)
 #: Directory holding the saved tokenizer inside a run bundle and an export directory.
 TOKENIZER_DIR: Final = "tokenizer"
+#: Vocabulary size of ``bert-base-uncased`` (the seed's V); a trained WordPiece is padded to it
+#: when the pretrained tokenizer cannot be had offline (``tokenizer.pad_to_vocab_size``).
+BERT_VOCAB_SIZE: Final = 30522
+#: Entries a padded vocabulary gets after the trained ones, as BERT's own vocabulary has them
+#: (``[unused0]``, ``[unused1]``, ...): never produced by encoding.
+UNUSED_TOKEN: Final = "[unused{}]"
 
 # ---------------------------------------------------------------------------------- model
 

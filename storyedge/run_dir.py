@@ -116,7 +116,7 @@ SHAPE_KEYS = {
         "decoder", "decoder_layers", "decoder_heads", "decoder_ff_dim",
         "image_encoder", "vit_patch_size", "vit_layers", "vit_heads",
     ),
-    "tokenizer": ("name", "vocab_size", "lowercase"),
+    "tokenizer": ("name", "vocab_size", "lowercase", "pad_to_vocab_size"),
 }
 
 

@@ -6,6 +6,11 @@ runtime without storyedge can decode what an exported model writes. Inside story
 directory is read with the lightweight ``tokenizers`` library only (no ``transformers`` import).
 
 Special ids follow BERT: ``[PAD]`` pads, ``[CLS]`` starts a caption (BOS), ``[SEP]`` ends it (EOS).
+
+A trained WordPiece can be padded (:func:`pad_vocabulary`, ``tokenizer.pad_to_vocab_size``) with
+``[unusedN]`` entries after its own, as BERT's vocabulary has them, so a model gets the seed's
+V = 30522 without the pretrained tokenizer. The pre-tokenizer splits ``[`` and ``]`` off every
+word, so no text ever encodes to an ``[unusedN]`` id; the ids of the trained entries do not change.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from storyedge.constants import PRETRAINED_TOKENIZER as PRETRAINED_NAME  # bench/ imports this name
-from storyedge.constants import WORDPIECE_TOKENIZER
+from storyedge.constants import UNUSED_TOKEN, WORDPIECE_TOKENIZER
 from storyedge.errors import UserError
 from storyedge.hub import hub_reachable, offline_env
 
@@ -160,6 +165,35 @@ def train_wordpiece(
     return StoryTokenizer(tokenizer, WORDPIECE_TOKENIZER, lowercase)
 
 
+def pad_vocabulary(tokenizer: StoryTokenizer, vocab_size: int, what: str = "tokenizer.pad_to_vocab_size") -> StoryTokenizer:
+    """The same WordPiece tokenizer with ``[unusedN]`` entries appended up to ``vocab_size``.
+
+    Ids of the existing entries are unchanged (so is every encoding); ``vocab_size`` equal to the
+    current size returns ``tokenizer`` itself; a smaller one is a :class:`UserError` naming ``what``
+    (the setting that asked for it).
+    """
+    if vocab_size < tokenizer.vocab_size:
+        raise UserError(
+            f"{what} {vocab_size} is smaller than the trained WordPiece vocabulary ({tokenizer.vocab_size})"
+        )
+    if vocab_size == tokenizer.vocab_size:
+        return tokenizer
+    data = json.loads(tokenizer._tok.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    next_id = max(vocab.values()) + 1
+    extra = 0
+    while next_id < vocab_size:
+        token = UNUSED_TOKEN.format(extra)
+        extra += 1
+        if token not in vocab:
+            vocab[token] = next_id
+            next_id += 1
+    padded = StoryTokenizer(Tokenizer.from_str(json.dumps(data)), tokenizer.source, tokenizer.lowercase)
+    if padded.vocab_size != vocab_size:
+        raise RuntimeError(f"padded vocabulary has {padded.vocab_size} entries, wanted {vocab_size}")
+    return padded
+
+
 def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
     """Load a pretrained BERT tokenizer from the HF cache, or the hub when reachable.
 
@@ -185,10 +219,21 @@ def load_pretrained(name: str = PRETRAINED_NAME) -> StoryTokenizer:
     return StoryTokenizer(BertTokenizerFast.from_pretrained(local).backend_tokenizer, name, True)
 
 
-def build_tokenizer(name: str, texts: Iterable[str], vocab_size: int, lowercase: bool = True) -> StoryTokenizer:
-    """The configured tokenizer: ``bert-base-uncased`` (pretrained) or ``wordpiece`` (trained)."""
+def build_tokenizer(
+    name: str,
+    texts: Iterable[str],
+    vocab_size: int,
+    lowercase: bool = True,
+    pad_to_vocab_size: int | None = None,
+) -> StoryTokenizer:
+    """The configured tokenizer: ``bert-base-uncased`` (pretrained) or ``wordpiece`` (trained, then
+    padded with ``[unusedN]`` to ``pad_to_vocab_size`` when that is set)."""
     if name == PRETRAINED_NAME:
+        if pad_to_vocab_size is not None:
+            raise UserError(f"tokenizer.pad_to_vocab_size only pads a trained vocabulary (tokenizer.name: "
+                            f"{WORDPIECE_TOKENIZER}), not {PRETRAINED_NAME}")
         return load_pretrained(name)
     if name == WORDPIECE_TOKENIZER:
-        return train_wordpiece(texts, vocab_size, lowercase)
+        tokenizer = train_wordpiece(texts, vocab_size, lowercase)
+        return tokenizer if pad_to_vocab_size is None else pad_vocabulary(tokenizer, pad_to_vocab_size)
     raise UserError(f"tokenizer.name: unknown tokenizer {name!r}")

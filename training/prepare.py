@@ -1,10 +1,10 @@
 """Config → splits → tokenizer → encoded train / validation windows.
 
-The tokenizer is trained (WordPiece) or loaded (bert-base-uncased) on the *train* captions and
-reasons only, and saved into the run directory; ``--resume`` passes the saved one back in so
-the token ids never change under a checkpoint. Data problems (missing keys, every story too
-short, an unreadable frame) are raised by the data layer as :class:`DataError` and propagate
-unchanged.
+The tokenizer is trained (WordPiece, padded to ``tokenizer.pad_to_vocab_size`` when set) or
+loaded (bert-base-uncased) on the *train* captions and reasons only, and saved into the run
+directory; ``--resume`` passes the saved one back in so the token ids never change under a
+checkpoint. Data problems (missing keys, every story too short, an unreadable frame) are
+raised by the data layer as :class:`DataError` and propagate unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def prepare_data(
     splits = load_story_splits(cfg.dataset)
     if tokenizer is None:
         t = cfg.tokenizer
-        tokenizer = build_tokenizer(t.name, tokenizer_texts(splits["train"]), t.vocab_size, t.lowercase)
+        tokenizer = build_tokenizer(t.name, tokenizer_texts(splits["train"]), t.vocab_size, t.lowercase,
+                                    t.pad_to_vocab_size)
         tokenizer.save(Path(run_dir) / TOKENIZER_DIR)
     train = encode_windows(splits["train"], tokenizer, cfg.dataset, split_name="train")
     validation = encode_windows(splits["validation"], tokenizer, cfg.dataset, split_name="validation")

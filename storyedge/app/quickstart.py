@@ -1,8 +1,10 @@
 """``storyedge quickstart``: the main job on the embedded data, start to finish.
 
 data (generated if absent) → train (``quickstart.yaml``, ``--device auto``) → text-only ablation
-→ export (TFLite + ONNX, fp32 + int8-dynamic) → bench (parity + latency) → one final screen.
-Every stage reuses what an earlier run finished (``--force`` redoes everything).
+→ export (the config's ``export.formats`` × ``export.quantize``; ``quickstart.yaml``: TFLite +
+ONNX, fp32 + int8-dynamic) → bench (parity + caption quality + latency, the config's ``bench``
+section) → one final screen. Every stage reuses what an earlier run finished (``--force`` redoes
+everything). ``--config seed-synthetic.yaml`` runs the same stages at the seed size.
 """
 
 from __future__ import annotations
@@ -39,9 +41,6 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "bench.warmup": 2,
     "bench.runs": 10,
 }
-EXPORT_FORMATS = list(constants.EXPORT_FORMATS)
-#: fp32 and int8-dynamic: what both runtimes export (``constants.ONNX_PRECISIONS``), by --quantize name.
-EXPORT_QUANTIZE = [q for q, p in constants.QUANTIZE_PRECISIONS.items() if p in constants.ONNX_PRECISIONS]
 STAGES = ("data", "train", "ablation", "export", "bench")
 EXPORTS_DIR = "exports"
 BENCH_DIR = "bench"
@@ -118,7 +117,7 @@ def quickstart(config_path: str | None, device: str, ablation: bool, smoke: bool
     data_stage(cfg)
     summary = train_stage(cfg, device)
     ablation_summary = ablation_stage(cfg, device, dirs.ablation, enabled=ablation)
-    export_stage(dirs.run, dirs.exports, force)
+    export_stage(cfg, dirs.run, dirs.exports, force)
     report, gate_failure = bench_stage(cfg, dirs.exports, dirs.bench, force)
     click.echo(final_screen(summary, ablation_summary, report, dirs.run, dirs.bench, time.monotonic() - wall0))
     if gate_failure is not None:
@@ -136,7 +135,8 @@ def data_stage(cfg: Config) -> None:
 
 def train_stage(cfg: Config, device: str) -> TrainingSummary:
     """Stage 2: train ``cfg`` (or reuse its finished run)."""
-    _stage(2, "train", f"fusion={cfg.model.fusion}, {cfg.training.epochs} epochs → {cfg.training.save_dir}")
+    budget = f" (time budget {cfg.training.max_train_seconds:g} s)" if cfg.training.max_train_seconds else ""
+    _stage(2, "train", f"fusion={cfg.model.fusion}, {cfg.training.epochs} epochs{budget} → {cfg.training.save_dir}")
     return _train_or_reuse(cfg, device, cfg.model.fusion)
 
 
@@ -151,14 +151,16 @@ def ablation_stage(cfg: Config, device: str, ablation_dir: Path, enabled: bool =
     return _train_or_reuse(ablation_cfg, device, "text_only")
 
 
-def export_stage(run_dir: Path, exports: Path, force: bool) -> None:
-    """Stage 4: TFLite + ONNX, fp32 + int8-dynamic, of ``run_dir``'s best model (or reuse them)."""
-    _stage(4, "export", f"{'+'.join(EXPORT_FORMATS)} × {','.join(EXPORT_QUANTIZE)} → {exports}")
+def export_stage(cfg: Config, run_dir: Path, exports: Path, force: bool) -> None:
+    """Stage 4: ``run_dir``'s best model in the config's ``export.formats`` × ``export.quantize``
+    (``quickstart.yaml``: TFLite + ONNX, fp32 + int8-dynamic), or reuse them."""
+    formats, quantize = list(cfg.export.formats), list(cfg.export.quantize)
+    _stage(4, "export", f"{'+'.join(formats)} × {','.join(quantize)} → {exports}")
     if (exports / MANIFEST_FILE).is_file() and not force:
         verify_files(exports, read_manifest(exports))
         click.echo(f"reusing the exports in {exports} (--force re-exports)")
         return
-    export_from_checkpoint(run_dir, exports, formats=EXPORT_FORMATS, quantize=EXPORT_QUANTIZE, overwrite=True)
+    export_from_checkpoint(run_dir, exports, formats=formats, quantize=quantize, overwrite=True)
 
 
 def bench_stage(cfg: Config, exports: Path, bench_dir: Path, force: bool) -> tuple[Any, CheckFailed | None]:

@@ -15,37 +15,35 @@ stories' text (no download), and for a ``bert-base-uncased`` config (or with ``-
 its vocabulary is padded with never-produced ``[unusedN]`` entries, as BERT's own vocabulary
 has, up to ``--vocab-size`` (default 30522), so the graphs have the real configuration's V. The
 token→string mapping is then not BERT's; the shapes and the latency are the same. The written
-config says ``tokenizer.name: wordpiece`` with the padded ``vocab_size``, so nothing claims to
-be BERT.
+config says ``tokenizer.name: wordpiece`` with the trained ``vocab_size`` and the padded
+``pad_to_vocab_size``, so nothing claims to be BERT and training with it makes the same
+tokenizer. A wordpiece config's own ``tokenizer.pad_to_vocab_size`` is used when
+``--vocab-size`` is not given.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import queue as queue_mod
 import sys
-import tempfile
 import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from storyedge.config import SYNTHETIC_DATASET, Config
-from storyedge.constants import WORDPIECE_TOKENIZER
+from storyedge.constants import BERT_VOCAB_SIZE, WORDPIECE_TOKENIZER
 from storyedge.devices import import_tensorflow, set_tf_threads
 from storyedge.errors import CheckFailed, UserError
 from storyedge.export import export_model
 from storyedge.export.progress import STAGE, STAGE_TEXT_WIDTH, STEP, Listener, ProgressEvent
-from storyedge.tokenizer import PRETRAINED_NAME, StoryTokenizer, load_pretrained, train_wordpiece
+from storyedge.tokenizer import PRETRAINED_NAME, StoryTokenizer, load_pretrained, pad_vocabulary, train_wordpiece
 
 log = logging.getLogger(__name__)
 
-BERT_VOCAB_SIZE = 30522
 #: Windows handed to the exporter for full-int8 calibration (after its validation windows).
 CALIBRATION_WINDOWS = 32
 #: Loggers the child process quiets to warnings.
@@ -69,36 +67,13 @@ def synthetic_data_config(config: Config, data_dir: Path, stories: int) -> Confi
     )
 
 
-def pad_vocabulary(tokenizer: StoryTokenizer, vocab_size: int) -> StoryTokenizer:
-    """The same WordPiece tokenizer with ``[unusedN]`` entries appended up to ``vocab_size``."""
-    if vocab_size < tokenizer.vocab_size:
-        raise UserError(
-            f"--vocab-size {vocab_size} is smaller than the trained WordPiece vocabulary ({tokenizer.vocab_size})"
-        )
-    if vocab_size == tokenizer.vocab_size:
-        return tokenizer
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save(tmp)
-        data = json.loads((Path(tmp) / "tokenizer.json").read_text())
-    vocab: dict[str, int] = data["model"]["vocab"]
-    next_id = max(vocab.values()) + 1
-    extra = 0
-    while next_id < vocab_size:
-        token = f"[unused{extra}]"
-        extra += 1
-        if token not in vocab:
-            vocab[token] = next_id
-            next_id += 1
-    padded = StoryTokenizer(Tokenizer.from_str(json.dumps(data)), tokenizer.source, tokenizer.lowercase)
-    if padded.vocab_size != vocab_size:
-        raise RuntimeError(f"padded vocabulary has {padded.vocab_size} entries, wanted {vocab_size}")
-    return padded
-
-
 def random_init_tokenizer(
     config: Config, texts: Callable[[], list[str]], vocab_size: int | None, echo: Callable[[str], Any]
-) -> tuple[StoryTokenizer, str]:
-    """(tokenizer, how it was made) for a random-init model (see module doc)."""
+) -> tuple[StoryTokenizer, str, dict[str, Any]]:
+    """(tokenizer, how it was made, the ``tokenizer.*`` overrides that rebuild it) for a
+    random-init model (see module doc). The overrides are empty for the cached pretrained one;
+    for a WordPiece they name it, its trained size and the padded size, so the written config
+    makes the same tokenizer again (``storyedge.tokenizer.build_tokenizer``)."""
     if config.tokenizer.name == PRETRAINED_NAME:
         try:
             tok = load_pretrained(PRETRAINED_NAME)
@@ -107,20 +82,23 @@ def random_init_tokenizer(
                     f"--vocab-size {vocab_size}: the cached {PRETRAINED_NAME} has {tok.vocab_size} tokens "
                     "(--vocab-size only sizes the offline WordPiece fallback)"
                 )
-            return tok, f"{PRETRAINED_NAME} (Hugging Face cache)"
+            return tok, f"{PRETRAINED_NAME} (Hugging Face cache)", {}
         except UserError as exc:
             if "--vocab-size" in str(exc):
                 raise
             echo(f"{PRETRAINED_NAME} unavailable offline ({exc}); training a WordPiece on the synthetic stories")
         target = vocab_size or BERT_VOCAB_SIZE
     else:
-        target = vocab_size
+        target = vocab_size or config.tokenizer.pad_to_vocab_size
     tok = train_wordpiece(texts(), config.tokenizer.vocab_size, config.tokenizer.lowercase)
     trained = tok.vocab_size
+    # vocab_size = the trained size: training with it gives the same vocabulary again
+    overrides: dict[str, Any] = {"tokenizer.name": WORDPIECE_TOKENIZER, "tokenizer.vocab_size": trained,
+                                 "tokenizer.pad_to_vocab_size": target}
     if target is not None:
-        tok = pad_vocabulary(tok, target)
-        return tok, f"WordPiece trained on the synthetic stories ({trained} tokens) padded with [unused] to {target}"
-    return tok, f"WordPiece trained on the synthetic stories ({trained} tokens)"
+        tok = pad_vocabulary(tok, target, "--vocab-size")
+        return tok, f"WordPiece trained on the synthetic stories ({trained} tokens) padded with [unused] to {target}", overrides
+    return tok, f"WordPiece trained on the synthetic stories ({trained} tokens)", overrides
 
 
 def random_init_export(
@@ -156,8 +134,8 @@ def random_init_export(
     def texts() -> list[str]:
         return list(tokenizer_texts(splits["train"]))
 
-    tokenizer, how = random_init_tokenizer(config, texts, vocab_size, echo)
-    final = random_init_config(data_cfg, tokenizer, quantize, formats)
+    tokenizer, how, tokenizer_keys = random_init_tokenizer(config, texts, vocab_size, echo)
+    final = random_init_config(data_cfg, tokenizer_keys, quantize, formats)
     keras.utils.set_random_seed(final.training.seed)
     model = build_model(final, tokenizer.vocab_size, tokenizer.pad_id)
     params = count_params(model)
@@ -174,13 +152,12 @@ def random_init_export(
 
 
 def random_init_config(
-    data_cfg: Config, tokenizer: StoryTokenizer, quantize: str | None, formats: list[str] | None
+    data_cfg: Config, tokenizer_keys: dict[str, Any], quantize: str | None, formats: list[str] | None
 ) -> Config:
     """The config the random model is built and exported with: the tokenizer actually used
-    (a WordPiece one says so), the requested quantizations and formats."""
-    final = data_cfg
-    if tokenizer.source != PRETRAINED_NAME:
-        final = final.replace(**{"tokenizer.name": WORDPIECE_TOKENIZER, "tokenizer.vocab_size": tokenizer.vocab_size})
+    (``tokenizer_keys``: a WordPiece one says so, with its padding), the requested quantizations
+    and formats."""
+    final = data_cfg.replace(**tokenizer_keys) if tokenizer_keys else data_cfg
     if quantize:
         final = final.replace(**{"export.quantize": [q.strip() for q in quantize.split(",") if q.strip()]})
     if formats:

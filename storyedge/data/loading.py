@@ -61,8 +61,15 @@ SPLIT_ALIASES = {
 }
 DEFAULT_SYNTHETIC_DIR = "data_cache/synthetic"
 GENERIC_COLUMNS = ("story_id", "frames", "captions", "reason", "frame_count")
-#: Frame size the configured synthetic dataset is generated at (models resize to image_size).
+#: Smallest frame size the configured synthetic dataset is generated at (models resize to
+#: image_size): larger model inputs get frames drawn at their own size (:func:`synthetic_frame_size`).
 SYNTHETIC_FRAME_SIZE = 64
+
+
+def synthetic_frame_size(cfg: DatasetConfig) -> int:
+    """Frame size of ``cfg``'s synthetic dataset: 64 px, or ``dataset.image_size`` when larger
+    (the seed's 128 px model input sees frames drawn at 128 px, not upscaled ones)."""
+    return max(SYNTHETIC_FRAME_SIZE, cfg.image_size)
 
 
 def load_story_splits(cfg: DatasetConfig) -> datasets.DatasetDict:
@@ -128,7 +135,8 @@ def _load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
 
 def _load_synthetic(cfg: DatasetConfig) -> datasets.DatasetDict:
     directory = Path(cfg.path or DEFAULT_SYNTHETIC_DIR).expanduser()
-    wanted = synthetic_meta(cfg.synthetic_stories, cfg.synthetic_seed, SYNTHETIC_FRAME_SIZE)
+    frame_size = synthetic_frame_size(cfg)
+    wanted = synthetic_meta(cfg.synthetic_stories, cfg.synthetic_seed, frame_size)
     if not directory.exists():
         log.info(
             "generating the synthetic dataset (%d stories, seed %d) at %s",
@@ -137,7 +145,7 @@ def _load_synthetic(cfg: DatasetConfig) -> datasets.DatasetDict:
             directory,
         )
         try:
-            write_synthetic_dataset(directory, cfg.synthetic_stories, cfg.synthetic_seed)
+            write_synthetic_dataset(directory, cfg.synthetic_stories, cfg.synthetic_seed, frame_size)
         except DataError:
             # another process wrote it meanwhile: fine when it holds what we want
             if read_synthetic_meta(directory) != wanted:
@@ -152,7 +160,7 @@ def _load_synthetic(cfg: DatasetConfig) -> datasets.DatasetDict:
                 wanted,
             )
             write_synthetic_dataset(
-                directory, cfg.synthetic_stories, cfg.synthetic_seed, overwrite=True
+                directory, cfg.synthetic_stories, cfg.synthetic_seed, frame_size, overwrite=True
             )
     return load_local_dir(directory)
 

@@ -532,21 +532,9 @@ def test_random_init_tiny(bench_env: BenchEnv, tmp_path: Path, capsys: pytest.Ca
     assert onnx.parity.passed and abs(onnx.parity.ppl_ratio - 1) <= 1e-3
     assert (out / "exports" / "manifest.json").is_file()
     assert "padded with [unused] to 300" in stdout
+    # the reference config rebuilds the same tokenizer: the trained size, padded to 300
+    from storyedge.config import load_config
 
-
-def test_pad_vocabulary_keeps_tokenization() -> None:
-    from storyedge.app.random_init import pad_vocabulary
-    from storyedge.tokenizer import train_wordpiece
-
-    tok = train_wordpiece(["the red circle moves left", "a blue square starts moving up"], 60)
-    padded = pad_vocabulary(tok, 500)
-    assert padded.vocab_size == 500
-    text = "the blue circle moves up"
-    assert padded.tokenize(text) == tok.tokenize(text)
-    assert padded.special_ids == {**tok.special_ids, "vocab_size": 500}
-    assert padded.decode(padded.encode_caption(text, 12)[1:]) == tok.decode(tok.encode_caption(text, 12)[1:])
-    assert pad_vocabulary(tok, tok.vocab_size) is tok
-    from storyedge.errors import UserError
-
-    with pytest.raises(UserError):
-        pad_vocabulary(tok, 10)
+    written = load_config(out / "exports" / "reference" / "config.yaml").tokenizer
+    assert (written.name, written.pad_to_vocab_size) == ("wordpiece", 300)
+    assert written.vocab_size < 300

@@ -1,5 +1,6 @@
-"""Opt-in benchmarks: tests marked ``seed_size`` or ``ablation`` take minutes (and GBs), so they
-run only when their marker is selected with ``-m`` (``seed_size`` also with STORYEDGE_SEED_SIZE=1)."""
+"""Opt-in benchmarks: tests marked ``seed_size``, ``seed_trained``, ``ablation`` or ``transformer``
+take minutes (and GBs), so they run only when their marker is selected with ``-m`` (``seed_size``
+also with STORYEDGE_SEED_SIZE=1)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import pytest
 
 #: marker -> environment variable that also selects it (None: only ``-m``)
-OPT_IN_MARKERS = {"seed_size": "STORYEDGE_SEED_SIZE", "ablation": None, "transformer": None}
+OPT_IN_MARKERS = {"seed_size": "STORYEDGE_SEED_SIZE", "seed_trained": None, "ablation": None, "transformer": None}
 
 
 def marker_selected(config: pytest.Config, name: str) -> bool:

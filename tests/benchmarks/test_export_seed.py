@@ -30,8 +30,7 @@ def test_seed_size_export(tmp_path: Path) -> None:
     from storyedge.export.report import format_table
     from storyedge.manifest import read_manifest, verify_files
     from storyedge.model.story_model import build_model, count_params
-    from storyedge.app.random_init import pad_vocabulary
-    from storyedge.tokenizer import train_wordpiece
+    from storyedge.tokenizer import pad_vocabulary, train_wordpiece
     from storyedge.training.prepare import tokenizer_texts
 
     cfg = load_config("storyreasoning.yaml").replace(

@@ -29,6 +29,30 @@ def test_shipped_configs_load_and_validate():
     assert seed.tokenizer.name == "bert-base-uncased"
 
 
+def test_seed_synthetic_is_the_seed_model_on_the_synthetic_stories():
+    """The trained seed-size path: storyreasoning.yaml's graph (V 30522 from a padded WordPiece),
+    the embedded stories, a training budget within 15 minutes, every export variant."""
+    from storyedge import constants
+    from storyedge.run_dir import SHAPE_KEYS
+
+    seed, trained = load_config("storyreasoning.yaml"), load_config("seed-synthetic.yaml")
+    for section in ("dataset", "model"):
+        for key in SHAPE_KEYS[section]:
+            assert getattr(getattr(trained, section), key) == getattr(getattr(seed, section), key), f"{section}.{key}"
+    assert trained.dataset.name == "synthetic" and trained.dataset.path != load_config("quickstart").dataset.path
+    assert trained.tokenizer.name == "wordpiece"
+    assert trained.tokenizer.pad_to_vocab_size == constants.BERT_VOCAB_SIZE == 30522
+    assert 0 < trained.training.max_train_seconds <= 900
+    assert trained.export.formats == list(constants.EXPORT_FORMATS)
+    assert trained.export.quantize == list(constants.QUANTIZE_NAMES)
+
+
+def test_pad_to_vocab_size_edges_accepted():
+    assert config_from_dict({"tokenizer": {"vocab_size": 16, "pad_to_vocab_size": 16}}).tokenizer.pad_to_vocab_size == 16
+    assert config_from_dict({"tokenizer": {"pad_to_vocab_size": None}}).tokenizer.pad_to_vocab_size is None
+    assert Config().tokenizer.pad_to_vocab_size is None
+
+
 def test_default_is_quickstart():
     assert load_config(None) == load_config("quickstart.yaml")
 
@@ -122,6 +146,12 @@ def test_save_round_trip(tmp_path):
         ({"model": {"decoder": "transformer", "decoder_hidden_dim": 96, "decoder_heads": 5}},
          "model.decoder_heads: must divide model.decoder_hidden_dim (96), got 5"),
         ({"model": {"decoder": "gru"}}, "model.decoder: must be one of lstm, transformer, got 'gru'"),
+        ({"tokenizer": {"pad_to_vocab_size": 500}},
+         "tokenizer.pad_to_vocab_size: must be >= tokenizer.vocab_size (1000), got 500"),
+        ({"tokenizer": {"name": "bert-base-uncased", "pad_to_vocab_size": 30522}},
+         "tokenizer.pad_to_vocab_size: only pads a trained vocabulary (tokenizer.name: wordpiece), "
+         "got name 'bert-base-uncased'"),
+        ({"tokenizer": {"pad_to_vocab_size": "30522"}}, "tokenizer.pad_to_vocab_size: expected an integer, got '30522'"),
         ({"dataset": {"name": ""}}, "dataset.name: must not be empty"),
         ({"training": {"save_dir": ""}}, "training.save_dir: must not be empty"),
         # structure
@@ -146,6 +176,7 @@ BOUNDS = [
     ("dataset.synthetic_stories", 2, "must be >= 3"),
     ("dataset.shuffle_buffer", 0, "must be >= 1"),
     ("tokenizer.vocab_size", 15, "must be >= 16"),
+    ("tokenizer.pad_to_vocab_size", 15, "must be >= 16"),
     *[(f"model.{k}", 0, "must be >= 1") for k in (
         "image_feat_dim", "image_spatial_dim", "cnn_base_filters", "text_embed_dim", "text_hidden_dim",
         "multimodal_dim", "temporal_hidden_dim", "decoder_hidden_dim", "attention_heads",

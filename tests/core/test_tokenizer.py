@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from storyedge.errors import UserError
-from storyedge.tokenizer import StoryTokenizer, build_tokenizer, load_pretrained, train_wordpiece
+from storyedge.tokenizer import StoryTokenizer, build_tokenizer, load_pretrained, pad_vocabulary, train_wordpiece
 
 TEXTS = [
     "the red circle moves left",
@@ -120,3 +120,52 @@ def test_wordpiece_vocabulary_prefers_frequent_words_and_covers_characters(token
     assert small.vocab_size == base + 1
     assert "the" in small._tok.get_vocab()  # the single most frequent word gets the one free slot
     assert small.decode(small.encode_caption("the corner", 12)) == "the corner"  # pieces fall back to characters
+
+
+def test_pad_vocabulary_keeps_every_id_and_reaches_v_exactly(tokenizer):
+    padded = pad_vocabulary(tokenizer, 30522)
+    assert padded.vocab_size == 30522 and len(padded._tok.get_vocab()) == 30522
+    assert padded.special_ids == {**tokenizer.special_ids, "vocab_size": 30522}
+    vocab = tokenizer._tok.get_vocab()
+    assert {t: i for t, i in padded._tok.get_vocab().items() if t in vocab} == vocab  # real words keep their ids
+    added = {t: i for t, i in padded._tok.get_vocab().items() if t not in vocab}
+    assert sorted(added.values()) == list(range(tokenizer.vocab_size, 30522))
+    assert set(added) == {f"[unused{n}]" for n in range(30522 - tokenizer.vocab_size)}
+    for text in TEXTS[:3]:
+        assert padded.encode_caption(text, 16) == tokenizer.encode_caption(text, 16)
+        assert padded.decode(padded.encode_caption(text, 16)) == text
+
+
+def test_unused_entries_are_never_produced_by_encoding(tokenizer):
+    padded = pad_vocabulary(tokenizer, 1000)
+    texts = [*TEXTS, "[unused0] [unused7]", "unused0", "##unused3", "the [unused12] zebra"]
+    for text in texts:
+        assert all(i < tokenizer.vocab_size for i in padded.tokenize(text)), text
+        assert padded.tokenize(text) == tokenizer.tokenize(text)
+
+
+def test_pad_vocabulary_same_size_is_the_tokenizer_and_smaller_is_an_error(tokenizer):
+    assert pad_vocabulary(tokenizer, tokenizer.vocab_size) is tokenizer
+    with pytest.raises(UserError, match=r"--vocab-size 10 is smaller than the trained WordPiece vocabulary"):
+        pad_vocabulary(tokenizer, 10, "--vocab-size")
+
+
+def test_padded_tokenizer_saves_loads_and_fingerprints_apart(tokenizer, tmp_path):
+    from transformers import BertTokenizerFast
+
+    padded = pad_vocabulary(tokenizer, 500)
+    padded.save(tmp_path)
+    again = StoryTokenizer.load(tmp_path)
+    assert again.vocab_size == 500 and again.fingerprint() == padded.fingerprint() != tokenizer.fingerprint()
+    assert len((tmp_path / "vocab.txt").read_text().splitlines()) == 500
+    text = "the red circle moves left"
+    assert BertTokenizerFast.from_pretrained(str(tmp_path))(text)["input_ids"] == tokenizer.encode_caption(text, 7)
+
+
+def test_build_tokenizer_pads_a_wordpiece_and_refuses_padding_bert():
+    built = build_tokenizer("wordpiece", TEXTS, 200, pad_to_vocab_size=4096)
+    assert built.vocab_size == 4096
+    assert built.tokenize("the red circle") == train_wordpiece(TEXTS, 200).tokenize("the red circle")
+    assert build_tokenizer("wordpiece", TEXTS, 200).vocab_size < 200
+    with pytest.raises(UserError, match="only pads a trained vocabulary"):
+        build_tokenizer("bert-base-uncased", [], 100, pad_to_vocab_size=30522)

@@ -49,6 +49,25 @@ def test_synthetic_regenerated_when_settings_change(tmp_path: Path, caplog: pyte
     assert sum(len(s) for s in splits.values()) == 20
 
 
+def test_synthetic_frames_are_drawn_at_a_larger_image_size(tmp_path: Path) -> None:
+    """At the seed's 128 px the frames are drawn at 128 px (not 64 px frames upscaled); at the
+    quickstart's 32 px they stay 64 px (the model input resizes them)."""
+    import io
+
+    from PIL import Image
+
+    def frame_side(image_size: int) -> tuple[int, int | None]:
+        cfg = DatasetConfig(name="synthetic", path=str(tmp_path / f"syn{image_size}"), synthetic_stories=5,
+                            image_size=image_size)
+        frame = load_story_splits(cfg)["train"][0]["frames"][0]
+        image = frame if isinstance(frame, Image.Image) else Image.open(io.BytesIO(frame["bytes"]))
+        return image.size[0], synthetic.read_synthetic_meta(cfg.path)["frame_size"]
+
+    assert frame_side(128) == (128, 128)
+    assert frame_side(32) == (64, 64)
+    assert frame_side(64) == (64, 64)
+
+
 def _custom_keys_dataset() -> datasets.Dataset:
     rows = [generic_story(f"s{i}", 4 + i % 2) for i in range(6)]
     return datasets.Dataset.from_dict(
