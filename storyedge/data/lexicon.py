@@ -11,9 +11,9 @@ What a caption can name, and where a reader finds it:
   ring, a fish an hourglass);
 * the actor's kind picks the motion verb ("runs", "flies", "rolls", "swims") and what the items
   are called;
-* an **item** (``"<size> <colour> <noun>"``): size, colour and shape are visible only in the
-  frame that shows it; the noun is the category's word for that shape ("apple" for an animal,
-  "wheel" for a machine, ...);
+* an **item** (``"<colour> <noun>"``): colour and shape are visible only in the frame that
+  shows it; the noun is the actor kind's word for that shape ("apple" for a fox, "wheel" for a
+  robot, ...);
 * the **place** and the reason's story-telling words (the actor's name, time, mood, goal,
   ending): text only (caption 0 and the reason).
 """
@@ -37,6 +37,10 @@ ITEM_SHAPES = ("circle", "square", "triangle")
 #: Item size word -> margin around the object, as a fraction of the cell side (each side).
 SIZES: dict[str, float] = {"big": 0.08, "small": 0.22}
 ACTOR_SIZE = "big"
+#: Items are drawn big (small ones were too hard to read at 32 px within the quickstart's budget).
+ITEM_SIZE = "big"
+#: How big the reason says the actor is (story-telling only; text).
+ACTOR_SIZE_WORDS = ("little", "big", "tiny", "huge", "small", "giant", "young", "plump")
 
 #: direction -> (dx, dy) in cells; y grows downwards as in image coordinates.
 DIRECTIONS: dict[str, tuple[int, int]] = {

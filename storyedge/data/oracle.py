@@ -89,7 +89,7 @@ def next_event_from_window(captions: Sequence[str], last_frame: Image.Image | by
     """The next event, from a window's captions and its last frame's pixels.
 
     The actor and its direction come from the last caption (text); the actor's cell and the
-    items (cell, size, colour, shape) only from the frame. None when the inputs do not parse.
+    items (cell, colour, shape) only from the frame. None when the inputs do not parse.
     """
     if not captions:
         return None
@@ -126,7 +126,7 @@ def event_signature(parsed: ParsedCaption) -> tuple[Any, ...]:
     """What a caption says, without its wording or its actor: (kind, direction[, item])."""
     item = parsed.item
     return (parsed.kind, parsed.direction) + (
-        (item.size, item.colour, item.shape) if item is not None else ()
+        (item.colour, item.shape) if item is not None else ()
     )
 
 
@@ -155,8 +155,8 @@ class LearnabilityReport:
     text_ambiguous_window_fraction: float
     #: the best any text-only predictor does on these windows: majority next event per group
     text_majority_accuracy: float
-    #: share of windows whose next caption takes an item (its size, colour and shape are
-    #: visible only in the frames)
+    #: share of windows whose next caption takes an item (its colour and shape are visible only
+    #: in the frames)
     image_only_target_fraction: float
 
     def as_dict(self) -> dict[str, float]:

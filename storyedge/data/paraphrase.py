@@ -26,7 +26,7 @@ from storyedge.data.lexicon import (
     KINDS,
     OPPOSITE,
     SHAPE_OF_NOUN,
-    SIZES,
+    ITEM_SIZE,
     WALL,
     WALL_TO_DIRECTION,
     Category,
@@ -56,15 +56,16 @@ class Actor:
 
 @dataclass(frozen=True)
 class Item:
-    """Something the actor can take: drawn as ``shape`` in ``colour`` at ``size``."""
+    """Something the actor can take: drawn as ``shape`` in ``colour`` at ``size`` (the world draws
+    items big; the frame reader reads any size)."""
 
     colour: str
     shape: str
     size: str
 
     def name(self, category: Category) -> str:
-        """``"<size> <colour> <noun>"``, the noun being ``category``'s word for the shape."""
-        return f"{self.size} {self.colour} {category.nouns[self.shape]}"
+        """``"<colour> <noun>"``, the noun being ``category``'s word for the shape."""
+        return f"{self.colour} {category.nouns[self.shape]}"
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class ParsedCaption:
     kind: str
     actor: Actor
     direction: str
-    #: size, colour and shape of the taken item (:data:`TAKE` only)
+    #: colour and shape of the taken item (:data:`TAKE` only)
     item: Item | None = None
 
     @property
@@ -194,7 +195,7 @@ def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
         "ving": r"\w+",
         "d": f"(?P<d>{_alternatives(DIRECTIONS)})",
         "w": f"(?P<w>{_alternatives(WALL_TO_DIRECTION)})",
-        "I": f"(?P<isize>{_alternatives(SIZES)}) (?P<icolour>{colour}) (?P<inoun>{_alternatives(SHAPE_OF_NOUN)})",
+        "I": f"(?P<icolour>{colour}) (?P<inoun>{_alternatives(SHAPE_OF_NOUN)})",
         "P": r"\w+ \w+",
     }
     out = []
@@ -222,6 +223,6 @@ def parse_caption(caption: str) -> ParsedCaption | None:
             direction = groups["d"]
         item = None
         if kind_name == TAKE:
-            item = Item(groups["icolour"], SHAPE_OF_NOUN[groups["inoun"]], groups["isize"])
+            item = Item(groups["icolour"], SHAPE_OF_NOUN[groups["inoun"]], ITEM_SIZE)
         return ParsedCaption(kind_name, actor, direction, item)
     return None

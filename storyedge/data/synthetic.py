@@ -5,14 +5,14 @@ World
 Each story happens in a place (``"the misty harbour"``) on a ``GRID`` x ``GRID`` board drawn on a
 plain dark background. One *actor* (``"red fox"``: a colour and a kind, drawn as its kind's glyph
 in its colour) moves one cell per frame in one of four directions; one or two *items* (a
-circle, square or triangle, big or small, in any colour but the actor's) sit still on the
+circle, square or triangle in any colour but the actor's) sit still on the
 board. After each step, with probability ``P_SPAWN``, a fresh item appears in the empty
 on-board cell ahead of the actor, drawn in that frame. Per step, in this order:
 
 1. if the next cell in the actor's direction is off the board, the actor **bounces**: it stays
    in its cell and reverses direction ("the red fox bounces off the left wall");
 2. else if the next cell holds an item, the actor moves there and **takes** the item, which
-   disappears ("the red fox runs left and takes the small blue apple");
+   disappears ("the red fox runs left and takes the blue apple");
 3. else the actor **moves** ("the red fox runs left").
 
 Words come from :mod:`storyedge.data.lexicon` (the actor's kind picks its verb and what it
@@ -24,14 +24,14 @@ own words (time, mood, goal, ending) and the events in order.
 Why this shape (the fusion-vs-text-only precondition)
 -----------------------------------------------------
 Caption t+1's event is a deterministic function of caption t (actor, direction) and frame t
-(where the actor is; where the items are and their size, colour and shape): see
+(where the actor is; where the items are, their colour and shape): see
 :mod:`storyedge.data.oracle`, which reads the frame's *pixels*. Positions and items appear in
 no caption before they matter, so a text-only model must guess whether the next step is a plain
-move, a bounce or a take, and which of 30 item looks is taken; a model that reads the frames
+move, a bounce or a take, and which of 15 item looks is taken; a model that reads the frames
 need not. Only the paraphrase is left to chance: :mod:`storyedge.data.floor` computes that
 entropy, the data's own PPL floor.
 
-Objects fill 56-84% of a cell (``frame_size / GRID`` pixels): at the quickstart's 32 px model
+Objects fill 84% of a cell (``frame_size / GRID`` pixels): at the quickstart's 32 px model
 input an 8 px cell, with saturated colours, so a tiny CNN can read them.
 
 Determinism: story ``i`` of seed ``s`` is drawn from ``numpy.random.default_rng([s, i])``, so it
@@ -56,6 +56,7 @@ from PIL import Image, ImageDraw
 from storyedge.atomic import atomic_directory
 from storyedge.data.lexicon import (
     ACTOR_SIZE,
+    ACTOR_SIZE_WORDS,
     BACKGROUND,
     CATEGORIES,
     COLOURS,
@@ -63,6 +64,7 @@ from storyedge.data.lexicon import (
     ENDINGS,
     GOALS,
     ITEM_SHAPES,
+    ITEM_SIZE,
     MOODS,
     NAMES,
     OPPOSITE,
@@ -242,7 +244,7 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str
 
 def _random_item(rng: np.random.Generator, actor: Actor) -> Item:
     colours = [c for c in COLOURS if c != actor.colour]
-    return Item(_pick(rng, colours), _pick(rng, ITEM_SHAPES), _pick(rng, tuple(SIZES)))
+    return Item(_pick(rng, colours), _pick(rng, ITEM_SHAPES), ITEM_SIZE)
 
 
 def _spawn_ahead(
@@ -265,8 +267,8 @@ def _spawn_ahead(
 def _reason(rng: np.random.Generator, start: Event, events: list[Event], setting: tuple[str, ...]) -> str:
     """The story-telling reason: setting, name, mood and goal, then the events in order."""
     actor = start.actor
-    when, mood, name, goal = setting
-    text = (f"{when} in the {start.place} a {mood} {actor.name} called {name} is {goal}; "
+    when, size, mood, name, goal = setting
+    text = (f"{when} in the {start.place} a {size} {mood} {actor.name} called {name} is {goal}; "
             f"it {actor.category.verb} {start.direction}")
     said = []
     for event in events:
@@ -286,7 +288,7 @@ def simulate_story(seed: int, index: int) -> SimulatedStory:
     category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
     actor = Actor(_pick(rng, tuple(COLOURS)), category.kind)
     place = f"{_pick(rng, PLACE_ADJECTIVES)} {_pick(rng, PLACE_NOUNS)}"
-    setting = tuple(_pick(rng, words) for words in (TIMES, MOODS, NAMES, GOALS))
+    setting = tuple(_pick(rng, words) for words in (TIMES, ACTOR_SIZE_WORDS, MOODS, NAMES, GOALS))
     pos: Cell = (int(rng.integers(GRID)), int(rng.integers(GRID)))
     direction = _pick(rng, tuple(DIRECTIONS))
     items: dict[Cell, Item] = {}
@@ -341,7 +343,7 @@ def caption_vocabulary() -> list[str]:
             words |= {w for w in template.split() if not w.startswith("{")}
     for category in CATEGORIES:
         words |= {category.kind, category.verb, category.verb_ing, *category.nouns.values()}
-    words |= set(COLOURS) | set(SIZES) | set(DIRECTIONS) | set(OPPOSITE.values())
+    words |= set(COLOURS) | set(ACTOR_SIZE_WORDS) | set(DIRECTIONS) | set(OPPOSITE.values())
     words |= {"top", "bottom", "called"} | set(PLACE_ADJECTIVES) | set(PLACE_NOUNS) | set(MOODS) | set(NAMES)
     for phrase in (*TIMES, *GOALS, *ENDINGS, QUIET_ENDING):
         words |= set(phrase.split())

@@ -32,7 +32,7 @@ def test_read_frame_state_recovers_the_board(frame_size: int) -> None:
 
 def test_next_caption_reads_positions_from_pixels() -> None:
     actor = Glyph("green", "ring", "big")  # a robot
-    item = Glyph("purple", "circle", "small")
+    item = Glyph("purple", "circle", "big")
     moving_left = ["the green robot rolls left"]
     # actor at the left wall: bounce; one cell further right: a plain move; an item ahead: take.
     at_wall = render_frame({(0, 1): actor, (3, 3): item}, 32)
@@ -41,7 +41,7 @@ def test_next_caption_reads_positions_from_pixels() -> None:
     assert next_caption_from_window(moving_left, free) == "the green robot rolls left"
     ahead = render_frame({(2, 1): actor, (1, 1): item}, 32)
     assert next_caption_from_window(moving_left, ahead) == (
-        "the green robot rolls left and takes the small purple wheel"
+        "the green robot rolls left and takes the purple wheel"
     )
     # any paraphrase of the last caption will do: after hitting the right wall it moves left
     for bounced in ("the green robot hits the right wall and turns", "the green robot turns back at the right wall"):
@@ -62,7 +62,7 @@ def test_image_only_information_is_present() -> None:
     assert report.text_majority_accuracy <= 0.6
     assert report.oracle_accuracy - report.text_majority_accuracy >= ORACLE_MARGIN
     assert report.text_ambiguous_window_fraction >= 0.65
-    # about half the next captions take an item whose size, colour and shape only the frame shows
+    # about half the next captions take an item whose colour and shape only the frame shows
     assert report.image_only_target_fraction >= 0.35
     # the usual paraphrase (p = 0.7) is the one written about that often
     assert 0.62 <= report.oracle_exact_match <= 0.78

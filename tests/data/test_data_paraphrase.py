@@ -29,7 +29,7 @@ ACTORS = [Actor("red", c.kind) for c in CATEGORIES] + [Actor("white", CATEGORIES
 
 def _event(kind: str, actor: Actor, direction: str) -> Event:
     if kind == TAKE:
-        return Event(kind, actor, direction, Item("yellow", "triangle", "small"))
+        return Event(kind, actor, direction, Item("yellow", "triangle", "big"))
     if kind == START:
         return Event(kind, actor, direction, place="misty harbour")
     return Event(kind, actor, direction)
@@ -63,7 +63,7 @@ def test_item_nouns_follow_the_actors_category() -> None:
     nouns = {c.name: c.nouns["circle"] for c in CATEGORIES}
     for category in CATEGORIES:
         text = caption_options(Event(TAKE, Actor("red", category.kind), "left", item))[0].text
-        assert text == f"the red {category.kind} {category.verb} left and takes the big blue {nouns[category.name]}"
+        assert text == f"the red {category.kind} {category.verb} left and takes the blue {nouns[category.name]}"
 
 
 def test_bounce_direction_after_is_the_opposite() -> None:
