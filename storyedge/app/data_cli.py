@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from storyedge.config import SYNTHETIC_DATASET, Config, load_config
 from storyedge.errors import UserError
+from storyedge.tokenizer import StoryTokenizer, build_tokenizer
 
 #: A word, for counting word types (punctuation is not one).
 WORD = re.compile(r"[a-z]+")
@@ -102,7 +103,6 @@ def info(config_path: str | None, tokenizer_dir: str | None) -> None:
 def _synthetic_info(cfg: Config, splits: Any, tokenizer_dir: str | None) -> None:
     """Word types over every caption and reason, and the PPL floor of the eval splits."""
     from storyedge.data.floor import data_floor  # lazy: imports datasets (slow)
-    from storyedge.tokenizer import StoryTokenizer, build_tokenizer  # lazy: imports tokenizers
     from storyedge.training.prepare import tokenizer_texts  # lazy: imports datasets (slow)
 
     types = {
