@@ -240,6 +240,21 @@ def _budget_lines(report: BenchReport, markdown: bool) -> list[str]:
 # ------------------------------------------------------------------------------ terminal
 
 
+def data_floor_text(report: BenchReport) -> str:
+    """The data's PPL floor on the parity windows, and the reference's PPL above it."""
+    f = report.data_floor
+    assert f is not None
+    ref = report.reference_result
+    excess = ""
+    if ref is not None and ref.parity is not None:
+        excess = f"; {ref.name} PPL - floor = {ref.parity.ppl - f.floor_ppl:.4f}"
+    return (
+        f"Data floor on these {f.windows} windows: PPL {f.floor_ppl:.4f} (paraphrase entropy "
+        f"{f.mean_entropy:.3f} nats over {f.mean_tokens:.2f} tokens per caption; oracle exact match "
+        f"{f.oracle_exact_match:.1%}){excess}"
+    )
+
+
 def terminal_text(report: BenchReport) -> str:
     """The tables ``storyedge bench`` prints."""
     s = report.settings
@@ -251,6 +266,8 @@ def terminal_text(report: BenchReport) -> str:
         p = report.parity
         parts.append(f"\nParity vs {p.reference} on {p.windows} {p.split} windows ({p.tokens} target tokens)")
         parts.append(_table(parity_rows(report)))
+        if report.data_floor is not None:
+            parts.append(data_floor_text(report))
     else:
         parts.append("\nParity: skipped (--latency-only)")
     if report.quality is not None:
@@ -300,6 +317,7 @@ def markdown_text(report: BenchReport) -> str:
             f"{p.windows} windows of split `{p.split}`, {p.tokens} non-pad target tokens; "
             "PPL = exp(mean NLL), ratio = PPL / PPL(reference), KL = mean KL(ref ‖ backend) in nats.", "",
             _table(parity_rows(report), markdown=True), "",
+            *([data_floor_text(report), ""] if report.data_floor is not None else []),
             "Gates: " + ("all passed" if not report.failed_gates else "**FAILED**: " + "; ".join(report.failed_gates)),
             "",
         ]

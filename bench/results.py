@@ -29,7 +29,7 @@ from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
 #: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``. Older reports are read as they are.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 REPORT_KIND = "bench report"
 
 
@@ -446,6 +446,22 @@ class ParitySummary:
 
 
 @dataclass
+class DataFloorNote:
+    """The data's own PPL floor on the parity windows (embedded synthetic data only): the
+    paraphrase entropy of each target given its window, in the PPL units parity uses
+    (:mod:`storyedge.data.floor`)."""
+
+    split: str
+    windows: int
+    floor_ppl: float
+    #: nats per caption, and expected predicted tokens per caption ([EOS] counted)
+    mean_entropy: float
+    mean_tokens: float
+    #: how often the most likely paraphrase is the caption written
+    oracle_exact_match: float
+
+
+@dataclass
 class Sample:
     """One eval window's true caption and each backend's greedy caption."""
 
@@ -730,6 +746,8 @@ class BenchReport:
     schema_version: str = SCHEMA_VERSION
     #: the compute floor: MACs counted from the configuration, peaks measured in the run
     compute: ComputeFloors | None = None
+    #: the data's PPL floor on the parity windows (embedded synthetic data), else None
+    data_floor: DataFloorNote | None = None
 
     def backend(self, name: str) -> BackendResult | None:
         """The result of the backend called ``name``, if it ran."""

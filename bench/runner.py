@@ -51,6 +51,7 @@ from storyedge.bench.results import (
     BackendResult,
     BenchReport,
     Budgets,
+    DataFloorNote,
     Gates,
     Host,
     MemoryBandwidth,
@@ -63,7 +64,7 @@ from storyedge.bench.results import (
 )
 from storyedge.bench.story_latency import measure_story_latency
 from storyedge.bench.summary import budget_verdicts, peak_rss_estimate_mb, summarize
-from storyedge.config import BenchConfig, Config
+from storyedge.config import SYNTHETIC_DATASET, BenchConfig, Config
 from storyedge.devices import import_tensorflow, set_tf_threads
 from storyedge.errors import CheckFailed, DataError, UserError
 from storyedge.runtime import Backend, BackendSpec, ExportDir, backend_plans, build_reference, load_backend, open_export
@@ -218,6 +219,19 @@ def load_eval_windows(config: Config, tokenizer: Any, split: str, max_windows: i
     if not config.model.use_reason:
         windows.pop("reason", None)
     return windows
+
+
+def load_eval_floor(config: Config, tokenizer: Any, split: str, max_windows: int) -> DataFloorNote | None:
+    """The data's PPL floor on the same windows as :func:`load_eval_windows` (embedded synthetic
+    data only; None otherwise)."""
+    if config.dataset.name != SYNTHETIC_DATASET:
+        return None
+    from storyedge.data.floor import data_floor  # lazy: imports datasets
+    from storyedge.data.loading import load_story_splits  # lazy: imports datasets
+
+    d = config.dataset
+    f = data_floor(load_story_splits(d)[split], tokenizer, d.seq_len, d.max_caption_len, split, max_windows)
+    return DataFloorNote(split, f.windows, f.floor_ppl, f.mean_entropy, f.mean_tokens, f.oracle_exact_match)
 
 
 def _new_backend(make: Callable[[], Backend], inputs: dict[str, Any], bos_id: int, **kind: Any) -> LoadedBackend:
@@ -409,11 +423,12 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     bandwidth = memory_bandwidth(opts.bandwidth_mb, threads=s.threads)
     floors = step_floors(plan.export.manifest.decoder.step_weights, bandwidth.read_gbps)
     timing_inputs = synthetic_inputs(plan.export.manifest, seed=0, batch=s.batch)
-    windows = None
+    windows, data_floor = None, None
     if not s.latency_only:  # before loading backends: a dataset problem fails fast
         echo(f"loading eval windows: split {s.split}, at most {s.max_windows} ...")
         windows = load_eval_windows(plan.config, plan.export.tokenizer, s.split, s.max_windows)
         references = reference_texts(plan.export.tokenizer, windows, s.split)
+        data_floor = load_eval_floor(plan.config, plan.export.tokenizer, s.split, s.max_windows)
     loaded = load_backends(plan, timing_inputs, echo)
     parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
     quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
@@ -426,6 +441,7 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
         profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)
     report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb, quality)
     report.compute = compute
+    report.data_floor = data_floor
     report.notes.append(f"baseline_rss_mb measured in {baseline_how}.")
     write_and_check(report, opts.out, echo)
     return report

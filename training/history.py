@@ -46,11 +46,27 @@ QUALITY_FIELDS = ("val_exact_match", "val_bleu4")
 
 
 class History:
-    """Epoch records plus run-level facts (the unigram baseline) for the curves."""
+    """Epoch records plus run-level facts (the unigram baseline, the data's PPL floor) for the curves.
 
-    def __init__(self, records: list[dict[str, Any]] | None = None, unigram_ppl: float | None = None):
+    ``data_floor``: :meth:`storyedge.data.floor.DataFloor.as_dict` of the validation windows
+    (embedded synthetic data only), saved as ``data_floor`` with its ``floor_ppl`` and
+    ``oracle_exact_match`` also at the top level of ``history.json``, beside ``unigram_val_ppl``.
+    """
+
+    def __init__(
+        self,
+        records: list[dict[str, Any]] | None = None,
+        unigram_ppl: float | None = None,
+        data_floor: dict[str, Any] | None = None,
+    ):
         self.records: list[dict[str, Any]] = list(records or [])
         self.unigram_ppl = unigram_ppl
+        self.data_floor = data_floor
+
+    @property
+    def floor_ppl(self) -> float | None:
+        """The data's PPL floor on the validation windows (None when unknown)."""
+        return None if self.data_floor is None else float(self.data_floor["floor_ppl"])
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one epoch's record (every field of :data:`FIELDS`)."""
@@ -75,7 +91,12 @@ class History:
         Rendering the plot costs ~0.5 s (matplotlib), so the loop asks for it only now and then.
         """
         run_dir = Path(run_dir)
-        payload = {"unigram_val_ppl": self.unigram_ppl, "epochs": self.records}
+        payload: dict[str, Any] = {"unigram_val_ppl": self.unigram_ppl}
+        if self.data_floor is not None:
+            payload["data_floor_ppl"] = self.floor_ppl
+            payload["oracle_exact_match"] = self.data_floor["oracle_exact_match"]
+            payload["data_floor"] = self.data_floor
+        payload["epochs"] = self.records
         atomic_write(run_dir / HISTORY_JSON, json.dumps(jsonable(payload), indent=2).encode())
         buffer = io.StringIO()
         contrastive = any("train_contrastive_loss" in r for r in self.records)
@@ -92,7 +113,7 @@ class History:
 
     def plot(self, run_dir: str | Path) -> None:
         """Write ``curves.png`` (loss and perplexity per epoch, train vs val) into ``run_dir``."""
-        atomic_write(Path(run_dir) / CURVES_PNG, plot_curves(self.records, self.unigram_ppl))
+        atomic_write(Path(run_dir) / CURVES_PNG, plot_curves(self.records, self.unigram_ppl, self.floor_ppl))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "History":
@@ -101,10 +122,12 @@ class History:
         if not path.is_file():
             return cls()
         data = json.loads(path.read_text())
-        return cls(data.get("epochs", []), data.get("unigram_val_ppl"))
+        return cls(data.get("epochs", []), data.get("unigram_val_ppl"), data.get("data_floor"))
 
 
-def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None) -> bytes:
+def plot_curves(
+    records: list[dict[str, Any]], unigram_ppl: float | None = None, floor_ppl: float | None = None
+) -> bytes:
     """PNG bytes: loss (left) and perplexity (right), train vs val per epoch."""
     import matplotlib  # lazy: slow to import, only plotting needs it
 
@@ -124,6 +147,9 @@ def plot_curves(records: list[dict[str, Any]], unigram_ppl: float | None = None)
     if unigram_ppl is not None and math.isfinite(unigram_ppl):
         ax_ppl.axhline(unigram_ppl, color="grey", linestyle="--", label=f"unigram ({unigram_ppl:.1f})")
         ax_loss.axhline(math.log(unigram_ppl), color="grey", linestyle="--", label="unigram")
+    if floor_ppl is not None and math.isfinite(floor_ppl):
+        ax_ppl.axhline(floor_ppl, color="green", linestyle=":", label=f"data floor ({floor_ppl:.3f})")
+        ax_loss.axhline(math.log(floor_ppl), color="green", linestyle=":", label="data floor")
     ax_loss.set(title="loss (mean token NLL)", xlabel="epoch", ylabel="loss")
     ax_ppl.set(title="perplexity", xlabel="epoch", ylabel="PPL")
     if any(r["train_ppl"] > 0 for r in records):

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from storyedge.config import Config
 from storyedge.constants import STARTUP_TIMEOUT_SECONDS
+from storyedge.data.floor import DataFloor
 from storyedge.data.pipeline import WindowArrays
 from storyedge.run_dir import BEST_DIR, META_FILE, save_bundle
 from storyedge.tokenizer import StoryTokenizer
@@ -150,6 +151,7 @@ class Trainer:
         progress: bool = True,
         replicas: Replicas | None = None,
         scratch_dir: str | Path | None = None,
+        data_floor: DataFloor | None = None,
     ) -> None:
         self.replicas = replicas if replicas is not None and replicas.distributed else None
         self.is_chief = replicas is None or replicas.is_chief
@@ -195,7 +197,9 @@ class Trainer:
         self.unigram_ppl = unigram_perplexity(
             train.target, validation.target, tokenizer.vocab_size, pad
         )
-        self.history = History(unigram_ppl=self.unigram_ppl)
+        #: the data's PPL floor on the validation windows (embedded synthetic data), or None
+        self.data_floor = data_floor
+        self.history = History(unigram_ppl=self.unigram_ppl, data_floor=self._floor_dict())
         self._curves_at: float | None = None  # when curves.png was last rendered (monotonic)
         self.resumed_from_step: int | None = None
         self._writer: Any = None
@@ -207,6 +211,9 @@ class Trainer:
                 model, tokenizer, validation, t.quality_windows, cfg.model.use_reason,
                 cfg.dataset.max_caption_len, cfg.dataset.batch_size,
             )
+
+    def _floor_dict(self) -> dict[str, Any] | None:
+        return None if self.data_floor is None else self.data_floor.as_dict()
 
     def run_dir_for_writes(self, run_dir: str | Path, scratch_dir: str | Path | None) -> Path:
         """The chief's run dir; a non-chief worker's ``scratch_dir`` (never the run dir)."""
@@ -252,6 +259,7 @@ class Trainer:
             self.ckpt.step_in_epoch.assign(skip)
         self.history = History.load(self.run_dir)
         self.history.unigram_ppl = self.unigram_ppl
+        self.history.data_floor = self._floor_dict()
         self.history.truncate(state.epoch)
         self._adopt_saved_best()
         self.resumed_from_step = state.step
@@ -464,9 +472,13 @@ class Trainer:
         self.echo(
             f"epoch {epoch + 1}/{self.cfg.training.epochs}: train loss {train_loss:.4f} "
             f"ppl {record['train_ppl']:.2f} | val loss {val_loss:.4f} ppl {val_ppl:.2f} "
-            f"(unigram {self.unigram_ppl:.2f}) | {record['tokens_per_s']:.0f} tok/s | "
+            f"(unigram {self.unigram_ppl:.2f}{self._floor_text()}) | {record['tokens_per_s']:.0f} tok/s | "
             f"{seconds:.1f}s{mark}{self._alignment_line(record)}{self._quality_line(quality)}"
         )
+
+    def _floor_text(self) -> str:
+        """``, data floor 1.104`` (empty when the floor is unknown)."""
+        return "" if self.data_floor is None else f", data floor {self.data_floor.floor_ppl:.3f}"
 
     def _quality_line(self, quality: EpochQuality | None) -> str:
         """`` | val captions (64, 0.4s): BLEU-4 41.2, exact 0.281`` (empty when off)."""

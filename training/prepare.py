@@ -1,10 +1,12 @@
-"""Config → splits → tokenizer → encoded train / validation windows.
+"""Config → splits → tokenizer → encoded train / validation windows (+ the data's PPL floor).
 
 The tokenizer is trained (WordPiece, padded to ``tokenizer.pad_to_vocab_size`` when set) or
 loaded (bert-base-uncased) on the *train* captions and reasons only, and saved into the run
 directory; ``--resume`` passes the saved one back in so the token ids never change under a
 checkpoint. Data problems (missing keys, every story too short, an unreadable frame) are
-raised by the data layer as :class:`DataError` and propagate unchanged.
+raised by the data layer as :class:`DataError` and propagate unchanged. On the embedded
+synthetic data the validation windows' PPL floor (:mod:`storyedge.data.floor`, with this
+tokenizer) comes along.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import datasets
 
-from storyedge.config import Config
+from storyedge.config import SYNTHETIC_DATASET, Config
+from storyedge.data.floor import DataFloor, data_floor
 from storyedge.data.loading import load_story_splits
 from storyedge.data.pipeline import WindowArrays, encode_windows
 from storyedge.errors import DataError
@@ -32,6 +35,8 @@ class PreparedData:
     validation: WindowArrays
     #: stories per split as loaded
     stories: dict[str, int]
+    #: the data's PPL floor on the validation windows (embedded synthetic data), else None
+    floor: DataFloor | None = None
 
 
 def tokenizer_texts(train: datasets.Dataset) -> Iterator[str]:
@@ -59,9 +64,15 @@ def prepare_data(
             f"only {len(train)} training windows, fewer than one batch of "
             f"{cfg.dataset.batch_size}: lower dataset.batch_size or use more stories"
         )
+    floor = None
+    if cfg.dataset.name == SYNTHETIC_DATASET:
+        floor = data_floor(
+            splits["validation"], tokenizer, cfg.dataset.seq_len, cfg.dataset.max_caption_len, "validation"
+        )
     return PreparedData(
         tokenizer=tokenizer,
         train=train,
         validation=validation,
         stories={name: len(split) for name, split in splits.items()},
+        floor=floor,
     )

@@ -21,7 +21,7 @@ from storyedge.training.history import CURVES_PNG, HISTORY_CSV, HISTORY_JSON, js
 from storyedge.training.workspace import CHECKPOINT_DIR, TENSORBOARD_DIR
 
 #: ``summary.json``'s schema: a new field bumps MINOR, a change an old reader would misread MAJOR.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SUMMARY_FILE = "summary.json"
 SUMMARY_KIND = "training summary"
 
@@ -93,6 +93,10 @@ class TrainingSummary:
     strategy: str | None = None
     #: replicas that trained in sync (devices over all workers)
     replicas: int = 1
+    #: the data's PPL floor on the validation windows and the oracle's exact-match rate
+    #: (embedded synthetic data; :mod:`storyedge.data.floor`), else None
+    data_floor_ppl: float | None = None
+    oracle_exact_match: float | None = None
     artifacts: dict[str, str] = field(default_factory=lambda: dict(ARTIFACTS))
     schema_version: str = SCHEMA_VERSION
 
@@ -141,6 +145,13 @@ def _num(value: float | None, fmt: str) -> str:
     return "n/a" if finite_or_none(value) is None else format(value, fmt)
 
 
+def floor_line(val_ppl: float | None, floor_ppl: float, oracle_exact_match: float | None) -> str:
+    """``data floor   val PPL 1.104 (best - floor = 0.051; oracle exact match 70.2%)``."""
+    excess = f"best - floor = {val_ppl - floor_ppl:.3f}; " if finite_or_none(val_ppl) is not None else ""
+    em = f"oracle exact match {oracle_exact_match:.1%}" if oracle_exact_match is not None else ""
+    return f"data floor   val PPL {floor_ppl:.3f} ({excess}{em})"
+
+
 def format_summary(summary: TrainingSummary) -> str:
     """A compact, human-readable block (about a dozen lines)."""
     s = summary
@@ -154,6 +165,7 @@ def format_summary(summary: TrainingSummary) -> str:
         f"best         epoch {s.best_epoch}: val loss {_num(s.best_val_loss, '.4f')}, "
         f"val PPL {_num(s.best_val_ppl, '.3f')}",
         f"baseline     unigram val PPL {_num(s.unigram_val_ppl, '.3f')} (same tokenizer)",
+        *([floor_line(s.best_val_ppl, s.data_floor_ppl, s.oracle_exact_match)] if s.data_floor_ppl else []),
         f"model        fusion={s.fusion}, {s.params_total:,} params, vocab {s.vocab_size}, "
         f"{s.train_windows} train / {s.val_windows} val windows",
         f"device       {s.device.removeprefix('device: ')}; precision {s.precision}",

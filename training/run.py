@@ -128,13 +128,17 @@ def _run(
         model = build_model(cfg, data.tokenizer.vocab_size, data.tokenizer.pad_id)
         trainer = Trainer(
             cfg, model, data.tokenizer, data.train, data.validation, run_dir, precision,
-            progress=progress, replicas=replicas, scratch_dir=scratch,
+            progress=progress, replicas=replicas, scratch_dir=scratch, data_floor=data.floor,
         )
         if resume:
             _restore(trainer, saved_cfg, echo)
         if chief:
             cfg.save(run_dir / CONFIG_FILE)
         echo(f"unigram baseline: val PPL {trainer.unigram_ppl:.3f}")
+        if data.floor is not None:
+            f = data.floor
+            echo(f"data floor: val PPL {f.floor_ppl:.3f} (paraphrase entropy {f.mean_entropy:.3f} nats over "
+                 f"{f.mean_tokens:.2f} tokens per caption; oracle exact match {f.oracle_exact_match:.1%})")
         params = count_params(model)
 
         def summarize(result: TrainResult | None) -> TrainingSummary:
@@ -252,6 +256,8 @@ def _summary(
         best_val_loss=best,
         best_val_ppl=finite_or_none(perplexity(best)) if best is not None else None,
         unigram_val_ppl=finite_or_none(trainer.unigram_ppl),
+        data_floor_ppl=data.floor.floor_ppl if data.floor is not None else None,
+        oracle_exact_match=data.floor.oracle_exact_match if data.floor is not None else None,
         epochs_done=state.epoch,
         epochs=cfg.training.epochs,
         steps=state.step,

@@ -190,6 +190,22 @@ def _reusable_report(report_path: Path, exports: Path) -> BenchReport | None:
         return None
 
 
+def _floor_lines(summary: TrainingSummary, ablation: TrainingSummary | None) -> list[str]:
+    """The data's PPL floor and each trained PPL's excess over it (embedded synthetic data only)."""
+    floor = summary.data_floor_ppl
+    if floor is None:
+        return []
+    excess = [f"{summary.fusion} {summary.best_val_ppl - floor:+.3f}"] if summary.best_val_ppl is not None else []
+    if ablation is not None and ablation.best_val_ppl is not None:
+        excess.append(f"text_only {ablation.best_val_ppl - floor:+.3f}")
+    em = summary.oracle_exact_match
+    return [
+        f"  floor      data floor {floor:.3f} (paraphrase entropy; oracle exact match "
+        + ("n/a" if em is None else f"{em:.1%}") + ")",
+        *([f"  excess     PPL - floor: {', '.join(excess)}"] if excess else []),
+    ]
+
+
 def final_screen(
     summary: TrainingSummary,
     ablation: TrainingSummary | None,
@@ -210,6 +226,7 @@ def final_screen(
         f"best epoch {summary.best_epoch})",
         f"  context    unigram {ppl(summary.unigram_val_ppl)}"
         + (f", text_only {ppl(ablation.best_val_ppl)}" if ablation else ""),
+        *_floor_lines(summary, ablation),
         "",
         terminal_text(report).rstrip(),
         "",

@@ -11,15 +11,14 @@ from storyedge.data.storyreasoning import (
     parse_story_segments,
     strip_tags,
 )
-from storyedge.data.synthetic import (
+from storyedge.data.floor import DataFloor, data_floor
+from storyedge.data.oracle import (
     LearnabilityReport,
-    generate_synthetic_dataset,
     learnability_report,
     next_caption_from_window,
     read_frame_state,
-    story_features,
-    write_synthetic_dataset,
 )
+from storyedge.data.synthetic import generate_synthetic_dataset, story_features, write_synthetic_dataset
 from storyedge.data.windows import (
     WindowStats,
     check_window_stats,
@@ -31,6 +30,7 @@ from storyedge.data.windows import (
 )
 
 __all__ = [
+    "DataFloor",
     "LearnabilityReport",
     "WindowArrays",
     "WindowStats",
@@ -39,6 +39,7 @@ __all__ = [
     "check_window_stats",
     "chain_of_thought_text",
     "count_windows",
+    "data_floor",
     "decode_frame",
     "encode_windows",
     "generate_synthetic_dataset",

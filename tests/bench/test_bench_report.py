@@ -11,7 +11,7 @@ import pytest
 from bench_testutil import hand_report, hand_result
 
 from storyedge.bench.report import compare_reports, load_report, markdown_text, terminal_text
-from storyedge.bench.results import BUDGET_LABELS, SCHEMA_VERSION, BenchReport, Budgets
+from storyedge.bench.results import BUDGET_LABELS, SCHEMA_VERSION, BenchReport, Budgets, DataFloorNote
 from storyedge.bench.summary import BUDGET_MEASURES
 from storyedge.errors import UserError
 
@@ -136,12 +136,28 @@ def test_report_json_round_trip() -> None:
     report.compare = compare_reports(report, report, "old/report.json")
     text = report.to_json()
     data = json.loads(text)
-    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.3"
     back = BenchReport.from_json(text, "report.json")
     assert back == report
     assert back.backends[1].latency.step.p50_ms == 0.25 and back.backends[1].parity.gates["ppl_ratio"].passed
     assert back.summary.fastest_caption.backend == "tflite-fp32"
     assert back.settings.budgets.caption_ms == 4.5 and back.compare.rows[0].step.delta == 0.0
+
+
+def test_the_data_floor_is_shown_beside_the_parity_ppl() -> None:
+    report = hand_report(_fleet())
+    assert "Data floor" not in terminal_text(report)  # unknown (not the embedded data): not shown
+    report.data_floor = DataFloorNote("validation", 6, 1.1046, 0.8018, 8.02, 0.667)
+    back = BenchReport.from_json(report.to_json())
+    assert back.data_floor == report.data_floor
+    ref_ppl = report.reference_result.parity.ppl
+    for out in (terminal_text(report), markdown_text(report)):
+        assert "Data floor on these 6 windows: PPL 1.1046" in out and "oracle exact match 66.7%" in out
+        assert f"tf-reference PPL - floor = {ref_ppl - 1.1046:.4f}" in out
+    old = json.loads(hand_report(_fleet()).to_json())
+    del old["data_floor"]
+    old["schema_version"] = "1.2"
+    assert BenchReport.from_json(json.dumps(old)).data_floor is None
 
 
 def test_a_newer_minor_with_unknown_fields_is_read() -> None:

@@ -32,7 +32,7 @@ def test_synth_writes_and_reports(tmp_path: Path) -> None:
 def test_info_prints_split_table(tmp_path: Path) -> None:
     config = tmp_path / "cfg.yaml"
     config.write_text(
-        f"dataset:\n  name: synthetic\n  path: {tmp_path / 'syn'}\n  synthetic_stories: 10\n  seq_len: 5\n"
+        f"dataset:\n  name: synthetic\n  path: {tmp_path / 'syn'}\n  synthetic_stories: 10\n  seq_len: 4\n"
     )
     result = CliRunner().invoke(data, ["info", "--config", str(config)])
     assert result.exit_code == 0, result.output
@@ -41,6 +41,11 @@ def test_info_prints_split_table(tmp_path: Path) -> None:
     assert train[1] == "8"  # stories
     windows, skipped = int(train[2]), int(train[3])
     counts = datasets.load_from_disk(str(tmp_path / "syn"))["train"]["frame_count"]
-    assert windows == sum(max(0, n - 5) for n in counts)
-    assert skipped == sum(n < 6 for n in counts)
-    assert "k+1 = 6" in result.output
+    assert windows == sum(max(0, n - 4) for n in counts)
+    assert skipped == sum(n < 5 for n in counts)
+    assert "k+1 = 5" in result.output
+    # the embedded stories: their vocabulary and the data's PPL floor per eval split
+    assert int(lines["vocabulary:"][1]) > 50
+    for split in ("validation", "test"):
+        floor_line = next(line for line in result.output.splitlines() if line.split()[:3] == [split, "PPL", "floor"])
+        assert 1.0 < float(floor_line.split()[3]) < 1.5 and "oracle exact match" in floor_line

@@ -1,8 +1,10 @@
-"""The embedded synthetic stories: layout, determinism, atomic writes, learnability."""
+"""The embedded synthetic stories: layout, determinism, vocabulary, paraphrases, atomic writes."""
 
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -10,20 +12,23 @@ import pytest
 from data_testutil import content_digest
 
 from storyedge.data import synthetic
+from storyedge.data.lexicon import COLOURS, CATEGORY_OF_KIND
+from storyedge.data.paraphrase import BOUNCE, MOVE, TAKE, TEMPLATES, parse_caption
 from storyedge.data.synthetic import (
-    COLOURS,
     GRID,
-    Thing,
     caption_vocabulary,
     generate_synthetic_dataset,
-    learnability_report,
-    next_caption_from_window,
-    read_frame_state,
-    render_frame,
+    simulate_story,
     story_features,
     write_synthetic_dataset,
 )
 from storyedge.errors import DataError
+
+#: stories and seed of the shipped quickstart config (``dataset.synthetic_stories`` / ``_seed``)
+DEFAULT_STORIES, DEFAULT_SEED = 1200, 0
+#: the longest caption a target can be (words); quickstart.yaml's max_caption_len is this + 2
+MAX_TARGET_WORDS = 10
+WORD = re.compile(r"[a-z]+")
 
 
 def test_layout_and_split_sizes(tiny_synthetic: datasets.DatasetDict) -> None:
@@ -41,10 +46,12 @@ def test_layout_and_split_sizes(tiny_synthetic: datasets.DatasetDict) -> None:
             for frame in row["frames"]:
                 assert frame.size == (32, 32) and frame.mode == "RGB"
             for caption in row["captions"]:
-                words = caption.split()
-                assert len(words) <= 10 and caption == caption.lower()
-                assert set(words) <= vocab
-            assert row["reason"] and set(row["reason"].replace(",", " ,").split()) <= vocab
+                assert caption == caption.lower() and set(caption.split()) <= vocab
+                assert parse_caption(caption) is not None
+            for caption in row["captions"][1:]:
+                assert len(caption.split()) <= MAX_TARGET_WORDS
+            reason_words = row["reason"].replace(",", " ,").replace(";", " ;").split()
+            assert row["reason"] and set(reason_words) <= vocab
 
 
 def test_split_sizes_at_quickstart_scale() -> None:
@@ -66,78 +73,57 @@ def test_story_does_not_depend_on_dataset_size() -> None:
     assert small["captions"][:5] == large["captions"][:5]
 
 
+def test_vocabulary_at_the_default_size() -> None:
+    """At least 300 word types over the captions and reasons of the quickstart's 1200 stories."""
+    stories = [simulate_story(DEFAULT_SEED, i) for i in range(DEFAULT_STORIES)]
+    caption_types = {w for s in stories for c in s.captions for w in WORD.findall(c)}
+    reason_types = {w for s in stories for w in WORD.findall(s.reason)}
+    types = caption_types | reason_types
+    assert len(types) >= 300, len(types)
+    assert len(caption_types) >= 100, len(caption_types)  # the captions alone are broad too
+    assert types <= set(caption_vocabulary())
+    # every colour, actor kind and item noun of the lexicon occurs in the captions
+    assert set(COLOURS) | set(CATEGORY_OF_KIND) <= caption_types
+    assert {n for c in CATEGORY_OF_KIND.values() for n in c.nouns.values()} <= caption_types
+
+
+def test_captions_vary_in_wording_and_length() -> None:
+    stories = [simulate_story(7, i) for i in range(300)]
+    lengths = Counter(len(c.split()) for s in stories for c in s.captions[1:])
+    assert len(lengths) >= 5 and max(lengths) <= MAX_TARGET_WORDS
+    # each event kind is said in every one of its templates, the usual one most often
+    for kind in (MOVE, TAKE, BOUNCE):
+        words = Counter(
+            tuple(w for w in c.split() if w in {"keeps", "heads", "grabs", "hits", "back", "takes", "bounces"})
+            for s in stories
+            for e, c in zip(s.events, s.captions)
+            if e.kind == kind
+        )
+        assert len(words) == len(TEMPLATES[kind]), (kind, words)
+        top_share = words.most_common(1)[0][1] / sum(words.values())
+        assert 0.6 <= top_share <= 0.8, (kind, top_share)
+
+
 def test_reason_lists_the_story_events_in_order(tiny_synthetic: datasets.DatasetDict) -> None:
     for row in tiny_synthetic["train"]:
         events = []
         for caption in row["captions"][1:]:
-            if " takes " in caption:
-                events.append("takes " + caption.split(" takes ", 1)[1])
-            if " bounces " in caption:
-                events.append("bounces " + caption.split(" bounces ", 1)[1])
-        first = row["captions"][0].split()
-        expected = f"the {first[1]} {first[2]} keeps moving {first[5]}"
-        if events:
-            expected += "".join(f", then {e}" for e in events)
-        else:
-            expected += " and never reaches a wall"
-        assert row["reason"] == expected
-
-
-@pytest.mark.parametrize("frame_size", [32, 64])
-def test_read_frame_state_recovers_the_board(frame_size: int) -> None:
-    board = {
-        (0, 0): Thing("red", "circle"),
-        (3, 1): Thing("blue", "triangle"),
-        (2, 3): Thing("white", "square"),
-        (1, 2): Thing("yellow", "triangle"),
-    }
-    assert read_frame_state(render_frame(board, frame_size)).as_dict() == board
-    assert read_frame_state(render_frame({}, frame_size)).as_dict() == {}
-
-
-def test_next_caption_reads_positions_from_pixels() -> None:
-    actor, item = Thing("green", "square"), Thing("purple", "circle")
-    moving_left = ["the green square moves left"]
-    # actor at the left wall: bounce; one cell further right: a plain move; an item ahead: take.
-    at_wall = render_frame({(0, 1): actor, (3, 3): item}, 32)
-    assert next_caption_from_window(moving_left, at_wall) == "the green square bounces off the left wall"
-    free = render_frame({(2, 1): actor, (3, 3): item}, 32)
-    assert next_caption_from_window(moving_left, free) == "the green square moves left"
-    ahead = render_frame({(2, 1): actor, (1, 1): item}, 32)
-    assert (
-        next_caption_from_window(moving_left, ahead)
-        == "the green square moves left and takes the purple circle"
-    )
-    # after a bounce off the right wall the actor moves left
-    bounced = ["the green square bounces off the right wall"]
-    assert next_caption_from_window(bounced, free) == "the green square moves left"
-    assert next_caption_from_window(["something else"], free) is None
-
-
-def test_learnability_precondition() -> None:
-    """Caption k+1 is a function of (k captions, frame k); the captions alone are ambiguous."""
-    ds = generate_synthetic_dataset(300, seed=11, frame_size=32)
-    report = learnability_report(ds["train"], k=3)
-    assert report.windows > 600
-    # the frames + captions determine the next caption ...
-    assert report.oracle_accuracy >= 0.99
-    assert report.full_deterministic_fraction >= 0.95
-    # ... the captions alone do not: about half the next captions take an item that only the
-    # frames show, most windows sit in groups with several next captions, and even the
-    # in-sample best text-only guess is right for well under two thirds of the windows.
-    assert report.image_only_target_fraction >= 0.4
-    assert report.text_ambiguous_window_fraction >= 0.6
-    assert report.text_ambiguous_group_fraction >= 0.4
-    assert report.text_majority_accuracy <= 0.6
-
-
-def test_learnability_needs_long_enough_stories(tiny_synthetic: datasets.DatasetDict) -> None:
-    with pytest.raises(DataError, match="k\\+1 = 8"):
-        learnability_report(tiny_synthetic["train"], k=7)
+            parsed = parse_caption(caption)
+            assert parsed is not None
+            if parsed.kind == TAKE:
+                assert parsed.item is not None
+                events.append(f"takes the {parsed.item.name(parsed.actor.category)}")
+            elif parsed.kind == BOUNCE:
+                events.append(f"bounces off the {caption.split(' the ')[-1].split()[0]} wall")
+        said = re.findall(r"then (takes the \w+ \w+|bounces off the \w+ wall)", row["reason"])
+        assert said == events
+        first = parse_caption(row["captions"][0])
+        assert first is not None and f" {first.actor.name} called " in row["reason"]
+        assert row["reason"].endswith(" and never reaches a wall") == (not events)
 
 
 def test_palette_is_distinct_and_grid_is_coarse() -> None:
-    colours = list(COLOURS.values())
+    colours = list(COLOURS.values()) + [synthetic.BACKGROUND]
     for i, a in enumerate(colours):
         for b in colours[i + 1 :]:
             assert sum(abs(x - y) for x, y in zip(a, b)) >= 120
@@ -150,6 +136,7 @@ def test_write_then_load_round_trip(tmp_path: Path) -> None:
     loaded = datasets.load_from_disk(str(out))
     assert content_digest(loaded) == content_digest(generate_synthetic_dataset(10, 2, 32))
     assert synthetic.read_synthetic_meta(out) == synthetic.synthetic_meta(10, 2, 32)
+    assert synthetic.read_synthetic_meta(out)["generator_version"] == synthetic.GENERATOR_VERSION == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]  # no temp leftovers
 
 

@@ -98,6 +98,11 @@ def test_history_is_consistent(trained):
     assert summary.best_val_loss == pytest.approx(best["val_loss"])
     assert summary.best_val_ppl == pytest.approx(math.exp(best["val_loss"]))
     assert summary.unigram_val_ppl == pytest.approx(history["unigram_val_ppl"])
+    # the embedded stories: the data's PPL floor (validation windows) beside every trained PPL
+    assert 1.0 < history["data_floor_ppl"] < 1.3 and history["data_floor"]["split"] == "validation"
+    assert summary.data_floor_ppl == pytest.approx(history["data_floor_ppl"])
+    assert 0.0 <= summary.oracle_exact_match == history["oracle_exact_match"] <= 1.0
+    assert summary.best_val_ppl > summary.data_floor_ppl
     assert summary.steps == epochs[-1]["step"]
     assert summary.last_epoch == epochs[-1]
     assert summary.params_total == summary.params["total"] > 0

@@ -31,6 +31,18 @@ def test_history_files_round_trip(tmp_path):
     assert History.load(tmp_path).best()["epoch"] == 2
 
 
+def test_the_data_floor_is_saved_beside_the_unigram_baseline(tmp_path):
+    floor = {"split": "validation", "windows": 9, "floor_ppl": 1.1, "oracle_exact_match": 0.7}
+    history = History([_record(1, 0.5)], unigram_ppl=12.5, data_floor=floor)
+    history.save(tmp_path, curves=False)
+    data = json.loads((tmp_path / "history.json").read_text())
+    assert data["data_floor_ppl"] == 1.1 and data["oracle_exact_match"] == 0.7
+    assert data["data_floor"] == floor
+    assert History.load(tmp_path).floor_ppl == 1.1
+    History([_record(1, 0.5)]).save(tmp_path, curves=False)  # no floor: no keys
+    assert "data_floor_ppl" not in json.loads((tmp_path / "history.json").read_text())
+
+
 def test_truncate_drops_epochs_a_resumed_checkpoint_has_not_finished(tmp_path):
     history = History([_record(e, 1.0 / e) for e in (1, 2, 3)])
     history.truncate(2)

@@ -59,10 +59,24 @@ def test_round_trip_through_the_run_dir(tmp_path: Path) -> None:
     path = summary.write(tmp_path)
     assert path == tmp_path / SUMMARY_FILE
     data = json.loads(path.read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == "1.0"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
     assert data["artifacts"] == ARTIFACTS
     assert read_summary(tmp_path) == summary
     assert TrainingSummary.from_json(summary.to_json()) == summary
+
+
+def test_a_1_0_summary_without_the_data_floor_is_read() -> None:
+    data = json.loads(_summary().to_json())
+    del data["data_floor_ppl"], data["oracle_exact_match"]
+    data["schema_version"] = "1.0"
+    back = TrainingSummary.from_json(json.dumps(data))
+    assert back.data_floor_ppl is None and back.oracle_exact_match is None
+
+
+def test_format_summary_shows_the_data_floor() -> None:
+    text = format_summary(_summary(data_floor_ppl=1.104, oracle_exact_match=0.7))
+    assert "data floor   val PPL 1.104 (best - floor = 0.180; oracle exact match 70.0%)" in text
+    assert "data floor" not in format_summary(_summary())
 
 
 def test_no_summary_is_none(tmp_path: Path) -> None:
