@@ -34,6 +34,7 @@ import numpy as np
 from storyedge.bench.latency import BYTES_PER_WEIGHT, roofline_floor_ms
 from storyedge.bench.results import BackendFloors, ComputeFloors, ComputePeak, GraphFloor, Roofline
 from storyedge.macs import encoder_macs, step_macs
+from storyedge.quiet import quiet_root_logger
 
 #: timed repeats per probe and the wall time each repeat aims for
 PEAK_REPEATS = 5
@@ -116,7 +117,8 @@ def ort_probe(shape: tuple[int, int, int], precision: str, threads: int, workdir
         from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: as above
 
         qpath = path.with_suffix(".int8.onnx")
-        quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
+        with quiet_root_logger():
+            quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
         path = qpath
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1

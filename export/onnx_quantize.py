@@ -29,16 +29,15 @@ portable int8-dynamic.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from storyedge.constants import ONNX_OPSET_MAX, ONNX_STANDARD_INT4_OPSET
 from storyedge.export.calibration import ort_data_reader, ort_method
+from storyedge.quiet import quiet_root_logger
 
 #: Ops kept float32 in fp16 files: onnxconverter-common's defaults, the LSTM (ONNX Runtime's
 #: CPU provider has no float16 LSTM kernel) and the comparisons on the int masks.
@@ -52,18 +51,6 @@ INT4_NOTE = (
     f"converts to opset {ONNX_OPSET_MAX} at most"
 )
 FLOAT, FLOAT16 = 1, 10
-
-
-@contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's quantizers log advice ("consider pre-processing") on the root logger."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def blocked_fp16_ops() -> list[str]:
@@ -188,7 +175,7 @@ def to_int4(src: str | Path, dst: str | Path, block_size: int) -> list[str]:
     proto = onnx.load(str(src))
     gemm_to_matmul(proto)
     skipped = _indivisible_matmuls(proto, block_size)
-    with _quiet_root_logger():
+    with quiet_root_logger():
         quantizer = MatMulNBitsQuantizer(proto, bits=4, block_size=block_size, is_symmetric=True,
                                          nodes_to_exclude=skipped)
         quantizer.process()
@@ -208,7 +195,7 @@ def to_int8_static(src: str | Path, dst: str | Path, feeds: list[dict[str, np.nd
     staged = Path(dst).with_suffix(".prep.onnx")
     onnx.save(proto, str(staged))
     try:
-        with _quiet_root_logger():
+        with quiet_root_logger():
             quantize_static(
                 str(staged), str(dst), ort_data_reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=ort_method(method),
@@ -352,6 +339,6 @@ def to_int8_dynamic_portable(src: str | Path, dst: str | Path) -> None:
     # lazy: onnxruntime is a heavy optional runtime
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_root_logger():
+    with quiet_root_logger():
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                          op_types_to_quantize=list(PORTABLE_DYNAMIC_OPS))

@@ -86,3 +86,12 @@ def test_binding_floor_is_bytes_only_beyond_the_cache() -> None:
     beyond = graph_floor(2_000_000, peak, 8_000_000, read_gbps=1.0, llc_bytes=1 << 20, p50_ms=4.0)
     assert beyond.binding == "bytes" and beyond.floor_ms == pytest.approx(8.0) and beyond.vs_floor == 0.5
     assert graph_floor(1, None, 1, 1.0, None, 1.0) is None
+
+
+def test_int8_onnx_probe_keeps_the_quantizer_s_advice_off_the_screen(tmp_path, caplog) -> None:
+    from storyedge.bench.compute import ort_probe
+
+    run = ort_probe((1, 16, 32), "int8", 1, tmp_path)
+    run()
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "pre-processing" not in said and "Quantization parameters" not in said
