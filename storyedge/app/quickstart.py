@@ -23,6 +23,7 @@ from storyedge.bench.results import BenchReport
 from storyedge.bench.runner import BenchOptions, run_bench
 from storyedge.config import Config, load_config
 from storyedge.errors import CheckFailed, UserError
+from storyedge.export.context import REJECTED_DIR
 from storyedge.export.exporter import export_from_checkpoint
 from storyedge.manifest import MANIFEST_FILE, read_manifest, verify_files
 from storyedge.run_dir import BEST_DIR, CONFIG_FILE, resolve_bundle
@@ -117,9 +118,11 @@ def quickstart(config_path: str | None, device: str, ablation: bool, smoke: bool
     data_stage(cfg)
     summary = train_stage(cfg, device)
     ablation_summary = ablation_stage(cfg, device, dirs.ablation, enabled=ablation)
-    export_stage(cfg, dirs.run, dirs.exports, force)
+    rejected = export_stage(cfg, dirs.run, dirs.exports, force)
     report, gate_failure = bench_stage(cfg, dirs.exports, dirs.bench, force)
     click.echo(final_screen(summary, ablation_summary, report, dirs.run, dirs.bench, time.monotonic() - wall0))
+    if rejected is not None:
+        raise rejected
     if gate_failure is not None:
         raise gate_failure
 
@@ -151,16 +154,27 @@ def ablation_stage(cfg: Config, device: str, ablation_dir: Path, enabled: bool =
     return _train_or_reuse(ablation_cfg, device, "text_only")
 
 
-def export_stage(cfg: Config, run_dir: Path, exports: Path, force: bool) -> None:
+def export_stage(cfg: Config, run_dir: Path, exports: Path, force: bool) -> CheckFailed | None:
     """Stage 4: ``run_dir``'s best model in the config's ``export.formats`` × ``export.quantize``
-    (``quickstart.yaml``: TFLite + ONNX, fp32 + int8-dynamic), or reuse them."""
+    (``quickstart.yaml``: TFLite + ONNX, fp32 + int8-dynamic), or reuse them. Files that fail
+    validation are moved to ``rejected/`` and the failure is returned: the bench still measures
+    the accepted files, and the run fails after the final screen."""
     formats, quantize = list(cfg.export.formats), list(cfg.export.quantize)
     _stage(4, "export", f"{'+'.join(formats)} × {','.join(quantize)} → {exports}")
     if (exports / MANIFEST_FILE).is_file() and not force:
-        verify_files(exports, read_manifest(exports))
+        manifest = read_manifest(exports)
+        verify_files(exports, manifest)
         click.echo(f"reusing the exports in {exports} (--force re-exports)")
-        return
-    export_from_checkpoint(run_dir, exports, formats=formats, quantize=quantize, overwrite=True)
+        if manifest.rejected:
+            return CheckFailed(f"{len(manifest.rejected)} exported file(s) failed validation and are in "
+                               f"{exports / REJECTED_DIR}")
+        return None
+    try:
+        export_from_checkpoint(run_dir, exports, formats=formats, quantize=quantize, overwrite=True)
+    except CheckFailed as exc:  # the accepted files and the manifest are written
+        click.echo(f"export: {exc}")
+        return exc
+    return None
 
 
 def bench_stage(cfg: Config, exports: Path, bench_dir: Path, force: bool) -> tuple[Any, CheckFailed | None]:
