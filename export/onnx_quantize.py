@@ -51,6 +51,10 @@ INT4_NOTE = (
     f"converts to opset {ONNX_OPSET_MAX} at most"
 )
 FLOAT, FLOAT16 = 1, 10
+#: The only op types a static-int8 decoder step quantizes (``float_state``): the recurrent cell's
+#: element-wise gates, products and sums stay float, as in the TFLite full-int8 step
+#: (:data:`storyedge.export.tflite.INT8_STEP_INTEGER_OPS` says why).
+INT8_STEP_OPS = ("MatMul", "Gemm", "Gather")
 
 
 def blocked_fp16_ops() -> list[str]:
@@ -183,8 +187,10 @@ def to_int4(src: str | Path, dst: str | Path, block_size: int) -> list[str]:
     return skipped
 
 
-def to_int8_static(src: str | Path, dst: str | Path, feeds: list[dict[str, np.ndarray]], method: str) -> None:
-    """QDQ int8 (per-channel weights, int8 activations) calibrated on ``feeds`` with ``method``."""
+def to_int8_static(src: str | Path, dst: str | Path, feeds: list[dict[str, np.ndarray]], method: str,
+                   float_state: bool = False) -> None:
+    """QDQ int8 (per-channel weights, int8 activations) calibrated on ``feeds`` with ``method``;
+    ``float_state``: only :data:`INT8_STEP_OPS` are quantized (a decoder step)."""
     # lazy: onnx / onnxruntime are heavy optional runtimes
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -202,6 +208,7 @@ def to_int8_static(src: str | Path, dst: str | Path, feeds: list[dict[str, np.nd
                 # one QDQ pair per reader: ONNX Runtime fuses a DequantizeLinear into a MatMul / Conv
                 # only when that node is its sole reader (else the weight is dequantized every call)
                 extra_options={"DedicatedQDQPair": True},
+                op_types_to_quantize=list(INT8_STEP_OPS) if float_state else None,
             )
         quantized = onnx.load(str(dst))
         outputs_before_quantize(quantized)

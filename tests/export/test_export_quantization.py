@@ -94,6 +94,23 @@ def test_qdq_pairs_around_the_weights_they_claim(full_export: Path, manifest: Ma
             assert entry.coverage.compute["float"]["LSTM"] == 5  # ONNX Runtime has no QDQ LSTM
 
 
+@pytest.mark.parametrize("fmt, cell_ops, products", [
+    ("tflite", ("LOGISTIC", "TANH", "MUL", "ADD"), "FULLY_CONNECTED"),
+    ("onnx", ("Sigmoid", "Tanh", "Mul", "Add"), "MatMul"),
+])
+def test_int8_step_keeps_its_recurrent_cell_float(manifest: Manifest, fmt: str, cell_ops: tuple[str, ...],
+                                                  products: str) -> None:
+    """A static-int8 decoder step computes its products in integer and its cell (gates, c, h) in
+    float: the state it carries from step to step never passes through one int8 scale."""
+    step = _entry(manifest, fmt, "decoder_step", "int8").coverage.compute
+    assert step["integer"][products] >= 2, step
+    assert set(cell_ops) <= set(step["float"]), step
+    assert not set(cell_ops) & set(step.get("integer", {})), step
+    if fmt == "tflite":  # the encoder's own LSTM cells stay integer
+        encoder = _entry(manifest, fmt, "encoder", "int8").coverage.compute
+        assert {"LOGISTIC", "TANH"} <= set(encoder["integer"]), encoder
+
+
 def test_qdq_weights_are_not_dequantized_per_call(full_export: Path, manifest: Manifest, tmp_path: Path) -> None:
     """ONNX Runtime's optimized graph of every static-int8 file keeps no weight DequantizeLinear
     (those would run on every call): each is fused into a QLinear op, or its weight stored float;
