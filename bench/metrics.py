@@ -12,6 +12,9 @@ Parity definitions (per backend, against the TF reference, over the same eval wi
 * ``kl``: mean over the same positions of ``KL(p_ref ‖ p_backend)`` of the next-token
   distributions (nats).
 * ``top1_agreement``: fraction of those positions where both argmaxes agree.
+* ``top1_decisive``: the same over the *decisive* positions only, where the reference's top logit
+  leads its runner-up by at least ``TOP1_TIE_MARGIN`` (the top-1 gates use it); ``near_ties``: the
+  share of positions that are not decisive (1.0 when none is, and ``top1_decisive`` is then NaN).
 * ``greedy_agreement``: fraction of windows whose greedy caption (from ``[BOS]`` until ``[EOS]`` or
   ``max_caption_len`` tokens) is token-for-token identical to the reference's.
 * ``max_abs_logit_diff``: max ``|logit_backend - logit_ref|`` over those positions.
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from storyedge.bench.results import LatencyStats, ParityStats
+from storyedge.constants import TOP1_TIE_MARGIN
 from storyedge.runtime.decoding import log_softmax
 
 
@@ -55,6 +59,9 @@ class TokenStats:
     count: int = 0
     kl_sum: float = 0.0
     top1_agree: int = 0
+    #: positions where the reference's top-2 logit margin is >= TOP1_TIE_MARGIN, and agreement there
+    decisive: int = 0
+    decisive_agree: int = 0
     max_abs_logit_diff: float = 0.0
 
     def add(self, logits: np.ndarray, targets: np.ndarray, mask: np.ndarray, ref_logits: np.ndarray | None) -> None:
@@ -68,7 +75,12 @@ class TokenStats:
         if ref_logits is not None:
             ref = np.asarray(ref_logits)[mask]
             self.kl_sum += float(kl_divergence(ref, logits).sum())
-            self.top1_agree += int((ref.argmax(-1) == logits.argmax(-1)).sum())
+            agree = ref.argmax(-1) == logits.argmax(-1)
+            self.top1_agree += int(agree.sum())
+            top2 = np.partition(ref, -2, axis=-1)[:, -2:]
+            decisive = (top2[:, 1] - top2[:, 0]) >= TOP1_TIE_MARGIN
+            self.decisive += int(decisive.sum())
+            self.decisive_agree += int((agree & decisive).sum())
             diff = float(np.abs(logits.astype(np.float64) - ref.astype(np.float64)).max())
             self.max_abs_logit_diff = max(self.max_abs_logit_diff, diff)
 
@@ -97,6 +109,8 @@ def parity_result(
         result.ppl_ratio = stats.ppl / ref.ppl if ref.count else float("nan")
         result.kl = stats.kl_sum / stats.count if stats.count else float("nan")
         result.top1_agreement = stats.top1_agree / stats.count if stats.count else float("nan")
+        result.top1_decisive = stats.decisive_agree / stats.decisive if stats.decisive else float("nan")
+        result.near_ties = 1.0 - stats.decisive / stats.count if stats.count else float("nan")
         result.greedy_agreement = greedy_same / windows if windows else float("nan")
         result.max_abs_logit_diff = stats.max_abs_logit_diff
     return result

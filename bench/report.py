@@ -84,7 +84,7 @@ def _table(table: Table, markdown: bool = False) -> str:
 
 def parity_rows(report: BenchReport) -> Table:
     """Parity per backend: PPL, ratio, KL, agreements, max |Δlogit| and the gate verdict."""
-    headers = ["backend", "prec", "PPL", "ratio", "KL", "top-1", "greedy", "max|dlogit|", "gates"]
+    headers = ["backend", "prec", "PPL", "ratio", "KL", "top-1", "decisive", "ties", "greedy", "max|dlogit|", "gates"]
     rows = []
     for b in report.backends:
         p = b.parity
@@ -94,7 +94,7 @@ def parity_rows(report: BenchReport) -> Table:
         verdict = "ref" if b.reference else ("-" if not p.gates else ("FAIL " + ",".join(failed) if failed else "pass"))
         rows.append([
             b.name, b.precision, _fmt(p.ppl, 4), _fmt(p.ppl_ratio, 5), f"{p.kl:.2e}", _fmt(p.top1_agreement, 4),
-            _fmt(p.greedy_agreement, 3), _fmt(p.max_abs_logit_diff, 5), verdict,
+            _fmt(p.top1_decisive, 4), _fmt(p.near_ties, 3), _fmt(p.greedy_agreement, 3), _fmt(p.max_abs_logit_diff, 5), verdict,
         ])
     return headers, rows
 

@@ -28,8 +28,9 @@ from storyedge.captions.scores import CaptionDelta, CaptionScores
 from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
-#: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``. Older reports are read as they are.
-SCHEMA_VERSION = "1.3"
+#: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``; 1.3: the
+#: data floor; 1.4: parity ``top1_decisive`` / ``near_ties``. Older reports are read as they are.
+SCHEMA_VERSION = "1.4"
 REPORT_KIND = "bench report"
 
 
@@ -286,6 +287,10 @@ class ParityStats:
     ppl_ratio: float = 1.0
     kl: float = 0.0
     top1_agreement: float = 1.0
+    #: top-1 agreement over the reference's decisive positions (the top-1 gates), and the share of
+    #: near-ties left out (see :data:`storyedge.constants.TOP1_TIE_MARGIN`)
+    top1_decisive: float = 1.0
+    near_ties: float = 0.0
     greedy_agreement: float = 1.0
     max_abs_logit_diff: float = 0.0
     #: gate name → check; empty for the reference (and for a precision without gates)
@@ -351,17 +356,19 @@ class Gates:
             return [("ppl_ratio", "<=", self.fp16_ppl_ratio_max)]
         if precision == "int8-dynamic":
             return [("ppl_ratio", "<=", self.int8_dynamic_ppl_ratio_max),
-                    ("top1_agreement", ">=", self.int8_dynamic_top1_min)]
+                    ("top1_decisive", ">=", self.int8_dynamic_top1_min)]
         if precision == "int8":
             return [("ppl_ratio", "<=", self.int8_ppl_ratio_max)]
         if precision == "int4":
             return [("ppl_ratio", "<=", self.int4_ppl_ratio_max),
-                    ("top1_agreement", ">=", self.int4_top1_min)]
+                    ("top1_decisive", ">=", self.int4_top1_min)]
         return []
 
     def apply(self, result: ParityStats) -> ParityStats:
         """Fill ``result.gates`` and ``result.gate_lines``; NaN metrics fail their gate."""
         for name, op, limit in self.checks(result.precision):
+            if name == "top1_decisive" and result.near_ties == 1.0:
+                continue  # every position a near-tie: nothing to judge argmaxes on (near_ties says so)
             value = float(getattr(result, name))
             if op == "<=":
                 passed = value <= limit

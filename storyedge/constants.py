@@ -107,6 +107,11 @@ GATE_FP16_PPL_RATIO_MAX: Final = 1.005
 GATE_INT8_DYNAMIC_PPL_RATIO_MAX: Final = 1.02
 #: int8-dynamic: top-1 next-token agreement at least this.
 GATE_INT8_DYNAMIC_TOP1_MIN: Final = 0.95
+#: The top-1 gates count only *decisive* positions: where the reference's top logit leads its
+#: runner-up by at least this (nats). Below it the reference itself is undecided (its runner-up has
+#: >= 95 % of the top's probability), so a backend that swaps the two changes the distribution by
+#: less than that and says nothing about the prediction; the share of such near-ties is reported.
+TOP1_TIE_MARGIN: Final = 0.05
 #: static int8: PPL ratio at most this.
 GATE_INT8_PPL_RATIO_MAX: Final = 1.05
 #: int4 (weight-only, blockwise): PPL ratio at most this.

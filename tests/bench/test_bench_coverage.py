@@ -19,14 +19,14 @@ from storyedge.manifest import Coverage, ExportedFile
 def test_int4_gates_default_and_override() -> None:
     gates = Gates.from_bench_config(BenchConfig())
     assert [(n, op, limit) for n, op, limit in gates.checks("int4")] == [("ppl_ratio", "<=", 1.05),
-                                                                         ("top1_agreement", ">=", 0.9)]
-    ok = gates.apply(ParityStats("tflite-int4", "int4", 10.3, 2.33, 100, 10, ppl_ratio=1.03, top1_agreement=0.93))
+                                                                         ("top1_decisive", ">=", 0.9)]
+    ok = gates.apply(ParityStats("tflite-int4", "int4", 10.3, 2.33, 100, 10, ppl_ratio=1.03, top1_decisive=0.93))
     assert ok.passed and ok.gate_lines == [1.05]
-    low = gates.apply(ParityStats("onnx-int4", "int4", 10.3, 2.33, 100, 10, ppl_ratio=1.03, top1_agreement=0.85))
-    assert not low.passed and low.failures() == ["onnx-int4 top1_agreement 0.85 (needs >= 0.9)"]
+    low = gates.apply(ParityStats("onnx-int4", "int4", 10.3, 2.33, 100, 10, ppl_ratio=1.03, top1_decisive=0.85))
+    assert not low.passed and low.failures() == ["onnx-int4 top1_decisive 0.85 (needs >= 0.9)"]
     relaxed = Gates.from_bench_config(BenchConfig(), int4_top1_min=0.8)
     assert relaxed.apply(ParityStats("onnx-int4", "int4", 10.3, 2.33, 100, 10, ppl_ratio=1.03,
-                                     top1_agreement=0.85)).passed
+                                     top1_decisive=0.85)).passed
     # ONNX fp16 is gated like TFLite fp16 (by precision)
     assert gates.checks("fp16") == [("ppl_ratio", "<=", 1.005)]
 

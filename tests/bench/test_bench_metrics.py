@@ -91,6 +91,28 @@ def test_token_stats_masks_and_agreement() -> None:
     assert empty.count == 0 and math.isnan(empty.ppl)
 
 
+def test_top1_decisive_leaves_out_the_references_near_ties() -> None:
+    """Margins by hand: row 0 leads by 1.0 (decisive, agrees), row 1 by 0.01 (a near-tie the other
+    backend swaps), row 2 by 0.05 exactly (decisive, disagrees), row 3 by 2.0 (decisive, agrees)."""
+    ref = np.array([[2.0, 1.0, 0.0], [1.01, 1.0, 0.0], [0.0, 0.05, 0.0], [0.0, 0.0, 2.0]])
+    other = np.array([[2.0, 1.0, 0.0], [1.0, 1.01, 0.0], [0.06, 0.05, 0.0], [0.0, 0.0, 2.0]])
+    targets, mask = np.array([0, 0, 1, 2]), np.ones(4, bool)
+    ref_stats, stats = TokenStats(), TokenStats()
+    ref_stats.add(ref, targets, mask, None)
+    stats.add(other, targets, mask, ref)
+    assert (stats.decisive, stats.decisive_agree, stats.top1_agree) == (3, 2, 2)
+    result = parity_result("b", "int8-dynamic", stats, ref_stats, greedy_same=1, windows=1)
+    assert result.top1_agreement == 0.5
+    assert result.top1_decisive == pytest.approx(2 / 3) and result.near_ties == pytest.approx(0.25)
+    # the gate reads the decisive figure: 2/3 fails 0.95 though the near-tie is not counted against it
+    gated = Gates.from_bench_config(BenchConfig()).apply(result)
+    assert gated.gates["top1_decisive"].value == pytest.approx(2 / 3) and not gated.passed
+    # every position a near-tie: no argmax to judge, the top-1 gate is not applied
+    ties = ParityStats("t", "int8-dynamic", 10.0, 2.3, 100, 10, ppl_ratio=1.0, top1_decisive=float("nan"),
+                       near_ties=1.0)
+    assert set(Gates.from_bench_config(BenchConfig()).apply(ties).gates) == {"ppl_ratio"}
+
+
 def _result(precision: str, **metrics: float) -> ParityStats:
     r = ParityStats("x", precision, ppl=10.0, mean_nll=2.3, tokens=100, windows=10)
     for k, v in metrics.items():
@@ -108,9 +130,9 @@ def _result(precision: str, **metrics: float) -> ParityStats:
         ("fp32", {"ppl_ratio": 1.0, "greedy_agreement": 0.99}, False),
         ("fp16", {"ppl_ratio": 1.004}, True),
         ("fp16", {"ppl_ratio": 1.006}, False),
-        ("int8-dynamic", {"ppl_ratio": 1.019, "top1_agreement": 0.96}, True),
-        ("int8-dynamic", {"ppl_ratio": 1.019, "top1_agreement": 0.94}, False),
-        ("int8-dynamic", {"ppl_ratio": 1.03, "top1_agreement": 0.99}, False),
+        ("int8-dynamic", {"ppl_ratio": 1.019, "top1_decisive": 0.96}, True),
+        ("int8-dynamic", {"ppl_ratio": 1.019, "top1_decisive": 0.94}, False),
+        ("int8-dynamic", {"ppl_ratio": 1.03, "top1_decisive": 0.99}, False),
         ("int8", {"ppl_ratio": 1.05}, True),
         ("int8", {"ppl_ratio": 1.06}, False),
         ("int8", {"ppl_ratio": float("nan")}, False),
