@@ -250,8 +250,7 @@ def float_state_nodes(content: bytes, signature_keys: list[str]) -> list[str]:
         graph = model.Subgraphs(subgraphs[key])
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            if names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode())) in INT8_STEP_INTEGER_OPS:
+            if op_name(schema, model, op, names)[0] in INT8_STEP_INTEGER_OPS:
                 continue
             nodes += [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
     return nodes

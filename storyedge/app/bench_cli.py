@@ -92,10 +92,10 @@ def budget_options(command: click.Command) -> click.Command:
 @click.option("--gate-fp32-greedy", type=float, default=None, help=f"fp32: greedy-caption agreement >= this [{constants.GATE_FP32_GREEDY_AGREEMENT:g}].")
 @click.option("--gate-fp16-ppl-max", type=float, default=None, help=f"fp16: PPL ratio <= this [{constants.GATE_FP16_PPL_RATIO_MAX:g}].")
 @click.option("--gate-int8-dynamic-ppl-max", type=float, default=None, help=f"int8-dynamic: PPL ratio <= this [{constants.GATE_INT8_DYNAMIC_PPL_RATIO_MAX:g}].")
-@click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help=f"int8-dynamic: top-1 agreement on decisive positions >= this [{constants.GATE_INT8_DYNAMIC_TOP1_MIN:g}].")
+@click.option("--gate-int8-dynamic-top1-min", type=float, default=None, help=f"int8-dynamic: top-1 agreement on decisive positions (reference top-2 logit margin >= {constants.TOP1_TIE_MARGIN:g}) >= this [{constants.GATE_INT8_DYNAMIC_TOP1_MIN:g}].")
 @click.option("--gate-int8-ppl-max", type=float, default=None, help=f"static int8: PPL ratio <= this [{constants.GATE_INT8_PPL_RATIO_MAX:g}].")
 @click.option("--gate-int4-ppl-max", type=float, default=None, help=f"int4: PPL ratio <= this [{constants.GATE_INT4_PPL_RATIO_MAX:g}].")
-@click.option("--gate-int4-top1-min", type=float, default=None, help=f"int4: top-1 agreement on decisive positions >= this [{constants.GATE_INT4_TOP1_MIN:g}].")
+@click.option("--gate-int4-top1-min", type=float, default=None, help=f"int4: top-1 agreement on decisive positions (reference top-2 logit margin >= {constants.TOP1_TIE_MARGIN:g}) >= this [{constants.GATE_INT4_TOP1_MIN:g}].")
 @click.option("--gate-bleu-drop", type=float, default=None, help=f"Every exported backend: BLEU-4 (0-100) at most this below the TF reference's [{constants.GATE_BLEU_DROP:g}].")
 @click.option("--gate-cider-drop", type=float, default=None, help=f"Every exported backend: CIDEr-D (0-10) at most this below the TF reference's [{constants.GATE_CIDER_DROP:g}].")
 @click.option("--gate-exact-match-drop", type=float, default=None, help=f"Every exported backend: caption exact-match rate at most this below the TF reference's [{constants.GATE_EXACT_MATCH_DROP:g}].")
@@ -134,7 +134,8 @@ def bench(
     the export's reference/ weights. Parity: teacher-forced PPL, PPL ratio, KL, top-1 and
     greedy-caption agreement, max |dlogit| on the eval windows, with gates (exit 1 after the
     report when one fails); the top-1 gates count the decisive positions, where the reference's
-    top logit leads its runner-up by >= 0.05 (the rest, near-ties, are reported as "ties"). Caption quality: each backend's greedy (and with --beam N, beam)
+    top logit leads its runner-up by at least the tie margin (see --gate-int8-dynamic-top1-min;
+    the rest, near-ties, are reported as "ties"). Caption quality: each backend's greedy (and with --beam N, beam)
     captions against the reference captions (exact match, BLEU-4, ROUGE-L, CIDEr-D) and its
     delta against the TF reference, with drop gates. Latency: load, first inference, encoder, decoder step (percentiles),
     first token, greedy caption, tokens/s, size, RSS, and the roofline floor of a step. The
