@@ -27,13 +27,14 @@ the directory is still finalised (so the table and manifest can be inspected) an
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyedge.config import Config
 from storyedge.errors import CheckFailed, DataError, UserError
-from storyedge.export.context import REJECTED_DIR, ExportContext
+from storyedge.export.context import REJECTED_DIR, WORK_DIR, ExportContext
 from storyedge.export.manifest_build import assemble_manifest
 from storyedge.export.onnx_build import build_onnx
 from storyedge.export.outdir import check_out_dir, staging_dir
@@ -51,7 +52,7 @@ from storyedge.export.rejection import reject_failed
 from storyedge.export.shortlist import add_shortlist, resolve_shortlist
 from storyedge.export.story_build import story_graph_names
 from storyedge.export.report import format_table
-from storyedge.export.tflite_build import build_tflite
+from storyedge.export.tflite_build import finish_tflite, start_tflite
 from storyedge.export.validate_backends import validate_backends
 from storyedge.manifest import Manifest, write_manifest
 from storyedge.run_dir import load_bundle
@@ -155,8 +156,12 @@ def export_model(
 
 def build_export(ctx: ExportContext, source: dict[str, Any]) -> Manifest:
     """Build, validate and sort every file of the plan in ``ctx.stage``; returns the manifest."""
-    build_tflite(ctx)
-    build_onnx(ctx)
+    with start_tflite(ctx) as tflite:  # converting in worker processes while this one builds the ONNX files
+        build_onnx(ctx)
+        onnx_files = len(ctx.built)
+        finish_tflite(ctx, tflite)
+    ctx.built[:] = ctx.built[onnx_files:] + ctx.built[:onnx_files]  # TFLite files first, as listed before
+    shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)  # both builders' scratch space
     records = validate_backends(ctx)
     good, rejected = reject_failed(ctx.stage, ctx.built, records)
     return assemble_manifest(ctx, source, good, rejected)

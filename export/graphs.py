@@ -32,11 +32,13 @@ switch below changes a single number the graph computes (export validation check
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
 import tensorflow as tf
+from keras import ops
+from keras.src import backend as keras_backend  # its rnn(): no public alias in Keras 3
 
 
 def rnn_layers(model: keras.Model) -> list[keras.layers.RNN]:
@@ -67,13 +69,68 @@ def unrolled_rnns(model: keras.Model) -> Iterator[None]:
             layer.unroll = False
 
 
-def tflite_rnn_layout(model: keras.Model, layout: str) -> contextlib.AbstractContextManager[None]:
-    """``loop`` (as traced: WHILE) or ``unrolled`` (:func:`unrolled_rnns`)."""
-    if layout == "unrolled":
-        return unrolled_rnns(model)
-    if layout == "loop":
-        return contextlib.nullcontext()
-    raise ValueError(f"unknown RNN layout {layout!r}")
+def lstm_layers(model: keras.Model) -> list[keras.layers.LSTM]:
+    """Every Keras ``LSTM`` layer inside ``model``, each once."""
+    return [layer for layer in rnn_layers(model) if isinstance(layer, keras.layers.LSTM)]
+
+
+def hoisted_inner_loop(layer: keras.layers.LSTM) -> Callable[..., Any]:
+    """``layer.inner_loop`` with the input projection ``x·W + b`` of every step done before the
+    loop, as one matmul over the whole sequence; the loop body keeps ``h·U`` and the gates.
+
+    The same sums in another order: float32 results move by rounding only (export validation
+    holds them to the fp32 tolerance). Inference only: no dropout masks are drawn.
+    """
+    cell = layer.cell
+
+    def inner_loop(sequences: Any, initial_state: Any, mask: Any, training: bool = False) -> Any:
+        projected = ops.matmul(sequences, cell.kernel)
+        if cell.use_bias:
+            projected = projected + cell.bias
+
+        def step(projected_t: Any, states: list[Any]) -> tuple[Any, list[Any]]:
+            h_prev, c_prev = states
+            z = projected_t + ops.matmul(h_prev, cell.recurrent_kernel)
+            c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c_prev)
+            h = o * cell.activation(c)
+            return h, [h, c]
+
+        return keras_backend.rnn(  # the arguments keras.layers.RNN.inner_loop passes
+            step,
+            projected,
+            list(initial_state),
+            go_backwards=layer.go_backwards,
+            mask=mask,
+            unroll=layer.unroll,
+            input_length=sequences.shape[1],
+            zero_output_for_mask=layer.zero_output_for_mask,
+            return_all_outputs=layer.return_sequences,
+        )
+
+    return inner_loop
+
+
+@contextlib.contextmanager
+def hoisted_lstm_inputs(model: keras.Model) -> Iterator[None]:
+    """Trace every ``LSTM`` layer of ``model`` with :func:`hoisted_inner_loop`; restored on exit."""
+    layers = lstm_layers(model)
+    for layer in layers:
+        layer.inner_loop = hoisted_inner_loop(layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.inner_loop  # the instance attribute: the class's method shows through again
+
+
+@contextlib.contextmanager
+def tflite_rnn_layout(model: keras.Model, layout: str) -> Iterator[None]:
+    """``loop`` (WHILE loops, input projections hoisted: :func:`hoisted_lstm_inputs`) or
+    ``unrolled`` (:func:`unrolled_rnns`)."""
+    if layout not in ("loop", "unrolled"):
+        raise ValueError(f"unknown RNN layout {layout!r}")
+    with hoisted_lstm_inputs(model) if layout == "loop" else unrolled_rnns(model):
+        yield
 
 
 @contextlib.contextmanager

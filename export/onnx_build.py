@@ -45,7 +45,7 @@ def build_onnx(ctx: ExportContext) -> None:
             continue
         for graph in graphs:
             build_onnx_derived(ctx, graph, precision, fp32_paths[graph], lstms[graph])
-    shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)
+    shutil.rmtree(ctx.stage / WORK_DIR / FORMAT, ignore_errors=True)
 
 
 def build_onnx_fp32(ctx: ExportContext, graph: str, lstms: int) -> Path:
@@ -61,7 +61,7 @@ def build_onnx_fp32(ctx: ExportContext, graph: str, lstms: int) -> Path:
         proto = ox.convert_onnx(ctx.model, graph, ctx.plan.batch, ctx.plan.opset)
     ops = ox.check_onnx(proto, graph, lstms, "fp32")
     listed = "fp32" in ctx.plan.onnx_precisions
-    rel = f"{FORMAT if listed else WORK_DIR}/{file_name(graph, 'fp32', FORMAT)}"
+    rel = f"{FORMAT if listed else f'{WORK_DIR}/{FORMAT}'}/{file_name(graph, 'fp32', FORMAT)}"
     path = ctx.stage / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))

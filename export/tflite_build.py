@@ -3,6 +3,8 @@ encoder, decoder-step and multi-signature files converted from it, each checked 
 documented IO) and listed in the context.
 
 LSTMs are WHILE loops except for full int8, which needs them unrolled (see :mod:`.graphs`).
+The conversions run side by side in worker processes (:mod:`.tflite_pool`), started by
+:func:`start_tflite` and collected, in order, by :func:`finish_tflite`.
 int4 is quantized from the fp32 flatbuffer of the same graph (:mod:`.tflite_int4`). Every file's
 coverage (:mod:`.coverage`) goes into its manifest entry.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from storyedge.errors import CheckFailed
@@ -21,29 +24,106 @@ from storyedge.export.coverage import tflite_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
 from storyedge.export.tflite_int4 import quantize_int4
-from storyedge.export.plan import TFLITE_GRAPHS, TFLITE_STORY_FILE
+from storyedge.export.tflite_pool import Conversions, auto_workers, convert_to_file
+from storyedge.export.plan import TFLITE_GRAPHS, TFLITE_STORY_FILE, rnn_layout
 
 FORMAT = "tflite"
 #: How much of a converter error's last line the :class:`CheckFailed` quotes.
 ERROR_CHARS = 400
+#: The LSTM layout whose conversions take longest (full int8: calibration and quantization,
+#: 3-4x an fp32 file at the seed size): started first, so the workers finish together.
+SLOWEST_LAYOUT = rnn_layout("int8")
+
+
+@dataclass
+class PendingFile:
+    """A TFLite file whose conversion has started (:class:`~.tflite_pool.Conversions`)."""
+
+    graph: str
+    keys: tuple[str, ...]
+    precision: str
+    rel: str
+    converted: "Future[float]"
+
+
+@dataclass
+class TFLiteBuild:
+    """The TFLite side of an export between :func:`start_tflite` and :func:`finish_tflite`."""
+
+    conversions: Conversions
+    pending: list[PendingFile] = field(default_factory=list)
+    #: int4 files: quantized from their fp32 flatbuffer once the conversions are in
+    int4: list[tuple[Path, str, tuple[str, ...]]] = field(default_factory=list)
+
+    def __enter__(self) -> "TFLiteBuild":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conversions.close()  # workers stopped, unfinished conversions cancelled
+
+
+def tflite_files(ctx: ExportContext) -> list[tuple[str, tuple[str, ...]]]:
+    """(graph, signature keys) of every TFLite file of one precision."""
+    files = list(TFLITE_GRAPHS.items())
+    if ctx.plan.story_graphs:
+        files.append((TFLITE_STORY_FILE, tuple(ctx.plan.story_graphs)))
+    return files
+
+
+def start_tflite(ctx: ExportContext) -> TFLiteBuild:
+    """Trace the SavedModels and start every conversion of the plan (none without a TFLite precision).
+
+    The conversions run in worker processes (``export.workers``) while this process goes on
+    with the next SavedModel and, after this returns, the ONNX graphs. Use the result as a
+    context manager (its workers stop on exit) and collect it with :func:`finish_tflite`."""
+    converted = [p for p in ctx.plan.tflite_precisions if p != "int4"]
+    jobs = len(converted) * len(tflite_files(ctx))
+    build = TFLiteBuild(Conversions(auto_workers(ctx.config.export.workers, jobs)))
+    if not ctx.plan.tflite_precisions:
+        return build
+    (ctx.stage / FORMAT).mkdir()
+    layouts = sorted(ctx.plan.rnn_layouts().items(), key=lambda item: item[0] != SLOWEST_LAYOUT)
+    try:
+        for layout, precisions in layouts:
+            saved = write_saved_model(ctx, layout)
+            for precision in precisions:
+                samples = calibration_samples(ctx) if precision == "int8" else None
+                for graph, keys in tflite_files(ctx):
+                    if precision == "int4":
+                        build.int4.append((saved, graph, keys))
+                        continue
+                    rel = f"{FORMAT}/{file_name(graph, precision, FORMAT)}"
+                    mine = [(k, v) for k, v in samples if k in keys] if samples is not None else None
+                    build.pending.append(PendingFile(graph, keys, precision, rel,
+                                                     build.conversions.submit(saved, keys, precision, mine,
+                                                                              ctx.stage / rel)))
+    except BaseException:
+        build.conversions.close()
+        raise
+    return build
+
+
+def finish_tflite(ctx: ExportContext, build: TFLiteBuild) -> None:
+    """Wait for each started conversion in turn and check and list its file, then the int4 files."""
+    if build.pending:
+        ctx.progress.stage(f"tflite: converting {len(build.pending)} files, {build.conversions.workers} at a time")
+    order = ctx.plan.tflite_precisions
+    for item in sorted(build.pending, key=lambda i: order.index(i.precision)):  # listed in the plan's order
+        seconds = _converted(item)
+        list_tflite_file(ctx, item.graph, item.keys, item.precision, (ctx.stage / item.rel).read_bytes(), seconds)
+    build.conversions.close()
+    for saved, graph, keys in build.int4:
+        ctx.progress.stage(f"tflite {graph} int4: quantize")
+        t0 = time.perf_counter()
+        content, notes = _int4(ctx, saved, graph, keys)
+        list_tflite_file(ctx, graph, keys, "int4", content, time.perf_counter() - t0, notes)
+    shutil.rmtree(ctx.stage / WORK_DIR / FORMAT, ignore_errors=True)
 
 
 def build_tflite(ctx: ExportContext) -> None:
     """Every TFLite file of the plan (nothing when it has no TFLite precision)."""
-    if not ctx.plan.tflite_precisions:
-        return
-    samples: list[tfl.Sample] | None = None
-    (ctx.stage / FORMAT).mkdir()
-    for rnn_layout, precisions in ctx.plan.rnn_layouts().items():
-        saved = write_saved_model(ctx, rnn_layout)
-        for precision in precisions:
-            if precision == "int8" and samples is None:
-                samples = calibration_samples(ctx)
-            for graph, keys in TFLITE_GRAPHS.items():
-                build_tflite_file(ctx, saved, graph, keys, precision, samples)
-            if ctx.plan.story_graphs:
-                build_tflite_file(ctx, saved, TFLITE_STORY_FILE, tuple(ctx.plan.story_graphs), precision, samples)
-    shutil.rmtree(ctx.stage / WORK_DIR, ignore_errors=True)
+    with start_tflite(ctx) as build:
+        finish_tflite(ctx, build)
 
 
 def write_saved_model(ctx: ExportContext, rnn_layout: str) -> Path:
@@ -54,7 +134,7 @@ def write_saved_model(ctx: ExportContext, rnn_layout: str) -> Path:
 
     ctx.progress.stage(f"tflite: SavedModel ({rnn_layout} LSTMs)")
     t0 = time.perf_counter()
-    saved = ctx.stage / WORK_DIR / f"saved_model_{rnn_layout}"
+    saved = ctx.stage / WORK_DIR / FORMAT / f"saved_model_{rnn_layout}"
     with tflite_rnn_layout(ctx.model, rnn_layout), quiet_native_output():
         archive = make_export_archive(ctx.model, ctx.plan.batch)
         archive.write_out(str(saved), verbose=False)
@@ -63,46 +143,38 @@ def write_saved_model(ctx: ExportContext, rnn_layout: str) -> Path:
     return saved
 
 
-def _convert(saved: Path, graph: str, keys: tuple[str, ...], precision: str,
-             representative: Callable[[], Iterator[tfl.Sample]] | None) -> bytes:
-    """The converter's flatbuffer; its failure as :class:`CheckFailed` quoting its last line."""
+def _conversion_failed(graph: str, precision: str, exc: BaseException) -> CheckFailed:
+    lines = str(exc).strip().splitlines()
+    return CheckFailed(f"TFLite conversion of {graph} ({precision}) failed: "
+                       f"{lines[-1][:ERROR_CHARS] if lines else type(exc).__name__}")
+
+
+def _converted(item: PendingFile) -> float:
+    """A started conversion's seconds; its failure as :class:`CheckFailed` quoting its last line."""
     try:
-        with quiet_native_output():
-            return tfl.convert_tflite(saved, list(keys), precision, representative)
-    except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError & co
-        lines = str(exc).strip().splitlines()
-        raise CheckFailed(
-            f"TFLite conversion of {graph} ({precision}) failed: "
-            f"{lines[-1][:ERROR_CHARS] if lines else type(exc).__name__}"
-        ) from exc
+        return item.converted.result()
+    except Exception as exc:  # noqa: BLE001 - the converter's message, from whichever process ran it
+        raise _conversion_failed(item.graph, item.precision, exc) from exc
 
 
-def build_tflite_file(
-    ctx: ExportContext, saved: Path, graph: str, keys: tuple[str, ...], precision: str,
-    samples: list[tfl.Sample] | None,
+def list_tflite_file(
+    ctx: ExportContext, graph: str, keys: tuple[str, ...], precision: str, content: bytes, seconds: float,
+    notes: list[str] | None = None,
 ) -> None:
-    """Convert, write, check (builtins only, IO per signature) and list one ``.tflite`` file."""
-    ctx.progress.stage(f"tflite {graph} {precision}: convert")
-    t0 = time.perf_counter()
-    representative = (lambda: iter(samples)) if precision == "int8" and samples is not None else None
-    notes: list[str] = []
-    if precision == "int4":
-        content, notes = _int4(ctx, saved, graph, keys)
-    else:
-        content = _convert(saved, graph, keys, precision, representative)
+    """Write (when not yet written), check (builtins only, IO per signature) and list one ``.tflite`` file."""
     rel = f"{FORMAT}/{file_name(graph, precision, FORMAT)}"
     path = ctx.stage / rel
-    path.write_bytes(content)
+    if not path.is_file():
+        path.write_bytes(content)
     info = tfl.inspect_tflite(content)
     tfl.check_builtins_only(path, info)
     io = tfl.tflite_io(path)
     for key in keys:
         check_io(path, io.get(key, {}), ctx.signatures[key], key)
-    seconds = time.perf_counter() - t0
     float_ops = sorted(info.float_ops) if precision == "int8" else []
     entry = ctx.add_file(rel, FORMAT, graph, precision, keys, seconds, ops=info.ops, float_ops=float_ops)
     entry.coverage = tflite_coverage(content)
-    entry.coverage.notes = notes + entry.coverage.notes
+    entry.coverage.notes = list(notes or []) + entry.coverage.notes
     del content
     release_memory()
     ctx.progress.done(rel, seconds)
@@ -111,7 +183,13 @@ def build_tflite_file(
 def _int4(ctx: ExportContext, saved: Path, graph: str, keys: tuple[str, ...]) -> tuple[bytes, list[str]]:
     """The int4 flatbuffer of ``graph`` (from its fp32 file when this export wrote one) and notes."""
     fp32 = ctx.stage / FORMAT / file_name(graph, "fp32", FORMAT)
-    content = fp32.read_bytes() if fp32.is_file() else _convert(saved, graph, keys, "fp32", None)
+    if not fp32.is_file():  # an int4 export without fp32: its float flatbuffer, converted here
+        fp32 = ctx.stage / WORK_DIR / FORMAT / file_name(graph, "fp32", FORMAT)
+        try:
+            convert_to_file(str(saved), keys, "fp32", None, str(fp32))
+        except Exception as exc:  # noqa: BLE001 - as a worker's failure
+            raise _conversion_failed(graph, "fp32", exc) from exc
+    content = fp32.read_bytes()
     block = ctx.plan.int4_block_size
     try:
         with quiet_native_output():

@@ -330,6 +330,9 @@ class ExportConfig(_Section):
     portable: bool = False
     #: Also export story mode's graphs (per-frame, reason and story encoders) at every precision.
     story_mode: bool = True
+    #: Processes converting TFLite files side by side (null: one per CPU core, at most 4; 1: all
+    #: in the export's own process). Each holds TensorFlow and one conversion (GBs at the seed size).
+    workers: int | None = Field(None, ge=1)
 
     _comma_lists = field_validator("formats", "quantize", mode="before")(_split_commas)
 

@@ -246,7 +246,9 @@ def random_init_export_isolated(
     """
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
-    child = ctx.Process(target=_child, args=(messages, config, Path(out_dir), threads, kwargs), daemon=True)
+    # not a daemon: the exporter starts worker processes of its own (daemons may not); the
+    # finally below ends it whatever happens here
+    child = ctx.Process(target=_child, args=(messages, config, Path(out_dir), threads, kwargs))
     child.start()
     view = ExportProgressView(echo)
     try:

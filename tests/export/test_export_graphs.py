@@ -1,0 +1,88 @@
+"""The export-time tracing switches of storyedge.export.graphs: same numbers, another graph."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from storyedge.export.graphs import hoisted_lstm_inputs, lstm_layers  # noqa: E402
+from storyedge.export.tflite import _builtin_names, _schema, op_name  # noqa: E402
+
+#: steps, rows, input width, hidden width of the probe model (the caption Bi-LSTM's layout, tiny)
+STEPS, ROWS, INPUTS, HIDDEN = 7, 3, 5, 6
+
+
+def two_lstm_model() -> keras.Model:
+    """An LSTM over the sequence feeding a last-state LSTM (both layer kinds the encoder uses)."""
+    keras.utils.set_random_seed(3)
+    x = keras.Input((STEPS, INPUTS), batch_size=ROWS)
+    seq = keras.layers.LSTM(HIDDEN, return_sequences=True)(x)
+    last = keras.layers.LSTM(HIDDEN)(seq)
+    return keras.Model(x, [seq, last])
+
+
+def traced(model: keras.Model) -> tf.types.experimental.ConcreteFunction:
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((ROWS, STEPS, INPUTS))])
+    return fn.get_concrete_function()
+
+
+def subgraph_ops(content: bytes) -> list[collections.Counter[str]]:
+    """Op counts of each subgraph of a flatbuffer (0: the main graph; WHILE bodies after it)."""
+    schema, names = _schema(), _builtin_names()
+    model = schema.Model.GetRootAs(content, 0)
+    out = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        out.append(collections.Counter(op_name(schema, model, graph.Operators(o), names)[0]
+                                       for o in range(graph.OperatorsLength())))
+    return out
+
+
+def test_hoisted_input_projection_keeps_the_numbers_and_is_restored() -> None:
+    model = two_lstm_model()
+    x = np.random.default_rng(0).standard_normal((ROWS, STEPS, INPUTS)).astype(np.float32)
+    plain = [t.numpy() for t in traced(model)(tf.constant(x))]
+    with hoisted_lstm_inputs(model):
+        assert all("inner_loop" in vars(layer) for layer in lstm_layers(model))
+        hoisted = [t.numpy() for t in traced(model)(tf.constant(x))]
+    assert not any("inner_loop" in vars(layer) for layer in lstm_layers(model))
+    for a, b in zip(plain, hoisted):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-6
+
+
+def to_tflite(model: keras.Model, saved: Path) -> bytes:
+    """The model through an export archive (traced now, as the exporter does) to a TFLite flatbuffer."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: dict(zip(("seq", "last"), model(x, training=False))),
+                         input_signature=[tf.TensorSpec((ROWS, STEPS, INPUTS), name="x")])
+    archive.write_out(str(saved), verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serve"]).convert()
+
+
+def test_hoisted_tflite_loop_body_keeps_only_the_recurrent_product(tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = two_lstm_model()
+    x = np.random.default_rng(1).standard_normal((ROWS, STEPS, INPUTS)).astype(np.float32)
+    want = [t.numpy() for t in traced(model)(tf.constant(x))]
+    plain = subgraph_ops(to_tflite(model, tmp_path / "plain"))
+    with hoisted_lstm_inputs(model):
+        content = to_tflite(model, tmp_path / "hoisted")
+    hoisted = subgraph_ops(content)
+    products = ("FULLY_CONNECTED", "BATCH_MATMUL")
+    # as Keras traces it, each WHILE body multiplies x_t by W and h by U: two products a step
+    assert [sum(g[p] for p in products) for g in plain[1:] if g["LOGISTIC"]] == [2, 2]
+    # hoisted: one product (h U) a step, x W done once over the sequence in the main graph
+    assert [sum(g[p] for p in products) for g in hoisted[1:] if g["LOGISTIC"]] == [1, 1]
+    assert plain[0]["WHILE"] == hoisted[0]["WHILE"] == 2
+    assert sum(hoisted[0][p] for p in products) == sum(plain[0][p] for p in products) + 2
+    got = Interpreter(model_content=content).get_signature_runner("serve")(x=x)
+    for a, b in zip(want, (got["seq"], got["last"])):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
