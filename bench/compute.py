@@ -7,6 +7,11 @@ is in it too):
 
 * ``encoder`` role: ``[B·k·L, E] x [E, 4h]``, the caption Bi-LSTM's input product (a GEMM with
   reuse: the best MAC rate this runtime reaches on this machine at the encoder's sizes);
+* ``recurrent`` role: ``[B·k, h] x [h, 4h]``, the caption Bi-LSTM's recurrent product of one time
+  step. The LSTMs' ``h U`` products cannot be batched over time (each waits on the previous
+  ``h``), so the encoder's floor prices those MACs (:attr:`storyedge.macs.MacCount.sequential`) at
+  this rate and the rest at the ``encoder`` rate. The reason and temporal LSTMs run fewer rows
+  (B), so this rate is optimistic for them: the floor stays a lower bound;
 * ``step`` role: ``[B, H] x [H, 4H]``, the decoder cell's recurrent product at the step's batch
   (a GEMV whose weights stay in cache: the rate a batch-1 step can reach when bytes do not bind).
 
@@ -41,7 +46,7 @@ PEAK_REPEATS = 5
 PEAK_REPEAT_S = 0.05
 #: the kernel's share of a probe call is never taken below this (the overhead estimate is noisy)
 MIN_KERNEL_SHARE = 0.1
-ROLES = ("encoder", "step")
+ROLES = ("encoder", "recurrent", "step")
 NUMPY = "numpy"
 ORT = "onnxruntime"
 LITERT = "litert"
@@ -52,7 +57,9 @@ COMPUTE_NOTE = (
     "MACs counted from the configuration (matrix products only: Dense, Conv2D incl. 'same' padding, LSTM "
     "gates, attention products, the Bi-LSTM's token-reversal matmuls; element-wise work not counted). Peak: "
     "one matmul of the model's shapes in the backend's runtime at its precision class (fp32/fp16 -> fp32, "
-    "int8 -> int8 dynamic-range), same threads; encoder role [B*k*L, E]x[E, 4h], step role [B, H]x[H, 4H]. "
+    "int8 -> int8 dynamic-range), same threads; encoder role [B*k*L, E]x[E, 4h], recurrent role "
+    "[B*k, h]x[h, 4h] (the encoder LSTMs' recurrent products, which run one time step at a time, are priced "
+    "at it), step role [B, H]x[H, 4H]. "
     "Binding floor: the bytes floor where the graph's weights exceed the last-level cache (then the larger "
     "of bytes and compute), else the compute floor. Multiples use p50."
 )
@@ -63,6 +70,7 @@ def peak_shapes(cfg: Any, batch: int) -> dict[str, tuple[int, int, int]]:
     m, d = cfg.model, cfg.dataset
     return {
         "encoder": (batch * d.seq_len * d.max_caption_len, m.text_embed_dim, 4 * m.text_hidden_dim),
+        "recurrent": (batch * d.seq_len, m.text_hidden_dim, 4 * m.text_hidden_dim),
         "step": (batch, m.decoder_hidden_dim, 4 * m.decoder_hidden_dim),
     }
 
@@ -198,6 +206,7 @@ def compute_floors(cfg: Any, vocab: int, batch: int, peaks: list[ComputePeak]) -
     return ComputeFloors(
         encoder_macs=dict(enc.macs), encoder_total_macs=enc.total, encoder_weights=enc.total_weights,
         step_macs=dict(step.macs), step_total_macs=step.total, peaks=peaks, note=COMPUTE_NOTE,
+        encoder_sequential_macs=dict(enc.sequential),
     )
 
 
@@ -218,17 +227,23 @@ def _peak_for(floors: ComputeFloors, fmt: str, precision: str, role: str) -> Com
 
 
 def graph_floor(macs: int, peak: ComputePeak | None, weight_bytes: int, read_gbps: float,
-                llc_bytes: int | None, p50_ms: float) -> GraphFloor | None:
-    """One graph's binding floor and its p50 as a multiple of it (None without a peak)."""
+                llc_bytes: int | None, p50_ms: float, sequential_macs: int = 0,
+                sequential_peak: ComputePeak | None = None) -> GraphFloor | None:
+    """One graph's binding floor and its p50 as a multiple of it (None without a peak).
+
+    ``sequential_macs`` of the ``macs`` are priced at ``sequential_peak`` (at ``peak`` without one)."""
     if peak is None:
         return None
-    compute = macs / peak.macs_per_s * 1e3
+    seq_peak = sequential_peak or peak
+    compute = ((macs - sequential_macs) / peak.macs_per_s + sequential_macs / seq_peak.macs_per_s) * 1e3
     bytes_floor = roofline_floor_ms(weight_bytes, read_gbps)
     exceeds = llc_bytes is not None and weight_bytes > llc_bytes
     binding, floor = ("bytes", bytes_floor) if exceeds and bytes_floor > compute else ("compute", compute)
     return GraphFloor(macs=macs, compute_floor_ms=compute, peak=f"{peak.runtime} {peak.precision}",
                       bytes_floor_ms=bytes_floor, weight_bytes=weight_bytes, binding=binding, floor_ms=floor,
-                      vs_floor=p50_ms / floor if floor > 0 else float("nan"))
+                      vs_floor=p50_ms / floor if floor > 0 else float("nan"), sequential_macs=sequential_macs,
+                      sequential_peak=f"{seq_peak.runtime} {seq_peak.precision} {seq_peak.role}"
+                      if sequential_macs else "")
 
 
 def backend_floors(
@@ -242,7 +257,9 @@ def backend_floors(
         return None
     bpw = BYTES_PER_WEIGHT.get(precision, 4)
     encoder = graph_floor(floors.encoder_total_macs, _peak_for(floors, fmt, precision, "encoder"),
-                          floors.encoder_weights * bpw, read_gbps, llc_bytes, encoder_p50_ms)
+                          floors.encoder_weights * bpw, read_gbps, llc_bytes, encoder_p50_ms,
+                          sum(floors.encoder_sequential_macs.values()),
+                          _peak_for(floors, fmt, precision, "recurrent"))
     step = graph_floor(step_total_macs or floors.step_total_macs, _peak_for(floors, fmt, precision, "step"),
                        roofline.weight_bytes, read_gbps, llc_bytes, step_p50_ms)
     if encoder is None or step is None:

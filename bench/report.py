@@ -396,8 +396,9 @@ def _markdown_latency(report: BenchReport) -> list[str]:
 
 
 def _extra_sections(report: BenchReport, markdown: bool) -> list[list[str]]:
-    """The compute floor, the per-op profiles and the shortlist parity (see :mod:`.report_floors`)."""
-    return [floor_lines(report, markdown), profile_lines(report, markdown), shortlist_lines(report, markdown)]
+    """The compute floor, the per-op profiles, the shortlist parity and the wall time (see :mod:`.report_floors`)."""
+    return [floor_lines(report, markdown), profile_lines(report, markdown), shortlist_lines(report, markdown),
+            wall_lines(report, markdown)]
 
 
 def _source_text(source: dict[str, Any]) -> str:
@@ -547,4 +548,4 @@ def compare_text(compare: Comparison) -> str:
 
 
 # The compute-floor / profile / shortlist sections use this module's table helpers: imported last.
-from storyedge.bench.report_floors import floor_lines, profile_lines, shortlist_lines  # noqa: E402
+from storyedge.bench.report_floors import floor_lines, profile_lines, shortlist_lines, wall_lines  # noqa: E402

@@ -41,8 +41,10 @@ def floor_lines(report: BenchReport, markdown: bool = False) -> list[str]:
         return []
     enc = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in c.encoder_macs.items())
     step = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in c.step_macs.items())
+    sequential = sum(c.encoder_sequential_macs.values())
+    recurrent = f", {sequential / 1e6:.1f}M of them recurrent (one time step at a time)" if sequential else ""
     lines = [
-        f"Compute floor: encoder {c.encoder_total_macs / 1e6:.1f}M MACs ({enc}); "
+        f"Compute floor: encoder {c.encoder_total_macs / 1e6:.1f}M MACs ({enc}){recurrent}; "
         f"step {c.step_total_macs / 1e6:.2f}M MACs ({step}).",
         *([""] if markdown else []),
         _table(peak_table(report), markdown),
@@ -104,3 +106,19 @@ def shortlist_lines(report: BenchReport, markdown: bool = False) -> list[str]:
             "logits taken at the same ids); targets outside the shortlist cannot be produced and are counted, "
             "not scored. Full-vocabulary backends are the ones above; these run beside them.",
             *([""] if markdown else []), _table((headers, rows), markdown)]
+
+
+def wall_lines(report: BenchReport, markdown: bool = False) -> list[str]:
+    """Where the wall time went: per share (precision, story mode, shared), export and bench."""
+    w = report.wall
+    if w is None:
+        return []
+    rows = [[s.share, _fmt(s.export_s, 1), _fmt(s.bench_s, 1), _fmt(s.total_s, 1)] for s in w.shares]
+    export = f"export {w.export_s:.0f} s (its manifest) + " if w.export_s is not None else ""
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in w.stages.items())
+    return [f"Wall time: {export}this bench {w.bench_s:.0f} s ({stages}). Per share: each precision's files, "
+            "validation, loading, parity and timing; story mode's graphs at every precision; the rest shared "
+            "(TFLite files convert side by side: the export's time is divided in proportion to each share's "
+            "conversion seconds).",
+            *([""] if markdown else []),
+            _table((["share", "export s", "bench s", "total s"], rows), markdown)]

@@ -29,8 +29,10 @@ from storyedge.errors import UserError
 from storyedge.schema import check_schema, known_fields
 
 #: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``; 1.3: the
-#: data floor; 1.4: parity ``top1_decisive`` / ``near_ties``. Older reports are read as they are.
-SCHEMA_VERSION = "1.4"
+#: data floor; 1.4: parity ``top1_decisive`` / ``near_ties``; 1.5: the encoder's recurrent MACs priced
+#: at their own peak (``compute.encoder_sequential_macs``, ``GraphFloor.sequential_*``, peak role
+#: ``recurrent``), where the wall time went (``wall``). Older reports are read as they are.
+SCHEMA_VERSION = "1.5"
 REPORT_KIND = "bench report"
 
 
@@ -152,7 +154,8 @@ class ComputePeak:
     runtime: str
     #: ``fp32`` or ``int8`` (int8: the runtime's dynamic-range int8 kernel for that product)
     precision: str
-    #: ``encoder`` (a GEMM of the encoder's caption-LSTM input product) or ``step`` (the step's batch-row GEMV)
+    #: ``encoder`` (a GEMM of the encoder's caption-LSTM input product), ``recurrent`` (the caption
+    #: LSTM's per-step ``[B·k, h] x [h, 4h]`` product) or ``step`` (the step's batch-row GEMV)
     role: str
     shape: list[int]
     #: best of the timed repeats (mean per call within a repeat), ms per matmul call
@@ -175,6 +178,8 @@ class ComputeFloors:
     step_total_macs: int
     peaks: list[ComputePeak]
     note: str
+    #: of ``encoder_macs``, the LSTMs' recurrent products per component (priced at the ``recurrent`` peak)
+    encoder_sequential_macs: dict[str, int] = field(default_factory=dict)
 
     def peak(self, runtime: str, precision: str, role: str) -> ComputePeak | None:
         """The peak of a (runtime, precision, role), if measured."""
@@ -198,6 +203,9 @@ class GraphFloor:
     floor_ms: float
     #: p50 / floor_ms
     vs_floor: float
+    #: of ``macs``, the recurrent products, priced at ``sequential_peak`` (runtime / precision) in the compute floor
+    sequential_macs: int = 0
+    sequential_peak: str = ""
 
 
 @dataclass
@@ -578,6 +586,9 @@ class BackendResult:
     coverage: list[FileCoverage] = field(default_factory=list)
     #: caption quality per decoding (greedy first); empty under --latency-only
     quality: list[CaptionQuality] = field(default_factory=list)
+    #: wall seconds its full-window timing and its story-mode timing took in this run
+    timing_seconds: float = 0.0
+    story_timing_seconds: float = 0.0
 
     @property
     def portable(self) -> bool | None:
@@ -725,6 +736,36 @@ class Settings:
 
 
 @dataclass
+class WallShare:
+    """Wall seconds one part of the run's work took: in the export (its manifest's timings) and in
+    this bench run (loading, parity, caption quality, timing)."""
+
+    #: ``<format> <precision>`` (its files and backends), ``story mode`` (its graphs' files,
+    #: validation and story-mode timing at every precision), or ``shared`` (the rest)
+    share: str
+    export_s: float
+    bench_s: float
+
+    @property
+    def total_s(self) -> float:
+        """Export + bench seconds."""
+        return self.export_s + self.bench_s
+
+
+@dataclass
+class WallTime:
+    """Where the wall time of the run (and of the export it benched) went."""
+
+    #: this bench run, start to report
+    bench_s: float
+    #: the export's total from its manifest (None: the manifest has no timings)
+    export_s: float | None
+    #: seconds per stage of this run (bandwidth, eval windows, loading, parity, quality, timing, ...)
+    stages: dict[str, float]
+    shares: list[WallShare]
+
+
+@dataclass
 class BenchReport:
     """The whole report of one ``storyedge bench`` run."""
 
@@ -755,6 +796,8 @@ class BenchReport:
     compute: ComputeFloors | None = None
     #: the data's PPL floor on the parity windows (embedded synthetic data), else None
     data_floor: DataFloorNote | None = None
+    #: where the run's wall time went (report 1.5)
+    wall: WallTime | None = None
 
     def backend(self, name: str) -> BackendResult | None:
         """The result of the backend called ``name``, if it ran."""

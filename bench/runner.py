@@ -63,6 +63,7 @@ from storyedge.bench.results import (
     StepFloors,
 )
 from storyedge.bench.story_latency import measure_story_latency
+from storyedge.bench.wall import StageClock, wall_time
 from storyedge.bench.summary import budget_verdicts, peak_rss_estimate_mb, summarize
 from storyedge.config import SYNTHETIC_DATASET, BenchConfig, Config
 from storyedge.devices import import_tensorflow, set_tf_threads
@@ -320,7 +321,9 @@ def time_backends(
     for item in loaded:
         b = item.backend
         echo(f"timing {b.name}: {s.warmup} warm-up + {s.runs} runs of encoder + {s.caption_tokens} steps ...")
+        start = time.perf_counter()
         latency = measure_latency(b, inputs, plan.export.tokenizer.bos_id, s.caption_tokens, s.warmup, s.runs)
+        timing_seconds = time.perf_counter() - start
         delta = item.rss_after_mb - item.rss_before_mb
         result = BackendResult(
             name=b.name, format=b.format, precision=b.precision, layout=item.layout, reference=item.reference,
@@ -330,12 +333,14 @@ def time_backends(
             rss_delta_mb=delta, peak_rss_estimate_mb=peak_rss_estimate_mb(baseline_rss_mb, delta), latency=latency,
             roofline=backend_roofline(floors, b.precision, latency.step.p50_ms, bandwidth.last_level_cache_bytes,
                                       item.decoder_file_bytes),
-            parity=parity.get(b.name),
+            parity=parity.get(b.name), timing_seconds=timing_seconds,
         )
         result.budgets = budget_verdicts(result, s.budgets)
         result.coverage = backend_coverage(plan.export, next((x for x in plan.specs if x.name == b.name), None))
+        start = time.perf_counter()
         result.story = measure_story_latency(b, inputs, plan.export.tokenizer.bos_id, s.caption_tokens, s.warmup,
                                              s.runs, latency)
+        result.story_timing_seconds = time.perf_counter() - start if result.story is not None else 0.0
         results.append(result)
     return results
 
@@ -415,33 +420,43 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     Raises :class:`CheckFailed` after writing when a parity gate failed, or when
     ``opts.fail_over_budget`` is set and no backend passing the gates is within every budget.
     """
+    clock = StageClock()
     plan = plan_run(opts)
     baseline_bytes, baseline_how = baseline_rss_bytes()
     baseline_rss_mb = baseline_bytes / 1e6
     s = plan.settings
     echo(f"measuring memory read bandwidth ({opts.bandwidth_mb} MB, {s.threads} threads) ...")
-    bandwidth = memory_bandwidth(opts.bandwidth_mb, threads=s.threads)
+    with clock.stage("bandwidth"):
+        bandwidth = memory_bandwidth(opts.bandwidth_mb, threads=s.threads)
     floors = step_floors(plan.export.manifest.decoder.step_weights, bandwidth.read_gbps)
     timing_inputs = synthetic_inputs(plan.export.manifest, seed=0, batch=s.batch)
     windows, data_floor = None, None
     if not s.latency_only:  # before loading backends: a dataset problem fails fast
         echo(f"loading eval windows: split {s.split}, at most {s.max_windows} ...")
-        windows = load_eval_windows(plan.config, plan.export.tokenizer, s.split, s.max_windows)
-        references = reference_texts(plan.export.tokenizer, windows, s.split)
-        data_floor = load_eval_floor(plan.config, plan.export.tokenizer, s.split, s.max_windows)
-    loaded = load_backends(plan, timing_inputs, echo)
-    parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
-    quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
-    results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
-                            parity.by_backend if parity else {}, echo)
+        with clock.stage("eval windows"):
+            windows = load_eval_windows(plan.config, plan.export.tokenizer, s.split, s.max_windows)
+            references = reference_texts(plan.export.tokenizer, windows, s.split)
+            data_floor = load_eval_floor(plan.config, plan.export.tokenizer, s.split, s.max_windows)
+    with clock.stage("loading"):
+        loaded = load_backends(plan, timing_inputs, echo)
+    with clock.stage("parity"):
+        parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
+    with clock.stage("caption quality"):
+        quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
+    with clock.stage("timing"):
+        results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
+                                parity.by_backend if parity else {}, echo)
     for r in results:
         r.shortlist = parity.shortlist.get(r.name) if parity else None
-    compute = floor_stage(plan, results, bandwidth, floors, echo)
+    with clock.stage("floors"):
+        compute = floor_stage(plan, results, bandwidth, floors, echo)
     if opts.profile:
-        profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)
+        with clock.stage("profile"):
+            profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)
     report = assemble(plan, results, parity, bandwidth, floors, baseline_rss_mb, quality)
     report.compute = compute
     report.data_floor = data_floor
+    report.wall = wall_time(plan.export.manifest, results, report.parity, clock.stages, clock.elapsed)
     report.notes.append(f"baseline_rss_mb measured in {baseline_how}.")
     write_and_check(report, opts.out, echo)
     return report

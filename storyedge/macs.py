@@ -15,7 +15,10 @@ cache). Not counted: element-wise work (activations, BatchNorm / LayerNorm, soft
 is O(activations) and small next to the products; embedding gathers (no arithmetic).
 
 ``weights`` beside each count: the matrix parameters that product reads (0 for activation x
-activation products), for the bytes side of the floor.
+activation products), for the bytes side of the floor. ``sequential``: the part of each count that
+cannot be batched over time, the LSTMs' recurrent products ``h U`` (each step's waits on the
+previous step's ``h``, so they run as one ``[rows, h] x [h, 4h]`` product per step, never as one
+large GEMM): the compute floor prices them at a rate measured for that shape.
 """
 
 from __future__ import annotations
@@ -34,11 +37,15 @@ class MacCount:
 
     macs: dict[str, int] = field(default_factory=dict)
     weights: dict[str, int] = field(default_factory=dict)
+    #: of ``macs``, the recurrent products (parts without any are absent)
+    sequential: dict[str, int] = field(default_factory=dict)
 
-    def add(self, part: str, macs: int, weights: int = 0) -> None:
-        """Add ``macs`` (and the ``weights`` they read) to ``part``."""
+    def add(self, part: str, macs: int, weights: int = 0, sequential: int = 0) -> None:
+        """Add ``macs`` (and the ``weights`` they read; ``sequential`` of them recurrent) to ``part``."""
         self.macs[part] = self.macs.get(part, 0) + int(macs)
         self.weights[part] = self.weights.get(part, 0) + int(weights)
+        if sequential:
+            self.sequential[part] = self.sequential.get(part, 0) + int(sequential)
 
     @property
     def total(self) -> int:
@@ -50,6 +57,11 @@ class MacCount:
         """All matrix weights read."""
         return sum(self.weights.values())
 
+    @property
+    def total_sequential(self) -> int:
+        """All recurrent MACs."""
+        return sum(self.sequential.values())
+
 
 def _get(cfg: Any, section: str) -> Any:
     return getattr(cfg, section)
@@ -59,6 +71,11 @@ def lstm_macs(steps: int, batch: int, inputs: int, hidden: int) -> tuple[int, in
     """(MACs, weights) of a unidirectional LSTM over ``steps``: ``x W`` + ``h U`` per step."""
     weights = 4 * hidden * (inputs + hidden)
     return steps * batch * weights, weights
+
+
+def recurrent_macs(steps: int, batch: int, hidden: int) -> int:
+    """The ``h U`` part of :func:`lstm_macs` (sequential: see the module doc)."""
+    return steps * batch * 4 * hidden * hidden
 
 
 def bilstm_macs(rows: int, length: int, embed: int, hidden: int) -> tuple[int, int]:
@@ -117,9 +134,11 @@ def encoder_macs(cfg: Any, batch: int = 1) -> MacCount:
     frames = batch * k
     count = MacCount()
     text_dim = 2 * m.text_hidden_dim
-    count.add("caption_encoder", *bilstm_macs(frames, length, m.text_embed_dim, m.text_hidden_dim))
+    count.add("caption_encoder", *bilstm_macs(frames, length, m.text_embed_dim, m.text_hidden_dim),
+              sequential=2 * recurrent_macs(length, frames, m.text_hidden_dim))
     if m.use_reason:
-        count.add("reason_encoder", *bilstm_macs(batch, d.max_reason_len, m.text_embed_dim, m.text_hidden_dim))
+        count.add("reason_encoder", *bilstm_macs(batch, d.max_reason_len, m.text_embed_dim, m.text_hidden_dim),
+                  sequential=2 * recurrent_macs(d.max_reason_len, batch, m.text_hidden_dim))
     with_patches = m.fusion == "attention"
     if m.fusion != "text_only":
         if m.image_encoder == "vit":
@@ -137,7 +156,8 @@ def encoder_macs(cfg: Any, batch: int = 1) -> MacCount:
         w = text_dim * dim + 2 * patch_dim * dim + dim * dim
         macs = frames * (length * text_dim * dim + 2 * patches * patch_dim * dim + length * dim * dim)
         count.add("fusion", macs + frames * 2 * length * patches * dim, w)
-    count.add("temporal_lstm", *lstm_macs(k, batch, dim, m.temporal_hidden_dim))
+    count.add("temporal_lstm", *lstm_macs(k, batch, dim, m.temporal_hidden_dim),
+              sequential=recurrent_macs(k, batch, m.temporal_hidden_dim))
     ctx = context_width(m)
     if m.decoder == "transformer":
         width, slots = m.decoder_hidden_dim, k + 1 + (1 if m.use_reason else 0)
@@ -190,4 +210,4 @@ def step_macs(cfg: Any, vocab: int, batch: int = 1) -> MacCount:
     return count
 
 
-__all__ = ["MacCount", "bilstm_macs", "context_width", "encoder_macs", "lstm_macs", "step_macs"]
+__all__ = ["MacCount", "bilstm_macs", "context_width", "encoder_macs", "lstm_macs", "recurrent_macs", "step_macs"]

@@ -52,8 +52,13 @@ def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
     report, out = profiled
     assert report.compute is not None and report.compute.encoder_total_macs > report.compute.step_total_macs > 0
     assert {(p.runtime, p.precision) for p in report.compute.peaks} >= {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    assert {p.role for p in report.compute.peaks} == {"encoder", "recurrent", "step"}
+    recurrent = sum(report.compute.encoder_sequential_macs.values())
+    assert 0 < recurrent < report.compute.encoder_total_macs
     for b in report.backends:
         assert b.floors is not None, b.name
+        assert b.floors.encoder.sequential_macs == recurrent and b.floors.step.sequential_macs == 0
+        assert b.floors.encoder.sequential_peak.endswith(" recurrent")
         for g in (b.floors.encoder, b.floors.step):
             assert g.binding in ("compute", "bytes") and g.floor_ms > 0 and g.vs_floor > 0
             assert g.floor_ms == max(g.compute_floor_ms, g.bytes_floor_ms) if g.binding == "bytes" else \
@@ -77,3 +82,26 @@ def test_litert_int4_step_is_not_timed_with_another_precision_s_probe() -> None:
 ])
 def test_precision_class_per_runtime(precision: str, fmt: str, cls: str) -> None:
     assert precision_class(precision, fmt) == cls
+
+
+def test_wall_time_adds_up_per_share(profiled: tuple[BenchReport, Path], bench_env: BenchEnv) -> None:
+    from storyedge.bench.wall import _share_of_backend
+    from storyedge.manifest import read_manifest
+
+    report, out = profiled
+    w = report.wall
+    assert w is not None and w.bench_s > 0 and {"loading", "timing", "floors", "profile"} <= set(w.stages)
+    assert sum(w.stages.values()) <= w.bench_s + 0.05
+    shares = {s.share: s for s in w.shares}
+    assert {"onnx fp32", "tflite fp32", "tflite int8-dynamic", "shared"} <= set(shares)
+    # the export's own total (its manifest) is split over the shares, the bench's over the same shares
+    manifest = read_manifest(bench_env.exports)
+    assert w.export_s == manifest.source["export"]["seconds"]["total"]
+    assert abs(sum(s.export_s for s in w.shares) - w.export_s) < 0.05 * len(w.shares)
+    assert abs(sum(s.bench_s for s in w.shares) - w.bench_s) < 0.05 * len(w.shares)
+    for b in report.backends:  # each backend's timing is in its precision's share
+        assert b.timing_seconds > 0
+        assert shares[f"{b.format} {b.precision}"].bench_s >= b.timing_seconds - 0.01
+    assert _share_of_backend("tflite-int8-dynamic-multi", [("tflite", "int8"), ("tflite", "int8-dynamic")]) \
+        == "tflite int8-dynamic"
+    assert "Wall time" in (out / "report.md").read_text()

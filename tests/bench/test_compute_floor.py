@@ -36,6 +36,10 @@ def test_encoder_and_lstm_step_macs_equal_a_hand_count() -> None:
     assert enc.macs["temporal_lstm"] == 2 * 4 * 6 * (8 + 6) == 672
     assert enc.macs["decoder_init"] == 2 * (6 + 8) * 10 == 280  # init_h, init_c over C = T + 2h
     assert enc.total == 3456 + 2220 + 45208 + 5808 + 672 + 280 == 57644
+    # recurrent h U products: directions x steps x rows x 4h·h (caption 2 rows, reason and temporal 1)
+    assert enc.sequential == {"caption_encoder": 2 * 4 * 2 * 64, "reason_encoder": 2 * 5 * 64,
+                              "temporal_lstm": 2 * 4 * 6 * 6}
+    assert enc.total_sequential == 1024 + 640 + 288
     step = step_macs(hand_config(), vocab=50)
     assert step.macs == {"decoder": (8 + 14) * 40 + 10 * 40, "logits": 10 * 50}
     assert step.total == 1780 and step.total_weights == 1780  # batch 1: every weight once
@@ -86,6 +90,18 @@ def test_binding_floor_is_bytes_only_beyond_the_cache() -> None:
     beyond = graph_floor(2_000_000, peak, 8_000_000, read_gbps=1.0, llc_bytes=1 << 20, p50_ms=4.0)
     assert beyond.binding == "bytes" and beyond.floor_ms == pytest.approx(8.0) and beyond.vs_floor == 0.5
     assert graph_floor(1, None, 1, 1.0, None, 1.0) is None
+
+
+def test_recurrent_macs_are_priced_at_their_own_peak() -> None:
+    gemm = ComputePeak("onnxruntime", "fp32", "encoder", [96, 300, 2048], 0.001, 4e9)  # 4 GMAC/s
+    recurrent = ComputePeak("onnxruntime", "fp32", "recurrent", [3, 512, 2048], 0.001, 1e9)  # 1 GMAC/s
+    # 3M batched MACs at 4 GMAC/s + 1M recurrent at 1 GMAC/s = 0.75 + 1.0 ms
+    f = graph_floor(4_000_000, gemm, 1000, read_gbps=1.0, llc_bytes=16 << 20, p50_ms=3.5,
+                    sequential_macs=1_000_000, sequential_peak=recurrent)
+    assert f.compute_floor_ms == pytest.approx(1.75) and f.vs_floor == pytest.approx(2.0)
+    assert (f.sequential_macs, f.sequential_peak) == (1_000_000, "onnxruntime fp32 recurrent")
+    # without a recurrent peak (a report of schema 1.4) every MAC is priced at the GEMM's rate
+    assert graph_floor(4_000_000, gemm, 1000, 1.0, 16 << 20, 3.5, 1_000_000).compute_floor_ms == pytest.approx(1.0)
 
 
 def test_int8_onnx_probe_keeps_the_quantizer_s_advice_off_the_screen(tmp_path, caplog) -> None:
