@@ -120,12 +120,6 @@ def finish_tflite(ctx: ExportContext, build: TFLiteBuild) -> None:
     shutil.rmtree(ctx.stage / WORK_DIR / FORMAT, ignore_errors=True)
 
 
-def build_tflite(ctx: ExportContext) -> None:
-    """Every TFLite file of the plan (nothing when it has no TFLite precision)."""
-    with start_tflite(ctx) as build:
-        finish_tflite(ctx, build)
-
-
 def write_saved_model(ctx: ExportContext, rnn_layout: str) -> Path:
     """The model's SavedModel (endpoints ``encoder`` / ``decoder_step``) with ``rnn_layout`` LSTMs."""
     # lazy: the graph switches and the export archive import TensorFlow / Keras
