@@ -21,14 +21,11 @@ import time
 from collections.abc import Iterator
 
 from storyedge.bench.results import BackendResult, ParitySummary, WallShare, WallTime
+from storyedge.constants import EXPORT_TOTAL_TIMING, STORY_VALIDATION_TIMING_SUFFIX, VALIDATION_TIMING_PREFIX
 from storyedge.manifest import Manifest
 
 STORY_SHARE = "story mode"
 SHARED = "shared"
-#: the manifest's key of the export's whole time
-EXPORT_TOTAL_KEY = "total"
-VALIDATE_PREFIX = "validate "
-STORY_VALIDATION_SUFFIX = " story mode"
 
 
 def _share_of_backend(name: str, shares: list[tuple[str, str]]) -> str | None:
@@ -48,7 +45,7 @@ def export_shares(manifest: Manifest) -> tuple[dict[str, float], float | None]:
     overlap and add up to more than the export took: the export's total is divided among the
     shares in proportion to their seconds (the whole of it when nothing overlapped)."""
     seconds: dict[str, float] = dict(manifest.source.get("export", {}).get("seconds", {}))
-    total = seconds.pop(EXPORT_TOTAL_KEY, None)
+    total = seconds.pop(EXPORT_TOTAL_TIMING, None)
     pairs = sorted({(f.format, f.precision) for f in manifest.files})
     files = {f.path: f for f in manifest.files}
     story_graphs = set(manifest.story.graphs) if manifest.story is not None else set()
@@ -58,9 +55,10 @@ def export_shares(manifest: Manifest) -> tuple[dict[str, float], float | None]:
         if entry is not None:
             story = bool(story_graphs) and set(entry.signatures) <= story_graphs  # its signatures: story graphs only
             share = STORY_SHARE if story else f"{entry.format} {entry.precision}"
-        elif key.startswith(VALIDATE_PREFIX):
-            name = key[len(VALIDATE_PREFIX):]
-            share = STORY_SHARE if name.endswith(STORY_VALIDATION_SUFFIX) else _share_of_backend(name, pairs) or SHARED
+        elif key.startswith(VALIDATION_TIMING_PREFIX):
+            name = key[len(VALIDATION_TIMING_PREFIX):]
+            story = name.endswith(STORY_VALIDATION_TIMING_SUFFIX)
+            share = STORY_SHARE if story else _share_of_backend(name, pairs) or SHARED
         else:
             share = SHARED
         out[share] = out.get(share, 0.0) + s

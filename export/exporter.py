@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyedge.config import Config
+from storyedge.constants import EXPORT_TOTAL_TIMING
 from storyedge.errors import CheckFailed, DataError, UserError
 from storyedge.export.context import REJECTED_DIR, WORK_DIR, ExportContext
 from storyedge.export.manifest_build import assemble_manifest
@@ -141,7 +142,7 @@ def export_model(
             manifest = build_export(ctx, source or {})
             if shortlist is not None:
                 add_shortlist(ctx, manifest, *shortlist)
-            ctx.time("total", time.perf_counter() - started)
+            ctx.time(EXPORT_TOTAL_TIMING, time.perf_counter() - started)
             manifest.source.setdefault("export", {})["seconds"] = ctx.timings
             write_manifest(stage, manifest)
     finally:

@@ -1,8 +1,8 @@
 """Export-time tracing switches that change how the same math is laid out as a graph.
 
 The story model's Keras 3 ``LSTM`` layers trace (TensorFlow backend, CPU) to a ``tf.while_loop``
-over ``TensorList`` ops. Each converter wants something different from that loop, and neither
-switch below changes a single number the graph computes (export validation checks it):
+over ``TensorList`` ops. Each converter wants something different from that loop, and no
+switch below changes what the graph computes beyond float rounding (export validation checks it):
 
 * **TFLite** — :func:`tflite_rnn_layout`. By default the converter keeps the loop as a builtin
   ``WHILE`` op (Keras 3 no longer tags its LSTM with ``tf._implements``, so there is no fused
@@ -18,7 +18,10 @@ switch below changes a single number the graph computes (export validation check
   runs that op outside XNNPACK: at the seed's caption Bi-LSTM shape it measured 1.4-3.3x slower
   (fp32) and no faster (int8-dynamic) than the ``WHILE`` loop, so it is not used. Why not unroll everything: at the seed
   size (L 32, R 64) the unrolled fp32 encoder ran at 314 ms vs 176 ms with ``WHILE`` (LiteRT,
-  2 threads) and converts 3x slower.
+  2 threads) and converts 3x slower. In the ``loop`` layout each LSTM's input product ``x·W + b``
+  is traced before the loop, over the whole sequence (:func:`hoisted_lstm_inputs`): Keras traces
+  it into every step, where it is a one-row product per token; the body keeps ``h·U``.
+  (ONNX keeps Keras' own trace: the rewriter above needs both products in the body.)
 * **ONNX** — :func:`onnx_fusable_lstms`. tf2onnx's TF2 LSTM rewriter turns the Keras while loop
   into one ONNX ``LSTM`` node when the cell's ops match its pattern
   ``MatMul(x, W) + MatMul(h, R)`` → ``BiasAdd``. Keras 3's TensorFlow ``ops.add`` rewrites

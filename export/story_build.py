@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from storyedge.constants import STORY_PARITY_ATOL
+from storyedge.constants import STORY_PARITY_ATOL, STORY_VALIDATION_TIMING_SUFFIX, VALIDATION_TIMING_PREFIX
 from storyedge.export import validation as val
 from storyedge.export.context import ExportContext
 from storyedge.export.plan import TFLITE_STORY_FILE
@@ -115,7 +115,8 @@ def validate_story(ctx: ExportContext, records: dict[str, dict[str, Any]], threa
             record = _story_record(ctx, spec, ref_diffs, threads)
             for entry in entries:
                 records[entry.path] = dict(record)
-            ctx.time(f"validate {spec.name} story mode", time.perf_counter() - t0)
+            ctx.time(f"{VALIDATION_TIMING_PREFIX}{spec.name}{STORY_VALIDATION_TIMING_SUFFIX}",
+                     time.perf_counter() - t0)
             ctx.progress.done()
 
 

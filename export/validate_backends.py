@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from storyedge.constants import VALIDATION_TIMING_PREFIX
 from storyedge.export import validation as val
 from storyedge.export.context import ExportContext
 from storyedge.export.plan import ExportPlan
@@ -47,7 +48,7 @@ def validate_backends(ctx: ExportContext) -> dict[str, dict[str, Any]]:
         ctx.progress.stage("validate " + " ".join(layout))
         t0 = time.perf_counter()
         spec = validate_layout(ctx, layout, records)
-        ctx.time(f"validate {spec.name}", time.perf_counter() - t0)
+        ctx.time(f"{VALIDATION_TIMING_PREFIX}{spec.name}", time.perf_counter() - t0)
         ctx.progress.done()
     validate_story(ctx, records, VALIDATION_THREADS)
     return records

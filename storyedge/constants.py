@@ -136,3 +136,9 @@ GATE_EXACT_MATCH_DROP: Final = 0.05
 #: ``bench.quality_windows``'s default is ``bench.max_windows``: the greedy captions parity
 #: decodes anyway. Training scores at most this many validation windows per epoch.
 TRAIN_QUALITY_WINDOWS: Final = 64
+
+#: Keys of an export's timings (manifest ``source.export.seconds``) that the bench reads back:
+#: the whole export, and a backend's validation (``validate <backend>``, story mode's with the suffix).
+EXPORT_TOTAL_TIMING: Final = "total"
+VALIDATION_TIMING_PREFIX: Final = "validate "
+STORY_VALIDATION_TIMING_SUFFIX: Final = " story mode"
