@@ -42,7 +42,6 @@ class PendingFile:
     graph: str
     keys: tuple[str, ...]
     precision: str
-    rel: str
     converted: "Future[float]"
 
 
@@ -92,11 +91,10 @@ def start_tflite(ctx: ExportContext) -> TFLiteBuild:
                     if precision == "int4":
                         build.int4.append((saved, graph, keys))
                         continue
-                    rel = f"{FORMAT}/{file_name(graph, precision, FORMAT)}"
                     mine = [(k, v) for k, v in samples if k in keys] if samples is not None else None
-                    build.pending.append(PendingFile(graph, keys, precision, rel,
-                                                     build.conversions.submit(saved, keys, precision, mine,
-                                                                              ctx.stage / rel)))
+                    path = ctx.stage / _rel(graph, precision)
+                    build.pending.append(PendingFile(graph, keys, precision,
+                                                     build.conversions.submit(saved, keys, precision, mine, path)))
     except BaseException:
         build.conversions.close()
         raise
@@ -109,14 +107,13 @@ def finish_tflite(ctx: ExportContext, build: TFLiteBuild) -> None:
         ctx.progress.stage(f"tflite: converting {len(build.pending)} files, {build.conversions.workers} at a time")
     order = ctx.plan.tflite_precisions
     for item in sorted(build.pending, key=lambda i: order.index(i.precision)):  # listed in the plan's order
-        seconds = _converted(item)
-        list_tflite_file(ctx, item.graph, item.keys, item.precision, (ctx.stage / item.rel).read_bytes(), seconds)
+        list_tflite_file(ctx, item.graph, item.keys, item.precision, _converted(item))
     build.conversions.close()
     for saved, graph, keys in build.int4:
         ctx.progress.stage(f"tflite {graph} int4: quantize")
         t0 = time.perf_counter()
         content, notes = _int4(ctx, saved, graph, keys)
-        list_tflite_file(ctx, graph, keys, "int4", content, time.perf_counter() - t0, notes)
+        list_tflite_file(ctx, graph, keys, "int4", time.perf_counter() - t0, content, notes)
     shutil.rmtree(ctx.stage / WORK_DIR / FORMAT, ignore_errors=True)
 
 
@@ -151,14 +148,21 @@ def _converted(item: PendingFile) -> float:
         raise _conversion_failed(item.graph, item.precision, exc) from exc
 
 
+def _rel(graph: str, precision: str) -> str:
+    return f"{FORMAT}/{file_name(graph, precision, FORMAT)}"
+
+
 def list_tflite_file(
-    ctx: ExportContext, graph: str, keys: tuple[str, ...], precision: str, content: bytes, seconds: float,
-    notes: list[str] | None = None,
+    ctx: ExportContext, graph: str, keys: tuple[str, ...], precision: str, seconds: float,
+    content: bytes | None = None, notes: list[str] | None = None,
 ) -> None:
-    """Write (when not yet written), check (builtins only, IO per signature) and list one ``.tflite`` file."""
-    rel = f"{FORMAT}/{file_name(graph, precision, FORMAT)}"
+    """Check (builtins only, IO per signature) and list one ``.tflite`` file: ``content``
+    written there first, else the file a conversion wrote."""
+    rel = _rel(graph, precision)
     path = ctx.stage / rel
-    if not path.is_file():
+    if content is None:
+        content = path.read_bytes()
+    else:
         path.write_bytes(content)
     info = tfl.inspect_tflite(content)
     tfl.check_builtins_only(path, info)

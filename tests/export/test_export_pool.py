@@ -42,7 +42,7 @@ def test_a_worker_converts_the_same_bytes_as_this_process_and_reports_failures(t
         assert mine.result() > 0 and theirs.result() > 0
         assert (tmp_path / "here.tflite").read_bytes() == (tmp_path / "there.tflite").read_bytes()
         with pytest.raises(CheckFailed, match=r"TFLite conversion of encoder \(fp32\) failed: .*missing"):
-            _converted(PendingFile("encoder", ("serve",), "fp32", "tflite/x.tflite", broken))
+            _converted(PendingFile("encoder", ("serve",), "fp32", broken))
         assert not (tmp_path / "broken.tflite").exists()
     finally:
         here.close()
