@@ -258,7 +258,7 @@ def backend_floors(
     bpw = BYTES_PER_WEIGHT.get(precision, 4)
     encoder = graph_floor(floors.encoder_total_macs, _peak_for(floors, fmt, precision, "encoder"),
                           floors.encoder_weights * bpw, read_gbps, llc_bytes, encoder_p50_ms,
-                          sum(floors.encoder_sequential_macs.values()),
+                          floors.encoder_sequential_total,
                           _peak_for(floors, fmt, precision, "recurrent"))
     step = graph_floor(step_total_macs or floors.step_total_macs, _peak_for(floors, fmt, precision, "step"),
                        roofline.weight_bytes, read_gbps, llc_bytes, step_p50_ms)

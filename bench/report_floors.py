@@ -41,7 +41,7 @@ def floor_lines(report: BenchReport, markdown: bool = False) -> list[str]:
         return []
     enc = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in c.encoder_macs.items())
     step = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in c.step_macs.items())
-    sequential = sum(c.encoder_sequential_macs.values())
+    sequential = c.encoder_sequential_total
     recurrent = f", {sequential / 1e6:.1f}M of them recurrent (one time step at a time)" if sequential else ""
     lines = [
         f"Compute floor: encoder {c.encoder_total_macs / 1e6:.1f}M MACs ({enc}){recurrent}; "

@@ -181,6 +181,11 @@ class ComputeFloors:
     #: of ``encoder_macs``, the LSTMs' recurrent products per component (priced at the ``recurrent`` peak)
     encoder_sequential_macs: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def encoder_sequential_total(self) -> int:
+        """All of the encoder's recurrent MACs."""
+        return sum(self.encoder_sequential_macs.values())
+
     def peak(self, runtime: str, precision: str, role: str) -> ComputePeak | None:
         """The peak of a (runtime, precision, role), if measured."""
         return next((p for p in self.peaks if (p.runtime, p.precision, p.role) == (runtime, precision, role)), None)
