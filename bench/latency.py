@@ -46,7 +46,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import psutil
@@ -69,6 +69,8 @@ CACHE_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 #: what :func:`baseline_rss_bytes` runs: the imports every process running a backend has
 BASELINE_PROBE = "import numpy, psutil, storyedge.runtime; print(psutil.Process().memory_info().rss)"
 BASELINE_TIMEOUT_S = 120
+
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------ memory
@@ -237,6 +239,13 @@ def first_inference(backend: Backend, inputs: dict[str, np.ndarray], bos_id: int
     return (mid - start) * 1e3, (end - mid) * 1e3
 
 
+def repeat_timed(call: Callable[[int], T], warmup: int, runs: int) -> list[T]:
+    """``call(i)`` for ``warmup`` untimed then ``runs`` kept calls: the kept calls' results."""
+    for i in range(warmup):
+        call(i)
+    return [call(i) for i in range(runs)]
+
+
 def timed_caption(
     backend: Backend, inputs: dict[str, np.ndarray], bos_id: int, tokens: int
 ) -> tuple[float, float, float, list[float]]:
@@ -270,15 +279,9 @@ def measure_latency(
     runs: int,
 ) -> Latency:
     """Warm-up, then ``runs`` timed forced-length greedy captions (see the module doc)."""
-    for _ in range(warmup):
-        timed_caption(backend, inputs, bos_id, caption_tokens)
-    encoder, first, caption, steps = [], [], [], []
-    for _ in range(runs):
-        e, f, c, s = timed_caption(backend, inputs, bos_id, caption_tokens)
-        encoder.append(e)
-        first.append(f)
-        caption.append(c)
-        steps.extend(s)
+    timed = repeat_timed(lambda _: timed_caption(backend, inputs, bos_id, caption_tokens), warmup, runs)
+    encoder, first, caption, step_lists = zip(*timed)
+    steps = [s for run in step_lists for s in run]
     step_stats = latency_stats(steps)
     caption_stats = latency_stats(caption)
     return Latency(

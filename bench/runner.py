@@ -208,12 +208,24 @@ def plan_run(opts: BenchOptions) -> Plan:
     return Plan(export, cfg, settings, gates, specs, compare_old, compare_path)
 
 
-def load_eval_windows(config: Config, tokenizer: Any, split: str, max_windows: int) -> dict[str, Any]:
-    """Eval windows of ``split`` through the data layer (``datasets``; no TensorFlow)."""
-    from storyedge.data.loading import load_split_windows  # lazy: imports datasets
+def _eval_stories(config: Config, split: str) -> Any:
+    """The stories of ``split`` (a ``datasets.Dataset``); :class:`DataError` naming the split."""
+    from storyedge.data.loading import load_story_splits  # lazy: imports datasets
 
     try:
-        arrays = load_split_windows(config.dataset, tokenizer, split, max_windows)
+        splits = load_story_splits(config.dataset)
+    except DataError as exc:
+        raise DataError(f"--split {split}: {exc}") from None
+    if split not in splits:
+        raise DataError(f"--split {split}: the dataset has splits {', '.join(splits)}")
+    return splits[split]
+
+
+def _windows_of(config: Config, tokenizer: Any, stories: Any, split: str, max_windows: int) -> dict[str, Any]:
+    from storyedge.data.pipeline import encode_windows  # lazy: imports datasets
+
+    try:
+        arrays = encode_windows(stories, tokenizer, config.dataset, max_windows, split)
     except DataError as exc:
         raise DataError(f"--split {split}: {exc}") from None
     windows = window_dict(arrays.as_dict())
@@ -222,17 +234,24 @@ def load_eval_windows(config: Config, tokenizer: Any, split: str, max_windows: i
     return windows
 
 
-def load_eval_floor(config: Config, tokenizer: Any, split: str, max_windows: int) -> DataFloorNote | None:
-    """The data's PPL floor on the same windows as :func:`load_eval_windows` (embedded synthetic
-    data only; None otherwise)."""
+def load_eval_windows(config: Config, tokenizer: Any, split: str, max_windows: int) -> dict[str, Any]:
+    """Eval windows of ``split`` through the data layer (``datasets``; no TensorFlow)."""
+    return _windows_of(config, tokenizer, _eval_stories(config, split), split, max_windows)
+
+
+def load_eval_data(config: Config, tokenizer: Any, split: str,
+                   max_windows: int) -> tuple[dict[str, Any], DataFloorNote | None]:
+    """:func:`load_eval_windows`, and the data's PPL floor on the same windows (embedded synthetic
+    data only; None otherwise), from one read of the dataset."""
+    stories = _eval_stories(config, split)
+    windows = _windows_of(config, tokenizer, stories, split, max_windows)
     if config.dataset.name != SYNTHETIC_DATASET:
-        return None
+        return windows, None
     from storyedge.data.floor import data_floor  # lazy: imports datasets
-    from storyedge.data.loading import load_story_splits  # lazy: imports datasets
 
     d = config.dataset
-    f = data_floor(load_story_splits(d)[split], tokenizer, d.seq_len, d.max_caption_len, split, max_windows)
-    return DataFloorNote(split, f.windows, f.floor_ppl, f.mean_entropy, f.mean_tokens, f.oracle_exact_match)
+    f = data_floor(stories, tokenizer, d.seq_len, d.max_caption_len, split, max_windows)
+    return windows, DataFloorNote(split, f.windows, f.floor_ppl, f.mean_entropy, f.mean_tokens, f.oracle_exact_match)
 
 
 def _new_backend(make: Callable[[], Backend], inputs: dict[str, Any], bos_id: int, **kind: Any) -> LoadedBackend:
@@ -434,9 +453,8 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     if not s.latency_only:  # before loading backends: a dataset problem fails fast
         echo(f"loading eval windows: split {s.split}, at most {s.max_windows} ...")
         with clock.stage("eval windows"):
-            windows = load_eval_windows(plan.config, plan.export.tokenizer, s.split, s.max_windows)
+            windows, data_floor = load_eval_data(plan.config, plan.export.tokenizer, s.split, s.max_windows)
             references = reference_texts(plan.export.tokenizer, windows, s.split)
-            data_floor = load_eval_floor(plan.config, plan.export.tokenizer, s.split, s.max_windows)
     with clock.stage("loading"):
         loaded = load_backends(plan, timing_inputs, echo)
     with clock.stage("parity"):

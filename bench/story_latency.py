@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from storyedge.bench.latency import repeat_timed
 from storyedge.bench.metrics import latency_stats
 from storyedge.bench.results import Latency, StoryLatency
 from storyedge.runtime import Backend, StoryEncoder, frame_slice, state_batch
@@ -56,14 +57,8 @@ def measure_story_latency(
     frames = [frame_slice(story.spec, inputs, i) for i in range(k)]
     for frame in frames:
         story.push(frame)
-    for i in range(warmup):
-        _timed_story_caption(story, frames[i % k], bos_id, caption_tokens)
-    frame_s, encoder_s, caption_s = [], [], []
-    for i in range(runs):
-        f, e, c = _timed_story_caption(story, frames[i % k], bos_id, caption_tokens)
-        frame_s.append(f)
-        encoder_s.append(e)
-        caption_s.append(c)
+    timed = repeat_timed(lambda i: _timed_story_caption(story, frames[i % k], bos_id, caption_tokens), warmup, runs)
+    frame_s, encoder_s, caption_s = zip(*timed)
     encoder = latency_stats(encoder_s)
     caption = latency_stats(caption_s)
     return StoryLatency(

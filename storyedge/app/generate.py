@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from storyedge.bench.runner import load_eval_windows
 from storyedge.config import load_config
@@ -22,6 +21,7 @@ from storyedge.constants import EXPORT_FORMATS, TFLITE_PRECISIONS
 from storyedge.devices import import_tensorflow
 from storyedge.errors import UserError
 from storyedge.app.generate_story import FEEDS, cli_story, generate_story, split_story
+from storyedge.app.story_inputs import read_frames, story_inputs
 from storyedge.run_dir import load_bundle
 from storyedge.runtime import beam_search, build_reference, find_spec, load_backend, open_export
 from storyedge.runtime.specs import CPU_PROVIDER, LAYOUTS
@@ -211,8 +211,6 @@ def _window_story(config: Any, tokenizer: Any, split: str, index: int) -> tuple[
 
 
 def _cli_story(config: Any, tokenizer: Any, images: list[str], captions: list[str], reason: str) -> tuple[dict[str, np.ndarray], list[str]]:
-    from storyedge.data.pipeline import normalize_frames, resize_frame  # lazy: storyedge.data imports datasets
-
     d = config.dataset
     k = d.seq_len
     if len(images) < k or len(captions) < k:
@@ -221,17 +219,4 @@ def _cli_story(config: Any, tokenizer: Any, images: list[str], captions: list[st
             f"{len(captions)} caption(s)"
         )
     images, captions = images[-k:], captions[-k:]
-    frames = []
-    for path in images:
-        try:
-            with Image.open(path) as image:
-                frames.append(resize_frame(image, d.image_size))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"{path}: not a readable image ({exc})") from None
-    inputs = {
-        "frames": normalize_frames(np.stack(frames))[None],
-        "captions": np.asarray([[tokenizer.encode_caption(c, d.max_caption_len) for c in captions]], np.int32),
-    }
-    if config.model.use_reason:
-        inputs["reason"] = np.asarray([tokenizer.encode_text(reason, d.max_reason_len)], np.int32)
-    return inputs, captions
+    return story_inputs(config, tokenizer, read_frames(images, d.image_size), captions, reason), captions

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from storyedge.app.story_inputs import read_frames, story_inputs
 from storyedge.errors import UserError
 from storyedge.runtime import beam_search
 from storyedge.runtime.story import caption_story, story_spec_of
@@ -52,8 +52,6 @@ def cli_story(config: Any, tokenizer: Any, images: list[str], captions: list[str
               feed: str) -> tuple[dict[str, np.ndarray], list[str]]:
     """The story given on the command line: n images, and k captions (``generated``) or at
     least n-1 (``given``); caption n, when given, is shown as the true one."""
-    from storyedge.data.pipeline import normalize_frames, resize_frame  # lazy: storyedge.data imports datasets
-
     d = config.dataset
     k, n = d.seq_len, len(images)
     need = k if feed == "generated" else n - 1
@@ -62,21 +60,9 @@ def cli_story(config: Any, tokenizer: Any, images: list[str], captions: list[str
             f"--story reads n >= k + 1 = {k + 1} images and {'k' if feed == 'generated' else 'n - 1'} captions "
             f"(--feed {feed}); got {n} image(s) and {len(captions)} caption(s)"
         )
-    frames = []
-    for path in images[:-1]:  # the last frame's own image is never read
-        try:
-            with Image.open(path) as image:
-                frames.append(resize_frame(image, d.image_size))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"{path}: not a readable image ({exc})") from None
+    frames = read_frames(images[:-1], d.image_size)  # the last frame's own image is never read
     texts = list(captions[:n])
-    inputs = {
-        "frames": normalize_frames(np.stack(frames))[None],
-        "captions": np.asarray([[tokenizer.encode_caption(c, d.max_caption_len) for c in texts]], np.int32),
-    }
-    if config.model.use_reason:
-        inputs["reason"] = np.asarray([tokenizer.encode_text(reason, d.max_reason_len)], np.int32)
-    return inputs, texts
+    return story_inputs(config, tokenizer, frames, texts, reason), texts
 
 
 def generate_story(backend: Any, config: Any, tokenizer: Any, inputs: dict[str, np.ndarray], texts: list[str],

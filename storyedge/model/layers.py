@@ -25,6 +25,7 @@ from typing import Any
 from keras import layers, ops
 
 from storyedge.constants import FUSION_MODES
+from storyedge.model.transformer import HeadProjections, attend, merge_heads, split_heads
 
 #: BatchNorm moving-average momentum: Keras' 0.99 lags far behind the weights in a short run
 #: (validation-loss spikes); 0.9 tracks them within a few dozen steps.
@@ -310,7 +311,7 @@ class CaptionEncoder(layers.Layer):
         }
 
 
-class CrossModalAttention(layers.Layer):
+class CrossModalAttention(HeadProjections):
     """Multi-head attention with Q = caption tokens, K = V = image patches, pooled over real tokens.
 
     ``call(tokens [N, L, Dt], patches [N, P, Di], mask [N, L]) -> [N, dim]``: per head
@@ -318,18 +319,6 @@ class CrossModalAttention(layers.Layer):
     over real caption tokens. Written with Dense projections and ``keras.ops`` only (reshape,
     transpose, matmul, softmax), which convert to TFLite builtins.
     """
-
-    def __init__(self, dim: int, heads: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if dim % heads:
-            raise ValueError(f"attention dim {dim} is not divisible by heads {heads}")
-        self.dim = dim
-        self.heads = heads
-        self.head_dim = dim // heads
-        self.query = layers.Dense(dim, name="query")
-        self.key = layers.Dense(dim, name="key")
-        self.value = layers.Dense(dim, name="value")
-        self.output_proj = layers.Dense(dim, name="output")
 
     def build(
         self,
@@ -344,27 +333,13 @@ class CrossModalAttention(layers.Layer):
         self.output_proj.build(tuple(tokens_shape[:-1]) + (self.dim,))
         self.built = True
 
-    def _split_heads(self, x: Any) -> Any:
-        length = x.shape[1]
-        x = ops.reshape(x, (-1, length, self.heads, self.head_dim))
-        return ops.transpose(x, (0, 2, 1, 3))  # [N, h, T, dh]
-
     def call(self, tokens: Any, patches: Any, mask: Any) -> Any:
         """Fuse caption tokens with image patches -> [N, dim] (mean over real tokens)."""
-        q = self._split_heads(self.query(tokens))
-        k = self._split_heads(self.key(patches))
-        v = self._split_heads(self.value(patches))
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_dim))
-        weights = ops.softmax(scores, axis=-1)  # over patches; every patch is real
-        attended = ops.matmul(weights, v)  # [N, h, L, dh]
-        attended = ops.reshape(
-            ops.transpose(attended, (0, 2, 1, 3)), (-1, tokens.shape[1], self.dim)
-        )
-        return masked_mean(self.output_proj(attended), mask)
-
-    def get_config(self) -> dict[str, Any]:
-        """Serialisable constructor arguments."""
-        return {**super().get_config(), "dim": self.dim, "heads": self.heads}
+        q = split_heads(self.query(tokens), self.heads)
+        k = split_heads(self.key(patches), self.heads)
+        v = split_heads(self.value(patches), self.heads)
+        attended = attend(q, k, v)  # softmax over patches; every patch is real
+        return masked_mean(self.output_proj(merge_heads(attended)), mask)
 
 
 class FrameFusion(layers.Layer):

@@ -74,6 +74,30 @@ def causal_sequence_mask(steps: int) -> Any:
     return ops.reshape(ops.cast(ops.less_equal(idx[None, :], idx[:, None]), "float32"), (1, 1, steps, steps))
 
 
+class HeadProjections(layers.Layer):
+    """The four ``dim``-wide projections of multi-head attention (query, key, value, output).
+
+    The attention layers subclass it and write their own ``build``/``call``: one place checks that
+    ``heads`` divides ``dim`` and names the projections, so their weights keep one layout.
+    """
+
+    def __init__(self, dim: int, heads: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by heads {heads}")
+        self.dim = dim
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.query = layers.Dense(dim, name="query")
+        self.key = layers.Dense(dim, name="key")
+        self.value = layers.Dense(dim, name="value")
+        self.output_proj = layers.Dense(dim, name="output")
+
+    def get_config(self) -> dict[str, Any]:
+        """Serialisable constructor arguments."""
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads}
+
+
 class StoryMemory(layers.Layer):
     """The cross-attention memory ``[B, M, W]``: each slot projected to the width, plus a learned
     slot embedding, then layer-normed. Slots: the k fused frames, the story context, the reason."""

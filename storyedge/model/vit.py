@@ -21,26 +21,14 @@ from typing import Any
 
 from keras import initializers, layers, ops
 
-from storyedge.model.transformer import attend, merge_heads, split_heads
+from storyedge.model.transformer import HeadProjections, attend, merge_heads, split_heads
 
 #: Hidden width of each block's MLP as a multiple of the token width (ViT's 4).
 VIT_MLP_RATIO = 4
 
 
-class VitSelfAttention(layers.Layer):
+class VitSelfAttention(HeadProjections):
     """Multi-head self-attention over a static token sequence [N, P, dim] -> [N, P, dim]."""
-
-    def __init__(self, dim: int, heads: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if dim % heads:
-            raise ValueError(f"ViT token width {dim} is not divisible by heads {heads}")
-        self.dim = dim
-        self.heads = heads
-        self.head_dim = dim // heads
-        self.query = layers.Dense(dim, name="query")
-        self.key = layers.Dense(dim, name="key")
-        self.value = layers.Dense(dim, name="value")
-        self.output_proj = layers.Dense(dim, name="output")
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         """Build the four projections for tokens of ``input_shape`` [N, P, dim]."""
@@ -52,10 +40,6 @@ class VitSelfAttention(layers.Layer):
         """softmax(QKᵀ/√d_head)V per head, heads concatenated, then the output projection."""
         heads = [split_heads(proj(x), self.heads) for proj in (self.query, self.key, self.value)]
         return self.output_proj(merge_heads(attend(*heads)))
-
-    def get_config(self) -> dict[str, Any]:
-        """Serialisable constructor arguments."""
-        return {**super().get_config(), "dim": self.dim, "heads": self.heads}
 
 
 class VitBlock(layers.Layer):

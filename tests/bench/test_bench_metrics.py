@@ -22,6 +22,7 @@ from storyedge.bench.latency import (
     last_level_cache_bytes,
     measure_latency,
     memory_bandwidth,
+    repeat_timed,
     roofline_floor_ms,
     step_floors,
     step_weight_bytes,
@@ -288,6 +289,18 @@ def test_measure_latency_fields() -> None:
     assert lat.caption.mean_ms >= lat.encoder.mean_ms + 5 * lat.step.mean_ms
     assert lat.tokens_per_s == pytest.approx(5 / (lat.caption.p50_ms / 1e3))
     assert lat.decode_tokens_per_s == pytest.approx(1e3 / lat.step.p50_ms)
+
+
+def test_repeat_timed_keeps_only_the_runs_after_the_warmup() -> None:
+    calls: list[int] = []
+
+    def call(i: int) -> tuple[int, int]:
+        calls.append(i)
+        return i, 10 * i
+
+    assert repeat_timed(call, warmup=2, runs=3) == [(0, 0), (1, 10), (2, 20)]
+    assert calls == [0, 1, 0, 1, 2]  # warm-up calls see their own index too, and are dropped
+    assert repeat_timed(call, warmup=0, runs=1) == [(0, 0)]
 
 
 def test_roofline_bytes_and_bandwidth() -> None:
