@@ -7,7 +7,7 @@ switch below changes what the graph computes beyond float rounding (export valid
 * **TFLite** — :func:`tflite_rnn_layout`. By default the converter keeps the loop as a builtin
   ``WHILE`` op (Keras 3 no longer tags its LSTM with ``tf._implements``, so there is no fused
   ``UNIDIRECTIONAL_SEQUENCE_LSTM``): builtins only, and the fp32 / fp16 / dynamic-range files use
-  it (``loop``). Full-integer int8 cannot: TF 2.21's calibrator *segfaults* on a Keras LSTM
+  it (``loop`` / ``chunked``). Full-integer int8 cannot: TF 2.21's calibrator *segfaults* on a Keras LSTM
   ``WHILE`` body (reproduced on a bare ``keras.layers.LSTM``). Every sequence length is static,
   so for int8 the LSTMs are traced with ``unroll=True`` (``unrolled``): straight-line
   ``FULLY_CONNECTED`` / ``LOGISTIC`` / ``TANH`` / ``MUL`` / ``ADD`` ops sharing one copy of the
@@ -18,9 +18,12 @@ switch below changes what the graph computes beyond float rounding (export valid
   runs that op outside XNNPACK: at the seed's caption Bi-LSTM shape it measured 1.4-3.3x slower
   (fp32) and no faster (int8-dynamic) than the ``WHILE`` loop, so it is not used. Why not unroll everything: at the seed
   size (L 32, R 64) the unrolled fp32 encoder ran at 314 ms vs 176 ms with ``WHILE`` (LiteRT,
-  2 threads) and converts 3x slower. In the ``loop`` layout each LSTM's input product ``x·W + b``
+  2 threads) and converts 3x slower. In both loop layouts each LSTM's input product ``x·W + b``
   is traced before the loop, over the whole sequence (:func:`hoisted_lstm_inputs`): Keras traces
-  it into every step, where it is a one-row product per token; the body keeps ``h·U``.
+  it into every step, where it is a one-row product per token; the body keeps ``h·U``. Each
+  ``WHILE`` iteration runs several time steps (2 in the float files' ``loop``, 4 in the
+  int8-dynamic files' ``chunked``: :data:`~storyedge.export.plan.LOOP_STEPS`, where the figures
+  are), since LiteRT copies the loop-carried tensors once per iteration.
   (ONNX keeps Keras' own trace: the rewriter above needs both products in the body.)
 * **ONNX** — :func:`onnx_fusable_lstms`. tf2onnx's TF2 LSTM rewriter turns the Keras while loop
   into one ONNX ``LSTM`` node when the cell's ops match its pattern
@@ -42,6 +45,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 from keras.src import backend as keras_backend  # its rnn(): no public alias in Keras 3
+
+from storyedge.export.plan import LOOP_STEPS, RNN_LAYOUTS, UNROLLED_LAYOUT
 
 
 def rnn_layers(model: keras.Model) -> list[keras.layers.RNN]:
@@ -77,12 +82,19 @@ def lstm_layers(model: keras.Model) -> list[keras.layers.LSTM]:
     return [layer for layer in rnn_layers(model) if isinstance(layer, keras.layers.LSTM)]
 
 
-def hoisted_inner_loop(layer: keras.layers.LSTM) -> Callable[..., Any]:
+def steps_per_iteration(length: int, most: int) -> int:
+    """The largest number of time steps ≤ ``most`` that divides ``length`` (1 when none does)."""
+    return max(u for u in range(1, max(1, min(most, length)) + 1) if length % u == 0)
+
+
+def hoisted_inner_loop(layer: keras.layers.LSTM, most_steps: int = 1) -> Callable[..., Any]:
     """``layer.inner_loop`` with the input projection ``x·W + b`` of every step done before the
     loop, as one matmul over the whole sequence; the loop body keeps ``h·U`` and the gates.
 
-    The same sums in another order: float32 results move by rounding only (export validation
-    holds them to the fp32 tolerance). Inference only: no dropout masks are drawn.
+    With ``most_steps`` > 1 one loop iteration runs u consecutive time steps (u: the largest
+    divisor of the length up to ``most_steps``; 1 with a mask or ``go_backwards``), so the loop
+    runs length / u times. The same sums in another order: float32 results move by rounding
+    only (export validation holds them to the fp32 tolerance). Inference only: no dropout masks.
     """
     cell = layer.cell
 
@@ -90,35 +102,48 @@ def hoisted_inner_loop(layer: keras.layers.LSTM) -> Callable[..., Any]:
         projected = ops.matmul(sequences, cell.kernel)
         if cell.use_bias:
             projected = projected + cell.bias
+        length, gates = sequences.shape[1], projected.shape[-1]
+        u = 1 if mask is not None or layer.go_backwards else steps_per_iteration(length, most_steps)
+        if u > 1:
+            projected = ops.reshape(projected, (-1, length // u, u * gates))
 
         def step(projected_t: Any, states: list[Any]) -> tuple[Any, list[Any]]:
-            h_prev, c_prev = states
-            z = projected_t + ops.matmul(h_prev, cell.recurrent_kernel)
-            c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c_prev)
-            h = o * cell.activation(c)
-            return h, [h, c]
+            h, c = states
+            outputs = []
+            for j in range(u):
+                z = projected_t[:, j * gates:(j + 1) * gates] if u > 1 else projected_t
+                z = z + ops.matmul(h, cell.recurrent_kernel)
+                c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c)
+                h = o * cell.activation(c)
+                outputs.append(h)
+            return (ops.concatenate(outputs, axis=-1) if u > 1 else h), [h, c]
 
-        return keras_backend.rnn(  # the arguments keras.layers.RNN.inner_loop passes
+        last, outputs, states = keras_backend.rnn(  # the arguments keras.layers.RNN.inner_loop passes
             step,
             projected,
             list(initial_state),
             go_backwards=layer.go_backwards,
             mask=mask,
             unroll=layer.unroll,
-            input_length=sequences.shape[1],
+            input_length=length // u,
             zero_output_for_mask=layer.zero_output_for_mask,
             return_all_outputs=layer.return_sequences,
         )
+        if u > 1:  # the step's output was the u hidden states side by side
+            last = states[0]
+            outputs = ops.reshape(outputs, (-1, outputs.shape[1] * u, outputs.shape[-1] // u))
+        return last, outputs, states
 
     return inner_loop
 
 
 @contextlib.contextmanager
-def hoisted_lstm_inputs(model: keras.Model) -> Iterator[None]:
-    """Trace every ``LSTM`` layer of ``model`` with :func:`hoisted_inner_loop`; restored on exit."""
+def hoisted_lstm_inputs(model: keras.Model, most_steps: int = 1) -> Iterator[None]:
+    """Trace every ``LSTM`` layer of ``model`` with :func:`hoisted_inner_loop` (``most_steps``
+    time steps a loop iteration at most); restored on exit."""
     layers = lstm_layers(model)
     for layer in layers:
-        layer.inner_loop = hoisted_inner_loop(layer)
+        layer.inner_loop = hoisted_inner_loop(layer, most_steps)
     try:
         yield
     finally:
@@ -128,11 +153,12 @@ def hoisted_lstm_inputs(model: keras.Model) -> Iterator[None]:
 
 @contextlib.contextmanager
 def tflite_rnn_layout(model: keras.Model, layout: str) -> Iterator[None]:
-    """``loop`` (WHILE loops, input projections hoisted: :func:`hoisted_lstm_inputs`) or
-    ``unrolled`` (:func:`unrolled_rnns`)."""
-    if layout not in ("loop", "unrolled"):
+    """``loop`` / ``chunked`` (WHILE loops of up to :data:`~storyedge.export.plan.LOOP_STEPS` time
+    steps an iteration, input projections hoisted: :func:`hoisted_lstm_inputs`) or ``unrolled``
+    (:func:`unrolled_rnns`)."""
+    if layout not in RNN_LAYOUTS:
         raise ValueError(f"unknown RNN layout {layout!r}")
-    with hoisted_lstm_inputs(model) if layout == "loop" else unrolled_rnns(model):
+    with unrolled_rnns(model) if layout == UNROLLED_LAYOUT else hoisted_lstm_inputs(model, LOOP_STEPS[layout]):
         yield
 
 

@@ -84,10 +84,27 @@ def parse_quantize(quantize: ListArg, default: list[str]) -> list[str]:
     return sorted(labels, key=order.index)
 
 
+#: How a TFLite SavedModel traces the LSTMs (:mod:`storyedge.export.graphs`): WHILE loops, or
+#: straight-line code (``unrolled``).
+LOOP_LAYOUT, CHUNKED_LAYOUT, UNROLLED_LAYOUT = "loop", "chunked", "unrolled"
+#: Time steps a WHILE iteration runs at most (a divisor of the length) per loop layout. LiteRT
+#: copies every loop-carried tensor (the hoisted [T, B, 4H] input product, the [T, B, H] outputs)
+#: once an iteration, so fewer iterations copy less; but XNNPACK packs each of the body's copies of
+#: the recurrent kernel apart, which the fp32 kernel (4 MB at the seed size) pays for. At the
+#: seed size (LiteRT, 2 threads, interleaved p50s; 1 → 2 → 4 steps): int8-dynamic encoder 14.2 →
+#: 11.6 → 10.5 ms, reason graph 5.6 → 4.4 → 3.7 ms (8 steps: no better than 4); fp32 encoder 26.8
+#: → 25.2 → 26.9 ms, frame graph 8.8 → 8.2 → 10.2 ms.
+LOOP_STEPS = {LOOP_LAYOUT: 2, CHUNKED_LAYOUT: 4}
+RNN_LAYOUTS = (*LOOP_STEPS, UNROLLED_LAYOUT)
+#: the layout of each TFLite precision: the float files ``loop``, int8-dynamic ``chunked``, full
+#: int8 ``unrolled`` (TF 2.21's calibrator cannot run a Keras LSTM WHILE body)
+PRECISION_LAYOUTS = {"fp32": LOOP_LAYOUT, "fp16": LOOP_LAYOUT, "int8-dynamic": CHUNKED_LAYOUT, "int8": UNROLLED_LAYOUT}
+
+
 def rnn_layout(precision: str) -> str:
-    """How a TFLite precision's SavedModel traces the LSTMs: ``unrolled`` for full int8 (the
-    calibrator cannot run a WHILE body), else ``loop`` (see :mod:`storyedge.export.graphs`)."""
-    return "unrolled" if precision == "int8" else "loop"
+    """How a TFLite precision's SavedModel traces the LSTMs (:data:`PRECISION_LAYOUTS`; ``loop``
+    for any other, such as int4, which quantizes the fp32 file's graph)."""
+    return PRECISION_LAYOUTS.get(precision, LOOP_LAYOUT)
 
 
 @dataclass

@@ -77,10 +77,10 @@ def test_plan_resolves_checks_and_counts_progress_steps() -> None:
     assert full.tflite_precisions == ["fp32", "fp16", "int8-dynamic", "int8"]
     assert full.onnx_precisions == ["fp32", "fp16", "int8-dynamic", "int8"]
     assert full.skipped == []
-    assert full.rnn_layouts() == {"loop": ["fp32", "fp16", "int8-dynamic"], "unrolled": ["int8"]}
+    assert full.rnn_layouts() == {"loop": ["fp32", "fp16"], "chunked": ["int8-dynamic"], "unrolled": ["int8"]}
     assert full.file_count() == 20
-    # reference, 2 SavedModels, 12 TFLite files, 2 ONNX fp32 + 2 x 3 derived, 8 + 4 validations
-    assert full.total_steps() == 1 + 2 + 12 + 8 + 12
+    # reference, 3 SavedModels (one per layout), 12 TFLite files, 2 ONNX fp32 + 2 x 3 derived, 8 + 4 validations
+    assert full.total_steps() == 1 + 3 + 12 + 8 + 12
     assert full.calibration_windows == 64 and full.batch == cfg.export.batch
     assert (full.calibration_method, full.int4_block_size, full.portable) == ("minmax", 32, False)
     effective = full.effective_config(cfg)

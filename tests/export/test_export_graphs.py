@@ -11,24 +11,24 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from storyedge.export.graphs import hoisted_lstm_inputs, lstm_layers  # noqa: E402
+from storyedge.export.graphs import hoisted_lstm_inputs, lstm_layers, steps_per_iteration  # noqa: E402
 from storyedge.export.tflite import _builtin_names, _schema, op_name  # noqa: E402
 
 #: steps, rows, input width, hidden width of the probe model (the caption Bi-LSTM's layout, tiny)
 STEPS, ROWS, INPUTS, HIDDEN = 7, 3, 5, 6
 
 
-def two_lstm_model() -> keras.Model:
+def two_lstm_model(steps: int = STEPS) -> keras.Model:
     """An LSTM over the sequence feeding a last-state LSTM (both layer kinds the encoder uses)."""
     keras.utils.set_random_seed(3)
-    x = keras.Input((STEPS, INPUTS), batch_size=ROWS)
+    x = keras.Input((steps, INPUTS), batch_size=ROWS)
     seq = keras.layers.LSTM(HIDDEN, return_sequences=True)(x)
     last = keras.layers.LSTM(HIDDEN)(seq)
     return keras.Model(x, [seq, last])
 
 
-def traced(model: keras.Model) -> tf.types.experimental.ConcreteFunction:
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((ROWS, STEPS, INPUTS))])
+def traced(model: keras.Model, steps: int = STEPS) -> tf.types.experimental.ConcreteFunction:
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((ROWS, steps, INPUTS))])
     return fn.get_concrete_function()
 
 
@@ -56,12 +56,12 @@ def test_hoisted_input_projection_keeps_the_numbers_and_is_restored() -> None:
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-6
 
 
-def to_tflite(model: keras.Model, saved: Path) -> bytes:
+def to_tflite(model: keras.Model, saved: Path, steps: int = STEPS) -> bytes:
     """The model through an export archive (traced now, as the exporter does) to a TFLite flatbuffer."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", lambda x: dict(zip(("seq", "last"), model(x, training=False))),
-                         input_signature=[tf.TensorSpec((ROWS, STEPS, INPUTS), name="x")])
+                         input_signature=[tf.TensorSpec((ROWS, steps, INPUTS), name="x")])
     archive.write_out(str(saved), verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serve"]).convert()
 
@@ -83,6 +83,34 @@ def test_hoisted_tflite_loop_body_keeps_only_the_recurrent_product(tmp_path: Pat
     assert [sum(g[p] for p in products) for g in hoisted[1:] if g["LOGISTIC"]] == [1, 1]
     assert plain[0]["WHILE"] == hoisted[0]["WHILE"] == 2
     assert sum(hoisted[0][p] for p in products) == sum(plain[0][p] for p in products) + 2
+    got = Interpreter(model_content=content).get_signature_runner("serve")(x=x)
+    for a, b in zip(want, (got["seq"], got["last"])):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+
+
+@pytest.mark.parametrize(("length", "most", "steps"), [(32, 4, 4), (64, 2, 2), (3, 4, 3), (6, 4, 3), (7, 4, 1),
+                                                       (1, 4, 1), (8, 1, 1)])
+def test_steps_per_iteration_is_the_largest_divisor_up_to_most(length: int, most: int, steps: int) -> None:
+    assert steps_per_iteration(length, most) == steps
+
+
+def test_chunked_loop_runs_four_steps_an_iteration_with_the_same_numbers(tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    steps = 8
+    model = two_lstm_model(steps)
+    x = np.random.default_rng(2).standard_normal((ROWS, steps, INPUTS)).astype(np.float32)
+    want = [t.numpy() for t in traced(model, steps)(tf.constant(x))]
+    with hoisted_lstm_inputs(model, most_steps=4):
+        chunked = [t.numpy() for t in traced(model, steps)(tf.constant(x))]
+        content = to_tflite(model, tmp_path / "chunked", steps)
+    for a, b in zip(want, chunked):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-6
+    ops = subgraph_ops(content)
+    # each WHILE body: four recurrent products h U and four cells' gates, so 8 / 4 = 2 iterations
+    assert [g["FULLY_CONNECTED"] + g["BATCH_MATMUL"] for g in ops[1:] if g["LOGISTIC"]] == [4, 4]
+    assert [g["TANH"] for g in ops[1:] if g["LOGISTIC"]] == [8, 8]
+    assert ops[0]["WHILE"] == 2
     got = Interpreter(model_content=content).get_signature_runner("serve")(x=x)
     for a, b in zip(want, (got["seq"], got["last"])):
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
