@@ -13,6 +13,11 @@ from storyedge.runtime.backend import Backend
 from storyedge.runtime.specs import BackendSpec, provider_suffix
 
 _ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+#: Each session has its own intra-op threads, which by default spin after a ``run`` waiting for
+#: more work, taking a core from the next session's ``run``. With this entry they stop when a run
+#: ends. Seed size, fp32, 2 threads, encoder + 32 steps a caption: encoder p50 39-43 → 21 ms,
+#: step mean 4.1 → 3.2 ms, caption p50 172-177 → 122 ms.
+FORCE_SPINNING_STOP = "session.force_spinning_stop"
 
 
 class OnnxBackend(Backend):
@@ -37,13 +42,10 @@ class OnnxBackend(Backend):
         self.name = spec.name + provider_suffix(self.providers)
         self.precision, self.threads = spec.precision, threads
         self.size_bytes, self.decoder = spec.size_bytes, spec.decoder
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options = session_options(ort, threads)
         start = time.perf_counter()
-        self._encoder = self._session(ort, spec.encoder_path, _profiled(options, profile_dir, "encoder"))
-        self._decoder = self._session(ort, spec.decoder_path, _profiled(options, profile_dir, "decoder_step"))
+        self._encoder = self._session(ort, spec.encoder_path, _profiled(ort, threads, profile_dir, "encoder"))
+        self._decoder = self._session(ort, spec.decoder_path, _profiled(ort, threads, profile_dir, "decoder_step"))
         self.load_seconds = time.perf_counter() - start
         self._encoder_io = _io(self._encoder)
         self._decoder_io = _io(self._decoder)
@@ -80,19 +82,26 @@ class OnnxBackend(Backend):
         return _run(self._decoder, self._decoder_io, feeds)
 
 
-def _profiled(options: Any, profile_dir: Path | None, graph: str) -> Any:
-    """``options`` with ONNX Runtime's profiler on (JSON under ``profile_dir``), when one is given."""
-    if profile_dir is None:
-        return options
-    # lazy: only reached once the constructor has imported onnxruntime
-    import onnxruntime as ort
+def session_options(ort: Any, threads: int | None) -> Any:
+    """Options of every session a backend creates: ``threads`` intra-op threads (one inter-op)
+    that stop spinning when a run ends (:data:`FORCE_SPINNING_STOP`)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.add_session_config_entry(FORCE_SPINNING_STOP, "1")
+    return options
 
-    profiled = ort.SessionOptions()
-    profiled.intra_op_num_threads, profiled.inter_op_num_threads = options.intra_op_num_threads, options.inter_op_num_threads
-    Path(profile_dir).mkdir(parents=True, exist_ok=True)
-    profiled.enable_profiling = True
-    profiled.profile_file_prefix = str(Path(profile_dir) / graph)
-    return profiled
+
+def _profiled(ort: Any, threads: int | None, profile_dir: Path | None, graph: str) -> Any:
+    """:func:`session_options`, with ONNX Runtime's profiler on (JSON under ``profile_dir``) when
+    one is given."""
+    options = session_options(ort, threads)
+    if profile_dir is not None:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(profile_dir) / graph)
+    return options
 
 
 def _strip_port(name: str) -> str:
