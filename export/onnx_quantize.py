@@ -23,7 +23,8 @@ portable int8-dynamic.
   standard-domain alternative (int4 ``DequantizeLinear`` with ``block_size``) needs opset 21;
   tf2onnx 1.17 converts to 18 at most, so ONNX int4 is non-portable.
 * **int8-dynamic, portable** — ``quantize_dynamic`` restricted to ops with standard-domain
-  integer forms (``MatMulInteger``, ``ConvInteger``, int8 ``Gather``): the LSTMs stay float
+  integer forms (``MatMulInteger``, int8 ``Gather``; convolutions stay float in every
+  int8-dynamic file, ONNX Runtime's ``ConvInteger`` being slower than its ``Conv``): the LSTMs stay float
   instead of becoming ``com.microsoft::DynamicQuantizeLSTM``.
 """
 
@@ -42,8 +43,9 @@ from storyedge.quiet import quiet_root_logger
 #: Ops kept float32 in fp16 files: onnxconverter-common's defaults, the LSTM (ONNX Runtime's
 #: CPU provider has no float16 LSTM kernel) and the comparisons on the int masks.
 FP16_EXTRA_BLOCKED = ("LSTM", "Less", "Greater", "Equal", "LessOrEqual", "GreaterOrEqual")
-#: Dynamic int8 op types with a standard-domain integer form (``--portable``).
-PORTABLE_DYNAMIC_OPS = ("MatMul", "Conv", "Gather")
+#: Dynamic int8 op types with a standard-domain integer form (``--portable``); ``Conv``
+#: (``ConvInteger``) is left float as in the default file (``onnx_export.DYNAMIC_FLOAT_OPS``).
+PORTABLE_DYNAMIC_OPS = ("MatMul", "Gather")
 #: Why ONNX int4 is not portable (recorded in the manifest's coverage notes).
 INT4_NOTE = (
     f"int4 weights live in com.microsoft MatMulNBits (ONNX Runtime only): standard int4 "

@@ -59,6 +59,17 @@ def test_onnx_int8_dynamic_encoder_is_not_portable(manifest: Manifest) -> None:
     assert _entry(manifest, "onnx", "decoder_step", "int8-dynamic").coverage.portable is True
 
 
+def test_onnx_int8_dynamic_keeps_the_convolutions_float(manifest: Manifest) -> None:
+    from storyedge.export.onnx_export import DYNAMIC_FLOAT_OPS
+
+    assert DYNAMIC_FLOAT_OPS == ("Conv",)
+    fp32 = _entry(manifest, "onnx", "encoder", "fp32")
+    dynamic = _entry(manifest, "onnx", "encoder", "int8-dynamic")
+    assert dynamic.ops.get("Conv", 0) == fp32.ops["Conv"] > 0 and "ConvInteger" not in dynamic.ops
+    assert dynamic.coverage.compute["float"]["Conv"] == fp32.ops["Conv"]
+    assert dynamic.ops.get("MatMulInteger", 0) > 0  # the matmuls are still quantized
+
+
 def test_qdq_pairs_around_the_weights_they_claim(full_export: Path, manifest: Manifest) -> None:
     import onnx
     from onnx import numpy_helper
