@@ -209,19 +209,17 @@ def plan_run(opts: BenchOptions) -> Plan:
 
 
 def _eval_stories(config: Config, split: str) -> Any:
-    """The stories of ``split`` (a ``datasets.Dataset``); :class:`DataError` naming the split."""
-    from storyedge.data.loading import load_story_splits  # lazy: imports datasets
+    """The stories of ``split`` (a ``datasets.Dataset``); its :class:`DataError` names ``--split``."""
+    from storyedge.data.loading import load_split  # lazy: imports datasets
 
     try:
-        splits = load_story_splits(config.dataset)
+        return load_split(config.dataset, split)
     except DataError as exc:
         raise DataError(f"--split {split}: {exc}") from None
-    if split not in splits:
-        raise DataError(f"--split {split}: the dataset has splits {', '.join(splits)}")
-    return splits[split]
 
 
 def _windows_of(config: Config, tokenizer: Any, stories: Any, split: str, max_windows: int) -> dict[str, Any]:
+    """The eval windows of ``stories`` as the backends read them (no reason without ``use_reason``)."""
     from storyedge.data.pipeline import encode_windows  # lazy: imports datasets
 
     try:

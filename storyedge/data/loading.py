@@ -108,17 +108,20 @@ def load_story_splits(cfg: DatasetConfig) -> datasets.DatasetDict:
 
 
 
-def load_split_windows(
-    cfg: DatasetConfig, tokenizer: CaptionTokenizer, split: str, max_windows: int | None = None
-) -> WindowArrays:
-    """The first ``max_windows`` windows of ``split``, tokenised (numpy; no TensorFlow).
-
-    :class:`DataError` naming the split when the dataset has no such split.
-    """
+def load_split(cfg: DatasetConfig, split: str) -> datasets.Dataset:
+    """The stories of ``split``; :class:`DataError` naming the split when the dataset has none."""
     splits = load_story_splits(cfg)
     if split not in splits:
         raise DataError(f"split {split!r}: the dataset has splits {', '.join(splits)}")
-    return encode_windows(splits[split], tokenizer, cfg, max_windows, split)
+    return splits[split]
+
+
+def load_split_windows(
+    cfg: DatasetConfig, tokenizer: CaptionTokenizer, split: str, max_windows: int | None = None
+) -> WindowArrays:
+    """The first ``max_windows`` windows of ``split`` (:func:`load_split`), tokenised (numpy; no
+    TensorFlow)."""
+    return encode_windows(load_split(cfg, split), tokenizer, cfg, max_windows, split)
 
 def _load_source(cfg: DatasetConfig) -> datasets.DatasetDict:
     if cfg.name == SYNTHETIC_DATASET:

@@ -42,7 +42,6 @@ class OnnxBackend(Backend):
         self.name = spec.name + provider_suffix(self.providers)
         self.precision, self.threads = spec.precision, threads
         self.size_bytes, self.decoder = spec.size_bytes, spec.decoder
-        options = session_options(ort, threads)
         start = time.perf_counter()
         self._encoder = self._session(ort, spec.encoder_path, _profiled(ort, threads, profile_dir, "encoder"))
         self._decoder = self._session(ort, spec.decoder_path, _profiled(ort, threads, profile_dir, "decoder_step"))
@@ -50,7 +49,7 @@ class OnnxBackend(Backend):
         self._encoder_io = _io(self._encoder)
         self._decoder_io = _io(self._decoder)
         self.story, self._story_paths = spec.story, dict(spec.story_paths)
-        self._options = options
+        self._options = session_options(ort, threads)  # the story-mode graphs' sessions
         self._story_sessions: dict[str, tuple[Any, Any]] = {}
 
     def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
