@@ -1,4 +1,5 @@
-"""The LiteRT backend: ``ai_edge_litert`` signature runners (XNNPACK is LiteRT's default CPU delegate)."""
+"""The LiteRT backend: ``ai_edge_litert`` signatures, run through :class:`FastSignature` (XNNPACK is
+LiteRT's default CPU delegate)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from storyedge.errors import UserError
 from storyedge.runtime.backend import Backend
+from storyedge.runtime.litert_signature import FastSignature
 from storyedge.runtime.specs import BackendSpec
 
 
@@ -32,13 +34,11 @@ class TFLiteBackend(Backend):
             if spec.decoder_path == spec.encoder_path
             else _litert_interpreter(Interpreter, spec.decoder_path, threads)
         )
-        self._encoder = encoder_interpreter.get_signature_runner("encoder")
-        self._decoder = decoder_interpreter.get_signature_runner("decoder_step")
-        self._encoder_inputs = {n: d["dtype"] for n, d in self._encoder.get_input_details().items()}
-        self._decoder_inputs = {n: d["dtype"] for n, d in self._decoder.get_input_details().items()}
+        self._encoder = FastSignature(encoder_interpreter, "encoder")
+        self._decoder = FastSignature(decoder_interpreter, "decoder_step")
         self.load_seconds = time.perf_counter() - start
         self.story, self._story_paths = spec.story, dict(spec.story_paths)
-        self._story_runners: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._story_runners: dict[str, FastSignature] = {}
         self._story_interpreters: dict[Path, Any] = {}
 
     def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -52,16 +52,14 @@ class TFLiteBackend(Backend):
             path = self._story_paths[graph]
             if path not in self._story_interpreters:  # one interpreter per file, shared by its signatures
                 self._story_interpreters[path] = _litert_interpreter(Interpreter, path, self.threads)
-            runner = self._story_interpreters[path].get_signature_runner(graph)
-            self._story_runners[graph] = (runner, {n: d["dtype"] for n, d in runner.get_input_details().items()})
-        runner, dtypes = self._story_runners[graph]
-        return runner(**{n: np.asarray(feeds[n], dtype=t) for n, t in dtypes.items()})
+            self._story_runners[graph] = FastSignature(self._story_interpreters[path], graph)
+        return self._story_runners[graph](feeds)
 
     def run_encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._encoder(**{n: np.asarray(inputs[n], dtype=t) for n, t in self._encoder_inputs.items()})
+        return self._encoder(inputs)
 
     def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._decoder(**{n: np.asarray(feeds[n], dtype=t) for n, t in self._decoder_inputs.items()})
+        return self._decoder(feeds)
 
 
 def _litert_interpreter(interpreter_cls: Any, path: Path, threads: int | None) -> Any:
