@@ -38,7 +38,7 @@ import numpy as np
 
 from storyedge.bench.latency import BYTES_PER_WEIGHT, roofline_floor_ms
 from storyedge.bench.results import BackendFloors, ComputeFloors, ComputePeak, GraphFloor, Roofline
-from storyedge.macs import encoder_macs, step_macs
+from storyedge.macs import RealTokens, encoder_macs, step_macs
 from storyedge.quiet import quiet_root_logger
 
 #: timed repeats per probe and round, and the wall time each repeat aims for
@@ -62,7 +62,8 @@ FORMAT_RUNTIME = {"onnx": ORT, "tflite": LITERT}
 
 COMPUTE_NOTE = (
     "MACs counted from the configuration (matrix products only: Dense, Conv2D incl. 'same' padding, LSTM "
-    "gates, attention products, the Bi-LSTM's token-reversal matmuls; element-wise work not counted). Peak: "
+    "gates, attention products, the Bi-LSTM's token-reversal matmuls; element-wise work not counted; the "
+    "Bi-LSTMs' gates over the timed inputs' real tokens only, the work a padding-exact encoder needs). Peak: "
     "one matmul of the model's shapes in the backend's runtime at its precision class (fp32/fp16 -> fp32, "
     "int8 -> int8 dynamic-range), same threads; encoder role [B*k*L, E]x[E, 4h], recurrent role "
     "[B*k, h]x[h, 4h] (the encoder LSTMs' recurrent products, which run one time step at a time, are priced "
@@ -227,13 +228,18 @@ def _build_probes(cfg: Any, batch: int, threads: int, runtimes: list[str], tmp: 
     return probes
 
 
-def compute_floors(cfg: Any, vocab: int, batch: int, peaks: list[ComputePeak]) -> ComputeFloors:
-    """The report's compute section: MACs per component and the measured peaks."""
-    enc, step = encoder_macs(cfg, batch), step_macs(cfg, vocab, batch)
+def compute_floors(cfg: Any, vocab: int, batch: int, peaks: list[ComputePeak],
+                   real: RealTokens | None = None) -> ComputeFloors:
+    """The report's compute section: MACs per component and the measured peaks; ``real``: the
+    timed inputs' real tokens, over which the Bi-LSTMs are counted (see :func:`encoder_macs`)."""
+    enc, step = encoder_macs(cfg, batch, real), step_macs(cfg, vocab, batch)
+    d, real = cfg.dataset, real or RealTokens()
     return ComputeFloors(
         encoder_macs=dict(enc.macs), encoder_total_macs=enc.total, encoder_weights=enc.total_weights,
         step_macs=dict(step.macs), step_total_macs=step.total, peaks=peaks, note=COMPUTE_NOTE,
         encoder_sequential_macs=dict(enc.sequential),
+        caption_tokens=real.captions, caption_slots=batch * d.seq_len * d.max_caption_len,
+        reason_tokens=real.reason if cfg.model.use_reason else None, reason_slots=batch * d.max_reason_len,
     )
 
 

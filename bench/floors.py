@@ -14,7 +14,7 @@ from storyedge.bench.compute import available_runtimes, backend_floors, compute_
 from storyedge.bench.latency import backend_roofline, step_floors
 from storyedge.bench.profile import run_profiles
 from storyedge.bench.results import BackendResult, ComputeFloors, MemoryBandwidth, Roofline, StepFloors
-from storyedge.macs import step_macs
+from storyedge.macs import RealTokens, step_macs
 
 
 def shortlist_roofline(floors: StepFloors, result: BackendResult, hidden: int, dropped: int,
@@ -28,15 +28,16 @@ def shortlist_roofline(floors: StepFloors, result: BackendResult, hidden: int, d
 
 
 def floor_stage(plan: Any, results: list[BackendResult], bandwidth: MemoryBandwidth, floors: StepFloors,
-                echo: Callable[[str], Any] = print) -> ComputeFloors:
+                echo: Callable[[str], Any] = print, real: RealTokens | None = None) -> ComputeFloors:
     """Peaks measured now; every exported backend's ``floors`` set (a shortlisted step's roofline
-    recounted for its narrower projection); the report's compute section."""
+    recounted for its narrower projection); the report's compute section. ``real``: the timed
+    inputs' real tokens (the Bi-LSTMs' necessary work)."""
     cfg, s = plan.export.config, plan.settings
     formats = {spec.format for spec in plan.specs}
     runtimes = available_runtimes(formats)
     echo(f"measuring MAC peaks ({', '.join(runtimes)}; fp32, int8; {s.threads} threads) ...")
     peaks = measure_peaks(cfg, s.batch, s.threads, runtimes, echo)
-    compute = compute_floors(cfg, plan.export.vocab_size, s.batch, peaks)
+    compute = compute_floors(cfg, plan.export.vocab_size, s.batch, peaks, real)
     widths = {spec.name: len(spec.vocab_ids) for spec in plan.specs if spec.vocab_ids is not None}
     for r in results:
         if r.reference:

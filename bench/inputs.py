@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from storyedge.macs import RealTokens
 from storyedge.manifest import Manifest
 
 ENCODER_INPUTS = ("frames", "captions", "reason")
@@ -72,8 +73,9 @@ def synthetic_inputs(
     data pipeline's normalisation), each
     caption ``[BOS] w… [EOS]`` of random length with random in-vocabulary ids, then ``[PAD]``.
 
-    Latency of these graphs does not depend on the values (no data-dependent control flow), so
-    timing uses these for every backend, with or without a dataset.
+    Timing uses these for every backend, with or without a dataset. Only the real lengths of the
+    captions and the reason can move a latency (TFLite's Bi-LSTM loops stop after the longest real
+    token); the compute floor counts the same real tokens (:func:`real_tokens`).
     """
     rng = np.random.default_rng(seed)
     tok = manifest.tokenizer
@@ -106,3 +108,9 @@ def synthetic_inputs(
                     row[:n] = words(n)
             out[name] = arr.reshape(shape)
     return out
+
+
+def real_tokens(inputs: dict[str, np.ndarray], pad_id: int) -> RealTokens:
+    """The real (non-pad) caption and reason tokens of encoder inputs (the Bi-LSTMs' work)."""
+    count = {name: int((inputs[name] != pad_id).sum()) for name in ("captions", "reason") if name in inputs}
+    return RealTokens(captions=count.get("captions"), reason=count.get("reason"))

@@ -43,8 +43,11 @@ def floor_lines(report: BenchReport, markdown: bool = False) -> list[str]:
     step = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in c.step_macs.items())
     sequential = c.encoder_sequential_total
     recurrent = f", {sequential / 1e6:.1f}M of them recurrent (one time step at a time)" if sequential else ""
+    real = [f"{n} of {slots} {what}" for what, n, slots in
+            (("caption", c.caption_tokens, c.caption_slots), ("reason", c.reason_tokens, c.reason_slots)) if n is not None]
+    over = f", the Bi-LSTMs over the timed inputs' real tokens ({', '.join(real)} tokens)" if real else ""
     lines = [
-        f"Compute floor: encoder {c.encoder_total_macs / 1e6:.1f}M MACs ({enc}){recurrent}; "
+        f"Compute floor: encoder {c.encoder_total_macs / 1e6:.1f}M MACs ({enc}){recurrent}{over}; "
         f"step {c.step_total_macs / 1e6:.2f}M MACs ({step}).",
         *([""] if markdown else []),
         _table(peak_table(report), markdown),

@@ -180,6 +180,12 @@ class ComputeFloors:
     note: str
     #: of ``encoder_macs``, the LSTMs' recurrent products per component (priced at the ``recurrent`` peak)
     encoder_sequential_macs: dict[str, int] = field(default_factory=dict)
+    #: real tokens of the timed inputs' captions / reason, over which the Bi-LSTMs were counted
+    #: (None: the padded length), and the padded slots they sit in
+    caption_tokens: int | None = None
+    caption_slots: int = 0
+    reason_tokens: int | None = None
+    reason_slots: int = 0
 
     @property
     def encoder_sequential_total(self) -> int:

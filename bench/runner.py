@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from storyedge import __version__
 from storyedge.bench.floors import floor_stage, profile_stage
-from storyedge.bench.inputs import synthetic_inputs, window_dict
+from storyedge.bench.inputs import real_tokens, synthetic_inputs, window_dict
 from storyedge.bench.latency import (
     backend_roofline,
     baseline_rss_bytes,
@@ -465,7 +465,8 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     for r in results:
         r.shortlist = parity.shortlist.get(r.name) if parity else None
     with clock.stage("floors"):
-        compute = floor_stage(plan, results, bandwidth, floors, echo)
+        compute = floor_stage(plan, results, bandwidth, floors, echo,
+                              real_tokens(timing_inputs, plan.export.tokenizer.pad_id))
     if opts.profile:
         with clock.stage("profile"):
             profile_stage(plan, loaded, results, timing_inputs, opts.out, echo)

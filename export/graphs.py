@@ -47,6 +47,7 @@ from keras import ops
 from keras.src import backend as keras_backend  # its rnn(): no public alias in Keras 3
 
 from storyedge.export.plan import LOOP_STEPS, RNN_LAYOUTS, UNROLLED_LAYOUT
+from storyedge.model.layers import CaptionEncoder
 
 
 def rnn_layers(model: keras.Model) -> list[keras.layers.RNN]:
@@ -99,23 +100,14 @@ def hoisted_inner_loop(layer: keras.layers.LSTM, most_steps: int = 1) -> Callabl
     cell = layer.cell
 
     def inner_loop(sequences: Any, initial_state: Any, mask: Any, training: bool = False) -> Any:
-        projected = ops.matmul(sequences, cell.kernel)
-        if cell.use_bias:
-            projected = projected + cell.bias
+        projected = _input_projection(cell, sequences)
         length, gates = sequences.shape[1], projected.shape[-1]
         u = 1 if mask is not None or layer.go_backwards else steps_per_iteration(length, most_steps)
         if u > 1:
             projected = ops.reshape(projected, (-1, length // u, u * gates))
 
         def step(projected_t: Any, states: list[Any]) -> tuple[Any, list[Any]]:
-            h, c = states
-            outputs = []
-            for j in range(u):
-                z = projected_t[:, j * gates:(j + 1) * gates] if u > 1 else projected_t
-                z = z + ops.matmul(h, cell.recurrent_kernel)
-                c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c)
-                h = o * cell.activation(c)
-                outputs.append(h)
+            h, c, outputs = _cell_steps(cell, projected_t, *states, u)
             return (ops.concatenate(outputs, axis=-1) if u > 1 else h), [h, c]
 
         last, outputs, states = keras_backend.rnn(  # the arguments keras.layers.RNN.inner_loop passes
@@ -137,18 +129,87 @@ def hoisted_inner_loop(layer: keras.layers.LSTM, most_steps: int = 1) -> Callabl
     return inner_loop
 
 
+def _input_projection(cell: Any, sequences: Any) -> Any:
+    """``x·W + b`` of every time step at once: [N, L, E] -> [N, L, 4H]."""
+    projected = ops.matmul(sequences, cell.kernel)
+    return projected + cell.bias if cell.use_bias else projected
+
+
+def _cell_steps(cell: Any, projected: Any, h: Any, c: Any, steps: int) -> tuple[Any, Any, list[Any]]:
+    """``steps`` consecutive LSTM cell steps on their input projections side by side
+    (``projected`` [N, steps·4H]): (h, c, the ``steps`` hidden states)."""
+    gates = projected.shape[-1] // steps
+    outputs = []
+    for j in range(steps):
+        z = projected[:, j * gates:(j + 1) * gates] if steps > 1 else projected
+        z = z + ops.matmul(h, cell.recurrent_kernel)
+        c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c)
+        h = o * cell.activation(c)
+        outputs.append(h)
+    return h, c, outputs
+
+
+def length_bounded_direction(most_steps: int = 1) -> Callable[..., Any]:
+    """A :meth:`CaptionEncoder.run_direction` whose loop stops after the longest real token.
+
+    The padding-exact Bi-LSTM never reads an output at padding, so the loop runs
+    ``ceil(max(lengths) / u)`` iterations of u time steps (u as in :func:`hoisted_inner_loop`,
+    input projection hoisted) instead of ``L / u``: a data-dependent ``WHILE`` condition, the
+    outputs after the last iteration left zero. The real tokens' outputs are the same sums as
+    Keras' loop (float32 rounding only); a caption of 12 of 32 tokens runs 3 iterations, not 8.
+    """
+
+    def run_direction(lstm: keras.layers.LSTM, x: Any, lengths: Any, training: bool = False) -> Any:
+        cell = lstm.cell
+        projected = _input_projection(cell, x)
+        rows, length, gates = x.shape[0], x.shape[1], projected.shape[-1]
+        u = steps_per_iteration(length, most_steps)
+        chunks = length // u
+        # time-major TensorArrays, as Keras' own loop reads and writes them (a strided slice of
+        # the [N, chunks, u·4H] projection inside the body ran each iteration about 2x slower)
+        inputs = tf.TensorArray(tf.float32, size=chunks, element_shape=[rows, u * gates]).unstack(
+            tf.transpose(tf.reshape(projected, (rows, chunks, u * gates)), (1, 0, 2)))
+        outputs = tf.TensorArray(tf.float32, size=chunks, element_shape=[rows, u * cell.units])
+        iterations = (tf.reduce_max(lengths) + u - 1) // u
+
+        def body(i: Any, h: Any, c: Any, outputs: Any) -> tuple[Any, Any, Any, Any]:
+            h, c, hs = _cell_steps(cell, inputs.read(i), h, c, u)
+            return i + 1, h, c, outputs.write(i, ops.concatenate(hs, axis=-1) if u > 1 else h)
+
+        zeros = tf.zeros((rows, cell.units))
+        *_, outputs = tf.while_loop(lambda i, *_: i < iterations, body, (tf.constant(0), zeros, zeros, outputs),
+                                    maximum_iterations=chunks)
+        return tf.reshape(tf.transpose(outputs.stack(), (1, 0, 2)), (rows, length, cell.units))
+
+    return run_direction
+
+
+def caption_encoders(model: keras.Model) -> list[CaptionEncoder]:
+    """Every padding-exact Bi-LSTM (:class:`CaptionEncoder`: captions, reason) inside ``model``."""
+    seen: dict[int, CaptionEncoder] = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, CaptionEncoder):
+            seen.setdefault(id(layer), layer)
+    return list(seen.values())
+
+
 @contextlib.contextmanager
 def hoisted_lstm_inputs(model: keras.Model, most_steps: int = 1) -> Iterator[None]:
     """Trace every ``LSTM`` layer of ``model`` with :func:`hoisted_inner_loop` (``most_steps``
-    time steps a loop iteration at most); restored on exit."""
-    layers = lstm_layers(model)
+    time steps a loop iteration at most), the Bi-LSTMs' directions with
+    :func:`length_bounded_direction`; restored on exit."""
+    layers, encoders = lstm_layers(model), caption_encoders(model)
     for layer in layers:
         layer.inner_loop = hoisted_inner_loop(layer, most_steps)
+    for encoder in encoders:
+        encoder.run_direction = length_bounded_direction(most_steps)
     try:
         yield
     finally:
         for layer in layers:
             del layer.inner_loop  # the instance attribute: the class's method shows through again
+        for encoder in encoders:
+            del encoder.run_direction
 
 
 @contextlib.contextmanager

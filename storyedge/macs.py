@@ -9,7 +9,8 @@ so the runtime-only bench path can use it.
 
 What is counted: every matrix product of the graph (Dense, Conv2D as ``out_pixels x k² x Cin x
 Cout`` including the zero padding of ``same`` convolutions, LSTM gate products
-``steps x 4h x (in + h)``, attention scores and weighted sums, the 0/1 batched matmuls that
+``steps x 4h x (in + h)`` (for the padding-exact Bi-LSTMs, given the inputs' real tokens
+(:class:`RealTokens`), over those only: the work they need), attention scores and weighted sums, the 0/1 batched matmuls that
 reverse the real tokens for the backward LSTM, and the decoder's attention over its whole static
 cache). Not counted: element-wise work (activations, BatchNorm / LayerNorm, softmax, adds), which
 is O(activations) and small next to the products; embedding gathers (no arithmetic).
@@ -78,13 +79,24 @@ def recurrent_macs(steps: int, batch: int, hidden: int) -> int:
     return steps * batch * 4 * hidden * hidden
 
 
-def bilstm_macs(rows: int, length: int, embed: int, hidden: int) -> tuple[int, int]:
+def bilstm_macs(rows: int, length: int, embed: int, hidden: int, real: int | None = None) -> tuple[int, int]:
     """(MACs, weights) of :class:`~storyedge.model.layers.CaptionEncoder` on ``rows`` x ``length``
     tokens: two LSTMs plus the two 0/1 ``[L, L]`` permutation matmuls that reverse the real tokens
-    (of the embedded input, width E, and of the backward output, width h)."""
-    macs, weights = lstm_macs(length, rows, embed, hidden)
+    (of the embedded input, width E, and of the backward output, width h). ``real``: the real
+    tokens of all rows, when known: each direction's LSTM is counted over those only (an output at
+    padding is never read), the reversal matmuls over the static shape."""
+    macs, weights = lstm_macs(1, rows * length if real is None else real, embed, hidden)
     reverse = rows * length * length * (embed + hidden)
     return 2 * macs + reverse, 2 * weights
+
+
+@dataclass(frozen=True)
+class RealTokens:
+    """Real (non-pad) tokens of the inputs an encoder runs on: all caption rows' together, the
+    reason's (None: not known, count the padded length)."""
+
+    captions: int | None = None
+    reason: int | None = None
 
 
 def cnn_macs(count: MacCount, frames: int, m: Any, image_size: int, with_patches: bool) -> int:
@@ -127,18 +139,22 @@ def context_width(m: Any) -> int:
     return m.temporal_hidden_dim + extra
 
 
-def encoder_macs(cfg: Any, batch: int = 1) -> MacCount:
-    """MACs of one ``encoder`` call at ``batch`` (see the module doc), per component."""
+def encoder_macs(cfg: Any, batch: int = 1, real: RealTokens | None = None) -> MacCount:
+    """MACs of one ``encoder`` call at ``batch`` (see the module doc), per component; with
+    ``real``, the Bi-LSTMs' over the real tokens (:func:`bilstm_macs`)."""
     m, d = _get(cfg, "model"), _get(cfg, "dataset")
     k, length, size = d.seq_len, d.max_caption_len, d.image_size
     frames = batch * k
+    real = real or RealTokens()
     count = MacCount()
     text_dim = 2 * m.text_hidden_dim
-    count.add("caption_encoder", *bilstm_macs(frames, length, m.text_embed_dim, m.text_hidden_dim),
-              sequential=2 * recurrent_macs(length, frames, m.text_hidden_dim))
+    captions = frames * length if real.captions is None else real.captions
+    count.add("caption_encoder", *bilstm_macs(frames, length, m.text_embed_dim, m.text_hidden_dim, captions),
+              sequential=2 * recurrent_macs(1, captions, m.text_hidden_dim))
     if m.use_reason:
-        count.add("reason_encoder", *bilstm_macs(batch, d.max_reason_len, m.text_embed_dim, m.text_hidden_dim),
-                  sequential=2 * recurrent_macs(d.max_reason_len, batch, m.text_hidden_dim))
+        reason = batch * d.max_reason_len if real.reason is None else real.reason
+        count.add("reason_encoder", *bilstm_macs(batch, d.max_reason_len, m.text_embed_dim, m.text_hidden_dim, reason),
+                  sequential=2 * recurrent_macs(1, reason, m.text_hidden_dim))
     with_patches = m.fusion == "attention"
     if m.fusion != "text_only":
         if m.image_encoder == "vit":
@@ -210,4 +226,4 @@ def step_macs(cfg: Any, vocab: int, batch: int = 1) -> MacCount:
     return count
 
 
-__all__ = ["MacCount", "bilstm_macs", "context_width", "encoder_macs", "lstm_macs", "recurrent_macs", "step_macs"]
+__all__ = ["MacCount", "RealTokens", "bilstm_macs", "context_width", "encoder_macs", "lstm_macs", "recurrent_macs", "step_macs"]

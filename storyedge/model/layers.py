@@ -292,14 +292,21 @@ class CaptionEncoder(layers.Layer):
         lengths = token_lengths(tokens, self.pad_id)
         mask = length_mask(lengths, max_len)
         x = self.dropout(self.embedding(tokens), training=training)
-        fwd = self.forward_lstm(x, training=training)
+        fwd = self.run_direction(self.forward_lstm, x, lengths, training)
         reversed_x = reverse_real_tokens(x, lengths)
-        bwd = reverse_real_tokens(self.backward_lstm(reversed_x, training=training), lengths)
+        bwd = reverse_real_tokens(self.run_direction(self.backward_lstm, reversed_x, lengths, training), lengths)
         per_token = ops.concatenate([fwd, bwd], axis=-1) * mask[:, :, None]
         last_fwd = gather_step(fwd, lengths - 1)  # zeros for an all-pad row
         first_bwd = bwd[:, 0, :] * mask[:, :1]
         pooled = ops.concatenate([last_fwd, first_bwd], axis=-1)
         return per_token, pooled, mask
+
+    def run_direction(self, lstm: layers.LSTM, x: Any, lengths: Any, training: bool = False) -> Any:
+        """One direction's LSTM over ``x`` [N, L, E] whose first ``lengths[n]`` steps are real
+        tokens -> [N, L, hidden]. The outputs at padding are never read (the caller masks them),
+        which lets the TFLite export stop the loop after the longest real token
+        (:func:`storyedge.export.graphs.hoisted_lstm_inputs`)."""
+        return lstm(x, training=training)
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (the shared embedding is rebuilt by the owning model)."""

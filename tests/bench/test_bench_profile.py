@@ -65,6 +65,8 @@ def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
                 g.floor_ms == g.compute_floor_ms
     md = (out / "report.md").read_text()
     assert "Per-op profile" in md and "Compute floor" in md
+    assert 0 < report.compute.caption_tokens <= report.compute.caption_slots  # the Bi-LSTMs' real tokens
+    assert f"({report.compute.caption_tokens} of {report.compute.caption_slots} caption" in md
     back = BenchReport.from_json((out / "report.json").read_text())
     assert back.backend("onnx-fp32").profile.encoder.top == report.backend("onnx-fp32").profile.encoder.top
     assert json.loads((out / "report.json").read_text())["compute"]["peaks"]

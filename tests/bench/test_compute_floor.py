@@ -45,6 +45,25 @@ def test_encoder_and_lstm_step_macs_equal_a_hand_count() -> None:
     assert step.total == 1780 and step.total_weights == 1780  # batch 1: every weight once
 
 
+def test_bi_lstms_count_the_real_tokens_when_known() -> None:
+    from storyedge.bench.inputs import real_tokens
+    from storyedge.macs import RealTokens
+
+    captions = np.array([[[2, 7, 3, 0], [2, 3, 0, 0]]], np.int32)  # 3 + 2 real tokens of 2 x 4
+    reason = np.array([[5, 6, 7, 0, 0]], np.int32)
+    real = real_tokens({"captions": captions, "reason": reason, "frames": np.zeros(1)}, pad_id=0)
+    assert real == RealTokens(captions=5, reason=3)
+    enc = encoder_macs(hand_config(), real=real)
+    # 4h(E+h) = 192 a token and direction, over the real tokens; the reversal matmuls keep the padded shape
+    assert enc.macs["caption_encoder"] == 2 * 192 * 5 + 384
+    assert enc.macs["reason_encoder"] == 2 * 192 * 3 + 25 * 12
+    assert enc.sequential["caption_encoder"] == 2 * 5 * 64 and enc.sequential["reason_encoder"] == 2 * 3 * 64
+    padded = encoder_macs(hand_config())
+    assert {k: v for k, v in enc.macs.items() if "encoder" not in k or k == "image_encoder"} == \
+        {k: v for k, v in padded.macs.items() if "encoder" not in k or k == "image_encoder"}
+    assert encoder_macs(hand_config(), real=RealTokens()).macs == padded.macs  # unknown: the padded length
+
+
 def test_vit_transformer_and_batch_hand_counts() -> None:
     vit = encoder_macs(hand_config(**{"model.image_encoder": "vit", "model.vit_patch_size": 8,
                                       "model.vit_layers": 1, "model.vit_heads": 1}))

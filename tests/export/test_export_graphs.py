@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,60 @@ def test_chunked_loop_runs_four_steps_an_iteration_with_the_same_numbers(tmp_pat
     got = Interpreter(model_content=content).get_signature_runner("serve")(x=x)
     for a, b in zip(want, (got["seq"], got["last"])):
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+
+
+#: the caption Bi-LSTM probe: tokens per row, pad id, vocabulary, embedding and hidden widths
+CAPTION_LEN, PAD, VOCAB, EMBED = 12, 0, 20, 5
+
+
+def caption_encoder_model(rows: int) -> tuple[keras.Model, Any]:
+    """A padding-exact Bi-LSTM (the model's CaptionEncoder) over [rows, CAPTION_LEN] token ids."""
+    from storyedge.model.layers import CaptionEncoder
+
+    keras.utils.set_random_seed(4)
+    encoder = CaptionEncoder(keras.layers.Embedding(VOCAB, EMBED), HIDDEN, PAD)
+    tokens = keras.Input((CAPTION_LEN,), batch_size=rows, dtype="int32")
+    per_token, pooled, _ = encoder(tokens)
+    return keras.Model(tokens, [per_token, pooled]), encoder
+
+
+def padded_tokens(lengths: list[int]) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    out = np.full((len(lengths), CAPTION_LEN), PAD, np.int32)
+    for row, n in zip(out, lengths):
+        row[:n] = rng.integers(1, VOCAB, n)
+    return out
+
+
+def test_bi_lstm_loops_stop_after_the_longest_real_token_with_the_same_outputs(tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from storyedge.export.graphs import length_bounded_direction
+
+    lengths = [5, 2, 0]  # the longest row has 5 real tokens; an all-pad row
+    model, encoder = caption_encoder_model(len(lengths))
+    tokens = padded_tokens(lengths)
+    want = [t.numpy() for t in model(tokens, training=False)]
+    # one direction on its own: 4 steps an iteration -> 2 iterations (8 steps) of 12, the rest left zero
+    x = encoder.embedding(tokens)
+    bounded = length_bounded_direction(4)(encoder.forward_lstm, x, tf.constant(lengths)).numpy()
+    full = encoder.forward_lstm(x).numpy()
+    assert np.abs(bounded[:, :8] - full[:, :8]).max() < 1e-6
+    assert not bounded[:, 8:].any() and full[:, 8:].any()
+    with hoisted_lstm_inputs(model, most_steps=4):
+        assert "run_direction" in vars(encoder)
+        traced_out = [t.numpy() for t in model(tokens, training=False)]
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda t: dict(zip(("per_token", "pooled"), model(t, training=False))),
+                             input_signature=[tf.TensorSpec((len(lengths), CAPTION_LEN), tf.int32, name="t")])
+        archive.write_out(str(tmp_path / "bounded"), verbose=False)
+    assert "run_direction" not in vars(encoder)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "bounded"), signature_keys=["serve"])
+    content = converter.convert()
+    assert not [op for ops in subgraph_ops(content) for op in ops if op.startswith("Flex")]
+    got = Interpreter(model_content=content).get_signature_runner("serve")(t=tokens)
+    for a, b, c in zip(want, traced_out, (got["per_token"], got["pooled"])):
+        assert np.abs(a - b).max() < 1e-6 and np.abs(a - c).max() < 1e-5 and np.isfinite(c).all()
+    padding = padded_tokens(lengths) == PAD
+    assert not got["per_token"][padding].any()  # exactly zero at padding, as the Keras encoder
