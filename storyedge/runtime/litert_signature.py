@@ -1,9 +1,9 @@
 """One LiteRT signature, run without the per-call overhead of ``SignatureRunner.__call__``.
 
 ``SignatureRunner.__call__`` resizes every input, re-runs ``AllocateTensors`` and looks every
-name up on each call. For a decoder step that runs in about 0.2 ms that is a quarter of the
-time (measured on the seed-size int8-dynamic step: 0.25 ms through the runner, 0.19 ms set +
-invoke + get). A :class:`FastSignature` goes through the runner when the input shapes change
+name up on each call: on the seed-size int8-dynamic decoder step 0.167 ms through the runner
+against 0.160 ms set + invoke + get in a quiet phase of the machine, 0.25 against 0.19 ms in a
+busy one (32 such steps a caption). A :class:`FastSignature` goes through the runner when the input shapes change
 (the first call, a new batch) and otherwise only sets the inputs, invokes and copies the
 outputs out, by the tensor indices the runner resolved.
 """
