@@ -20,7 +20,9 @@ switch below changes what the graph computes beyond float rounding (export valid
   size (L 32, R 64) the unrolled fp32 encoder ran at 314 ms vs 176 ms with ``WHILE`` (LiteRT,
   2 threads) and converts 3x slower. In both loop layouts each LSTM's input product ``x·W + b``
   is traced before the loop, over the whole sequence (:func:`hoisted_lstm_inputs`): Keras traces
-  it into every step, where it is a one-row product per token; the body keeps ``h·U``. Each
+  it into every step, where it is a one-row product per token; the body keeps ``h·U``. The
+  padding-exact Bi-LSTMs' loops stop after the longest real token
+  (:func:`length_bounded_direction`). Each
   ``WHILE`` iteration runs several time steps (2 in the float files' ``loop``, 4 in the
   int8-dynamic files' ``chunked``: :data:`~storyedge.export.plan.LOOP_STEPS`, where the figures
   are), since LiteRT copies the loop-carried tensors once per iteration.
@@ -50,13 +52,18 @@ from storyedge.export.plan import LOOP_STEPS, RNN_LAYOUTS, UNROLLED_LAYOUT
 from storyedge.model.layers import CaptionEncoder
 
 
-def rnn_layers(model: keras.Model) -> list[keras.layers.RNN]:
-    """Every Keras ``RNN`` layer (``LSTM`` ...) inside ``model``, each once."""
-    seen: dict[int, keras.layers.RNN] = {}
+def _layers_of(model: keras.Model, kind: type) -> list[Any]:
+    """Every layer of class ``kind`` inside ``model``, each once (shared layers appear once)."""
+    seen: dict[int, Any] = {}
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.RNN):
+        if isinstance(layer, kind):
             seen.setdefault(id(layer), layer)
     return list(seen.values())
+
+
+def rnn_layers(model: keras.Model) -> list[keras.layers.RNN]:
+    """Every Keras ``RNN`` layer (``LSTM`` ...) inside ``model``, each once."""
+    return _layers_of(model, keras.layers.RNN)
 
 
 def encoder_lstm_count(model: keras.Model) -> int:
@@ -186,11 +193,7 @@ def length_bounded_direction(most_steps: int = 1) -> Callable[..., Any]:
 
 def caption_encoders(model: keras.Model) -> list[CaptionEncoder]:
     """Every padding-exact Bi-LSTM (:class:`CaptionEncoder`: captions, reason) inside ``model``."""
-    seen: dict[int, CaptionEncoder] = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, CaptionEncoder):
-            seen.setdefault(id(layer), layer)
-    return list(seen.values())
+    return _layers_of(model, CaptionEncoder)
 
 
 @contextlib.contextmanager
