@@ -22,7 +22,8 @@ switch below changes what the graph computes beyond float rounding (export valid
   is traced before the loop, over the whole sequence (:func:`hoisted_lstm_inputs`): Keras traces
   it into every step, where it is a one-row product per token; the body keeps ``h·U``. The
   padding-exact Bi-LSTMs' loops stop after the longest real token
-  (:func:`length_bounded_direction`). Each
+  (:func:`length_bounded_direction`); in the int8-dynamic files they project each iteration's
+  tokens in the loop instead (:data:`~storyedge.export.plan.IN_LOOP_PROJECTION_LAYOUTS`). Each
   ``WHILE`` iteration runs several time steps (2 in the float files' ``loop``, 4 in the
   int8-dynamic files' ``chunked``: :data:`~storyedge.export.plan.LOOP_STEPS`, where the figures
   are), since LiteRT copies the loop-carried tensors once per iteration.
@@ -48,7 +49,7 @@ import tensorflow as tf
 from keras import ops
 from keras.src import backend as keras_backend  # its rnn(): no public alias in Keras 3
 
-from storyedge.export.plan import LOOP_STEPS, RNN_LAYOUTS, UNROLLED_LAYOUT
+from storyedge.export.plan import IN_LOOP_PROJECTION_LAYOUTS, LOOP_STEPS, RNN_LAYOUTS, UNROLLED_LAYOUT
 from storyedge.model.layers import CaptionEncoder
 
 
@@ -114,7 +115,7 @@ def hoisted_inner_loop(layer: keras.layers.LSTM, most_steps: int = 1) -> Callabl
             projected = ops.reshape(projected, (-1, length // u, u * gates))
 
         def step(projected_t: Any, states: list[Any]) -> tuple[Any, list[Any]]:
-            h, c, outputs = _cell_steps(cell, projected_t, *states, u)
+            h, c, outputs = _cell_steps(cell, _side_by_side(projected_t, u), *states)
             return (ops.concatenate(outputs, axis=-1) if u > 1 else h), [h, c]
 
         last, outputs, states = keras_backend.rnn(  # the arguments keras.layers.RNN.inner_loop passes
@@ -142,13 +143,11 @@ def _input_projection(cell: Any, sequences: Any) -> Any:
     return projected + cell.bias if cell.use_bias else projected
 
 
-def _cell_steps(cell: Any, projected: Any, h: Any, c: Any, steps: int) -> tuple[Any, Any, list[Any]]:
-    """``steps`` consecutive LSTM cell steps on their input projections side by side
-    (``projected`` [N, steps·4H]): (h, c, the ``steps`` hidden states)."""
-    gates = projected.shape[-1] // steps
+def _cell_steps(cell: Any, projections: list[Any], h: Any, c: Any) -> tuple[Any, Any, list[Any]]:
+    """Consecutive LSTM cell steps, one per input projection ``x_t·W + b`` [N, 4H] of
+    ``projections``: (h, c, the hidden state of each step)."""
     outputs = []
-    for j in range(steps):
-        z = projected[:, j * gates:(j + 1) * gates] if steps > 1 else projected
+    for z in projections:
         z = z + ops.matmul(h, cell.recurrent_kernel)
         c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c)
         h = o * cell.activation(c)
@@ -156,31 +155,52 @@ def _cell_steps(cell: Any, projected: Any, h: Any, c: Any, steps: int) -> tuple[
     return h, c, outputs
 
 
-def length_bounded_direction(most_steps: int = 1) -> Callable[..., Any]:
+def _side_by_side(projected: Any, steps: int) -> list[Any]:
+    """The ``steps`` projections [N, 4H] laid side by side in ``projected`` [N, steps·4H]."""
+    gates = projected.shape[-1] // steps
+    return [projected[:, j * gates:(j + 1) * gates] for j in range(steps)] if steps > 1 else [projected]
+
+
+def length_bounded_direction(most_steps: int = 1, project_in_loop: bool = False) -> Callable[..., Any]:
     """A :meth:`CaptionEncoder.run_direction` whose loop stops after the longest real token.
 
     The padding-exact Bi-LSTM never reads an output at padding, so the loop runs
-    ``ceil(max(lengths) / u)`` iterations of u time steps (u as in :func:`hoisted_inner_loop`,
-    input projection hoisted) instead of ``L / u``: a data-dependent ``WHILE`` condition, the
-    outputs after the last iteration left zero. The real tokens' outputs are the same sums as
-    Keras' loop (float32 rounding only); a caption of 12 of 32 tokens runs 3 iterations, not 8.
+    ``ceil(max(lengths) / u)`` iterations of u time steps (u as in :func:`hoisted_inner_loop`)
+    instead of ``L / u``: a data-dependent ``WHILE`` condition, the outputs after the last
+    iteration left zero. The real tokens' outputs are the same sums as Keras' loop (float32
+    rounding only); a caption of 12 of 32 tokens runs 3 iterations, not 8.
+
+    The input projection ``x·W + b`` is hoisted before the loop (one matmul over the whole
+    sequence), or with ``project_in_loop`` done by each iteration for its u steps' tokens (one
+    [u·N, E] x [E, 4H] product): the loop then carries the [L, N, E] tokens instead of the
+    [L, N, 4H] projection, which LiteRT copies once an iteration, and projects no padding chunk.
     """
 
     def run_direction(lstm: keras.layers.LSTM, x: Any, lengths: Any, training: bool = False) -> Any:
         cell = lstm.cell
-        projected = _input_projection(cell, x)
-        rows, length, gates = x.shape[0], x.shape[1], projected.shape[-1]
+        rows, length = x.shape[0], x.shape[1]
         u = steps_per_iteration(length, most_steps)
         chunks = length // u
+        if project_in_loop:  # chunk i holds its u steps' tokens step-major: [u·N, E]
+            carried = tf.reshape(tf.transpose(tf.reshape(x, (rows, chunks, u, x.shape[-1])), (1, 2, 0, 3)),
+                                 (chunks, u * rows, x.shape[-1]))
+        else:  # chunk i holds its u steps' projections side by side: [N, u·4H]
+            projected = _input_projection(cell, x)
+            carried = tf.transpose(tf.reshape(projected, (rows, chunks, u * projected.shape[-1])), (1, 0, 2))
         # time-major TensorArrays, as Keras' own loop reads and writes them (a strided slice of
-        # the [N, chunks, u·4H] projection inside the body ran each iteration about 2x slower)
-        inputs = tf.TensorArray(tf.float32, size=chunks, element_shape=[rows, u * gates]).unstack(
-            tf.transpose(tf.reshape(projected, (rows, chunks, u * gates)), (1, 0, 2)))
+        # the projection inside the body ran each iteration about 2x slower)
+        inputs = tf.TensorArray(tf.float32, size=chunks, element_shape=carried.shape[1:]).unstack(carried)
         outputs = tf.TensorArray(tf.float32, size=chunks, element_shape=[rows, u * cell.units])
         iterations = (tf.reduce_max(lengths) + u - 1) // u
 
+        def chunk_projections(i: Any) -> list[Any]:
+            if not project_in_loop:
+                return _side_by_side(inputs.read(i), u)
+            projected = _input_projection(cell, inputs.read(i))
+            return [projected[j * rows:(j + 1) * rows] for j in range(u)]
+
         def body(i: Any, h: Any, c: Any, outputs: Any) -> tuple[Any, Any, Any, Any]:
-            h, c, hs = _cell_steps(cell, inputs.read(i), h, c, u)
+            h, c, hs = _cell_steps(cell, chunk_projections(i), h, c)
             return i + 1, h, c, outputs.write(i, ops.concatenate(hs, axis=-1) if u > 1 else h)
 
         zeros = tf.zeros((rows, cell.units))
@@ -197,15 +217,15 @@ def caption_encoders(model: keras.Model) -> list[CaptionEncoder]:
 
 
 @contextlib.contextmanager
-def hoisted_lstm_inputs(model: keras.Model, most_steps: int = 1) -> Iterator[None]:
+def hoisted_lstm_inputs(model: keras.Model, most_steps: int = 1, project_in_loop: bool = False) -> Iterator[None]:
     """Trace every ``LSTM`` layer of ``model`` with :func:`hoisted_inner_loop` (``most_steps``
     time steps a loop iteration at most), the Bi-LSTMs' directions with
-    :func:`length_bounded_direction`; restored on exit."""
+    :func:`length_bounded_direction` (``project_in_loop`` passed on); restored on exit."""
     layers, encoders = lstm_layers(model), caption_encoders(model)
     for layer in layers:
         layer.inner_loop = hoisted_inner_loop(layer, most_steps)
     for encoder in encoders:
-        encoder.run_direction = length_bounded_direction(most_steps)
+        encoder.run_direction = length_bounded_direction(most_steps, project_in_loop)
     try:
         yield
     finally:
@@ -218,11 +238,16 @@ def hoisted_lstm_inputs(model: keras.Model, most_steps: int = 1) -> Iterator[Non
 @contextlib.contextmanager
 def tflite_rnn_layout(model: keras.Model, layout: str) -> Iterator[None]:
     """``loop`` / ``chunked`` (WHILE loops of up to :data:`~storyedge.export.plan.LOOP_STEPS` time
-    steps an iteration, input projections hoisted: :func:`hoisted_lstm_inputs`) or ``unrolled``
-    (:func:`unrolled_rnns`)."""
+    steps an iteration, input projections hoisted or, in
+    :data:`~storyedge.export.plan.IN_LOOP_PROJECTION_LAYOUTS`, the Bi-LSTMs' done in the loop:
+    :func:`hoisted_lstm_inputs`) or ``unrolled`` (:func:`unrolled_rnns`)."""
     if layout not in RNN_LAYOUTS:
         raise ValueError(f"unknown RNN layout {layout!r}")
-    with unrolled_rnns(model) if layout == UNROLLED_LAYOUT else hoisted_lstm_inputs(model, LOOP_STEPS[layout]):
+    if layout == UNROLLED_LAYOUT:
+        context = unrolled_rnns(model)
+    else:
+        context = hoisted_lstm_inputs(model, LOOP_STEPS[layout], layout in IN_LOOP_PROJECTION_LAYOUTS)
+    with context:
         yield
 
 

@@ -96,6 +96,14 @@ LOOP_LAYOUT, CHUNKED_LAYOUT, UNROLLED_LAYOUT = "loop", "chunked", "unrolled"
 #: → 25.2 → 26.9 ms, frame graph 8.8 → 8.2 → 10.2 ms.
 LOOP_STEPS = {LOOP_LAYOUT: 2, CHUNKED_LAYOUT: 4}
 RNN_LAYOUTS = (*LOOP_STEPS, UNROLLED_LAYOUT)
+#: Loop layouts whose padding-exact Bi-LSTMs project each iteration's tokens inside the loop
+#: (:func:`~storyedge.export.graphs.length_bounded_direction`) rather than hoisting the projection:
+#: the loop then carries the [L, N, E] tokens, not the [L, N, 4H] projection LiteRT copies once an
+#: iteration. Only int8-dynamic: its [u·N, E] x [E, 4H] weights (600 KB at the seed size) stay in
+#: the core's cache, the fp32 ones (2.4 MB) do not, and a one-row fp32 loop got slower (seed-size
+#: direction, LiteRT, 2 threads, 24 real tokens: int8-dynamic 1.00 -> 0.89 ms at 3 rows, 0.60 ->
+#: 0.58 at 1; fp32 3.26 -> 2.99 at 3 rows but 1.11 -> 1.42 at 1).
+IN_LOOP_PROJECTION_LAYOUTS = (CHUNKED_LAYOUT,)
 #: the layout of each TFLite precision: the float files ``loop``, int8-dynamic ``chunked``, full
 #: int8 ``unrolled`` (TF 2.21's calibrator cannot run a Keras LSTM WHILE body)
 PRECISION_LAYOUTS = {"fp32": LOOP_LAYOUT, "fp16": LOOP_LAYOUT, "int8-dynamic": CHUNKED_LAYOUT, "int8": UNROLLED_LAYOUT}

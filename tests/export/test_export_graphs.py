@@ -140,7 +140,9 @@ def padded_tokens(lengths: list[int]) -> np.ndarray:
     return out
 
 
-def test_bi_lstm_loops_stop_after_the_longest_real_token_with_the_same_outputs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("project_in_loop", [False, True], ids=["hoisted-projection", "in-loop-projection"])
+def test_bi_lstm_loops_stop_after_the_longest_real_token_with_the_same_outputs(
+        tmp_path: Path, project_in_loop: bool) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
     from storyedge.export.graphs import length_bounded_direction
@@ -151,11 +153,11 @@ def test_bi_lstm_loops_stop_after_the_longest_real_token_with_the_same_outputs(t
     want = [t.numpy() for t in model(tokens, training=False)]
     # one direction on its own: 4 steps an iteration -> 2 iterations (8 steps) of 12, the rest left zero
     x = encoder.embedding(tokens)
-    bounded = length_bounded_direction(4)(encoder.forward_lstm, x, tf.constant(lengths)).numpy()
+    bounded = length_bounded_direction(4, project_in_loop)(encoder.forward_lstm, x, tf.constant(lengths)).numpy()
     full = encoder.forward_lstm(x).numpy()
     assert np.abs(bounded[:, :8] - full[:, :8]).max() < 1e-6
     assert not bounded[:, 8:].any() and full[:, 8:].any()
-    with hoisted_lstm_inputs(model, most_steps=4):
+    with hoisted_lstm_inputs(model, most_steps=4, project_in_loop=project_in_loop):
         assert "run_direction" in vars(encoder)
         traced_out = [t.numpy() for t in model(tokens, training=False)]
         archive = keras.export.ExportArchive()
@@ -167,6 +169,9 @@ def test_bi_lstm_loops_stop_after_the_longest_real_token_with_the_same_outputs(t
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "bounded"), signature_keys=["serve"])
     content = converter.convert()
     assert not [op for ops in subgraph_ops(content) for op in ops if op.startswith("Flex")]
+    # each direction's body: four steps' recurrent products h U, and the chunk's x W where it is in the loop
+    bodies = [g for g in subgraph_ops(content)[1:] if g["LOGISTIC"]]
+    assert [g["FULLY_CONNECTED"] + g["BATCH_MATMUL"] for g in bodies] == [4 + project_in_loop] * 2
     got = Interpreter(model_content=content).get_signature_runner("serve")(t=tokens)
     for a, b, c in zip(want, traced_out, (got["per_token"], got["pooled"])):
         assert np.abs(a - b).max() < 1e-6 and np.abs(a - c).max() < 1e-5 and np.isfinite(c).all()
