@@ -6,6 +6,8 @@ outputs are renamed to the clean documented names (no ``:0``) and the outputs or
 documented (``h0, c0, context`` / ``logits, h_out, c_out``). Every Keras LSTM layer must come out
 as one ONNX ``LSTM`` node (see :func:`storyedge.export.graphs.onnx_fusable_lstms` for what makes
 the batch-1 one fuse) and no ``Loop`` / ``Scan`` / ``TensorList*`` may remain: :func:`check_onnx`.
+The Bi-LSTMs' nodes get the rows' real-token counts as ``sequence_lens``
+(:mod:`storyedge.export.onnx_lengths`).
 
 ``int8-dynamic``: ``onnxruntime.quantization.quantize_dynamic`` (7-bit int8 weights, see
 :func:`quantize_onnx_dynamic`; ``MatMulInteger``, ``DynamicQuantizeLSTM``, int8 ``Gather`` for
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from storyedge.errors import CheckFailed
+from storyedge.export.onnx_lengths import bound_bilstm_lengths, token_inputs
 from storyedge.model.signatures import (
     decoder_input_specs,
     decoder_output_names,
@@ -74,9 +77,19 @@ def convert_onnx(model: Any, graph: str, batch: int, opset: int) -> Any:
         else:
             os.environ[CATCH_ERRORS_ENV] = previous
     _rename_io(proto, [s.name for s in specs], list(outputs))
+    _bound_bilstms(proto, graph, model.pad_id)
     proto.producer_name = "storyedge (tf2onnx)"
     proto.doc_string = f"storyedge {graph}: inputs {', '.join(s.name for s in specs)} -> {', '.join(outputs)}"
     return proto
+
+
+def _bound_bilstms(proto: Any, graph: str, pad_id: int) -> None:
+    """Both directions of every token input's Bi-LSTM run for the real tokens only
+    (:func:`~storyedge.export.onnx_lengths.bound_bilstm_lengths`)."""
+    bounded = bound_bilstm_lengths(proto, pad_id)
+    expected = 2 * len(token_inputs(proto.graph))
+    if bounded != expected:
+        raise CheckFailed(f"ONNX {graph}: {bounded} Bi-LSTM LSTM nodes found for the token inputs, expected {expected}")
 
 
 def _rename_io(proto: Any, inputs: list[str], outputs: list[str]) -> None:
