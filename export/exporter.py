@@ -67,8 +67,8 @@ if TYPE_CHECKING:  # pragma: no cover
 VALIDATION_DATA_KEYS = ("name", "path", "schema", "frames_key", "captions_key", "reason_key",
                         "validation_fraction", "synthetic_stories", "synthetic_seed")
 #: Export keys a ``--config`` given to :func:`export_from_checkpoint` sets.
-EXPORT_KEYS = ("formats", "quantize", "batch", "opset", "atol", "validation_windows", "calibration_method",
-               "int4_block_size", "portable", "story_mode")
+EXPORT_KEYS = ("formats", "quantize", "batch", "opset", "atol", "tolerances", "validation_windows",
+               "calibration_method", "int4_block_size", "portable", "story_mode")
 VALIDATION_DATA = ("split", "synthetic")
 
 

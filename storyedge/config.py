@@ -320,6 +320,9 @@ class ExportConfig(_Section):
     opset: int = Field(17, ge=ONNX_OPSET_MIN, le=ONNX_OPSET_MAX)
     #: Max |diff| on logits tolerated for fp32 exports at validation time.
     atol: float = Field(1e-4, gt=0)
+    #: Validation base per precision label replacing ``atol x factor`` (``--tolerance
+    #: PRECISION=BASE``, which wins over an entry here), e.g. ``{int8-dynamic: 0.25}``.
+    tolerances: dict[str, float] = Field(default_factory=dict)
     validation_windows: int = Field(8, ge=1)
     #: Static int8 (ONNX): how calibration activations become ranges.
     calibration_method: CalibrationMethod = "minmax"

@@ -170,7 +170,8 @@ def export_stage(cfg: Config, run_dir: Path, exports: Path, force: bool) -> Chec
                                f"{exports / REJECTED_DIR}")
         return None
     try:
-        export_from_checkpoint(run_dir, exports, formats=formats, quantize=quantize, overwrite=True)
+        export_from_checkpoint(run_dir, exports, formats=formats, quantize=quantize,
+                               tolerances=dict(cfg.export.tolerances), overwrite=True)
     except CheckFailed as exc:  # the accepted files and the manifest are written
         click.echo(f"export: {exc}")
         return exc

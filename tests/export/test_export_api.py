@@ -108,6 +108,20 @@ def test_plan_resolves_checks_and_counts_progress_steps() -> None:
             make_plan(cfg, **kwargs)
 
 
+def test_config_tolerances_apply_and_the_command_line_wins(export_env) -> None:
+    from storyedge.config import load_config
+    from storyedge.export.plan import make_plan
+
+    cfg = export_env.config.replace(**{"export.tolerances": {"int8-dynamic": 0.25, "int8": 0.7}})
+    assert make_plan(cfg).tolerances == {"int8-dynamic": 0.25, "int8": 0.7}
+    assert make_plan(cfg, tolerances={"int8": 0.9}).tolerances == {"int8-dynamic": 0.25, "int8": 0.9}
+    with pytest.raises(UserError, match="--tolerance"):
+        make_plan(export_env.config.replace(**{"export.tolerances": {"int2": 0.1}}))
+    # the shipped quickstart judges its int8-dynamic files at 25%; the seed's config at the default
+    assert make_plan(load_config("quickstart.yaml")).tolerances == {"int8-dynamic": 0.25}
+    assert make_plan(load_config("storyreasoning.yaml")).tolerances == {}
+
+
 def test_tolerance_rule() -> None:
     from storyedge.export.validation import tolerance_for
 
