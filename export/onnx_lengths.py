@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 #: name prefix of the nodes and tensors added here
 PREFIX = "storyedge_real_tokens"
 
@@ -45,8 +47,7 @@ def _graph_inputs_of(graph: Any) -> dict[str, frozenset[str]]:
 def _lengths_nodes(tensor: str, pad_id: int) -> tuple[list[Any], list[Any], str]:
     """Nodes computing max(non-pad tokens per row, 1) of ``tensor`` as int32 [rows], their
     initializers and the output name."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper  # lazy: onnx is a heavy optional runtime
 
     base = f"{PREFIX}_{tensor}"
     consts = [numpy_helper.from_array(np.array(pad_id, np.int32), f"{base}_pad"),
