@@ -67,20 +67,20 @@ def _lengths_nodes(tensor: str, pad_id: int) -> tuple[list[Any], list[Any], str]
     return nodes, consts, out
 
 
-def bound_bilstm_lengths(proto: Any, pad_id: int) -> int:
+def bound_bilstm_lengths(proto: Any, pad_id: int) -> dict[str, int]:
     """Give every Bi-LSTM ``LSTM`` node of ``proto`` its rows' real-token counts as
-    ``sequence_lens`` (see the module doc), in place; returns how many nodes got them."""
+    ``sequence_lens`` (see the module doc), in place; returns, per token input, how many nodes
+    got its lengths."""
     graph = proto.graph
-    tokens = set(token_inputs(graph))
+    bounded = dict.fromkeys(token_inputs(graph), 0)
     depends = _graph_inputs_of(graph)
     lengths: dict[str, str] = {}
     added: list[Any] = []
-    bounded = 0
     for node in graph.node:
         if node.op_type != "LSTM" or (len(node.input) > 4 and node.input[4]):
             continue
         sources = depends.get(node.input[0], frozenset())
-        if len(sources) != 1 or not sources <= tokens:
+        if len(sources) != 1 or not sources <= bounded.keys():
             continue
         (source,) = sources
         if source not in lengths:
@@ -90,7 +90,7 @@ def bound_bilstm_lengths(proto: Any, pad_id: int) -> int:
         while len(node.input) < 5:
             node.input.append("")
         node.input[4] = lengths[source]
-        bounded += 1
+        bounded[source] += 1
     # the lengths depend on graph inputs only: computed first, the order stays topological
     old = list(graph.node)
     del graph.node[:]

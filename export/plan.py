@@ -285,7 +285,7 @@ def make_plan(
         batch=int(batch if batch is not None else ex.batch),
         opset=int(opset if opset is not None else ex.opset),
         atol=float(atol if atol is not None else ex.atol),
-        tolerances={**getattr(ex, "tolerances", {}), **(tolerances or {})},
+        tolerances={**ex.tolerances, **(tolerances or {})},
         validation_windows=n_val,
         calibration_windows=int(
             calibration_windows if calibration_windows is not None else default_calibration_windows(n_val)
