@@ -50,7 +50,7 @@ from keras import ops
 from keras.src import backend as keras_backend  # its rnn(): no public alias in Keras 3
 
 from storyedge.export.plan import IN_LOOP_PROJECTION_LAYOUTS, LOOP_STEPS, RNN_LAYOUTS, UNROLLED_LAYOUT
-from storyedge.model.layers import CaptionEncoder
+from storyedge.model.layers import CaptionEncoder, lstm_cell_update
 
 
 def _layers_of(model: keras.Model, kind: type) -> list[Any]:
@@ -148,9 +148,7 @@ def _cell_steps(cell: Any, projections: list[Any], h: Any, c: Any) -> tuple[Any,
     ``projections``: (h, c, the hidden state of each step)."""
     outputs = []
     for z in projections:
-        z = z + ops.matmul(h, cell.recurrent_kernel)
-        c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c)
-        h = o * cell.activation(c)
+        h, c = lstm_cell_update(cell, z + ops.matmul(h, cell.recurrent_kernel), c)
         outputs.append(h)
     return h, c, outputs
 

@@ -181,8 +181,8 @@ def encoder_macs(cfg: Any, batch: int = 1, real: RealTokens | None = None) -> Ma
         count.add("decoder_init", batch * (k * dim * width + ctx * width + (text_dim * width if m.use_reason else 0)), w)
         w = m.decoder_layers * 2 * width * width
         count.add("decoder_init", batch * slots * w, w)
-    else:
-        w = 2 * ctx * m.decoder_hidden_dim
+    else:  # init_h, init_c and the context's share of the decoder cell's gates (context_gates)
+        w = 2 * ctx * m.decoder_hidden_dim + ctx * 4 * m.decoder_hidden_dim
         count.add("decoder_init", batch * w, w)
     return count
 
@@ -220,7 +220,7 @@ def step_macs(cfg: Any, vocab: int, batch: int = 1) -> MacCount:
             count.add("decoder", batch * w, w)
             count.add("decoder", batch * 2 * (cache + slots) * width)  # self (whole cache) + cross attention
     else:
-        w = (embed + context_width(m)) * 4 * hidden + hidden * 4 * hidden
+        w = embed * 4 * hidden + hidden * 4 * hidden  # the context's share comes from the encoder
         count.add("decoder", batch * w, w)
     count.add("logits", batch * hidden * vocab, hidden * vocab)
     return count

@@ -70,6 +70,13 @@ def gather_step(x: Any, index: Any) -> Any:
     return ops.sum(x * onehot[:, :, None], axis=1)
 
 
+def lstm_cell_update(cell: layers.LSTMCell, z: Any, c: Any) -> tuple[Any, Any]:
+    """Keras ``LSTMCell``'s gate math on the gate pre-activations ``z = x·W + h·U + b`` [N, 4H]
+    and the cell state ``c`` [N, H] -> (h, c) of the step."""
+    c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c)
+    return o * cell.activation(c), c
+
+
 def masked_mean(x: Any, mask: Any) -> Any:
     """Mean of ``x`` [N, L, D] over positions where ``mask`` [N, L] is 1; zeros for empty rows."""
     total = ops.sum(x * mask[:, :, None], axis=1)

@@ -2,10 +2,11 @@
 
 ``encoder``: inputs ``frames`` [B,k,S,S,3] float32, ``captions`` [B,k,L] int32 and, only with
 ``use_reason``, ``reason`` [B,R] int32. Outputs, LSTM decoder: ``h0``, ``c0`` [B,H],
-``context`` [B,C] float32; Transformer decoder: per layer i ``cross_k_i``, ``cross_v_i``
+``context_gates`` [B,4H] float32 (the context's share of the decoder cell's gates, computed once
+per caption); Transformer decoder: per layer i ``cross_k_i``, ``cross_v_i``
 [B,heads,M,d] float32 (the cross-attention keys / values, computed once per caption).
 
-``decoder_step``, LSTM: inputs ``token`` [B] int32, ``h``, ``c`` [B,H], ``context`` [B,C]
+``decoder_step``, LSTM: inputs ``token`` [B] int32, ``h``, ``c`` [B,H], ``context_gates`` [B,4H]
 float32; outputs ``logits`` [B,V], ``h_out``, ``c_out`` [B,H]. Transformer: inputs ``token``,
 ``position`` [B] int32, per layer ``k_cache_i``, ``v_cache_i`` [B,heads,L,d] and ``cross_k_i``,
 ``cross_v_i``; outputs ``logits``, ``position_out`` (position + 1) and ``k_cache_i_out``,
@@ -31,15 +32,16 @@ from storyedge.model.story_model import (
     POSITION,
     StoryModel,
     cache_names,
-    context_dim,
     cross_names,
+    gates_dim,
     memory_slots,
     reason_dim,
 )
 
 ENCODER_ENDPOINT = "encoder"
 DECODER_STEP_ENDPOINT = "decoder_step"
-ENCODER_OUTPUTS = ("h0", "c0", "context")
+CONTEXT_GATES = "context_gates"
+ENCODER_OUTPUTS = ("h0", "c0", CONTEXT_GATES)
 DECODER_STEP_OUTPUTS = ("logits", "h_out", "c_out")
 
 
@@ -86,7 +88,7 @@ def _transformer_cache_specs(cfg: Config, batch: int, suffix: str = "") -> list[
 
 
 def decoder_input_specs(model_or_cfg: StoryModel | Config, batch: int = 1) -> list[tf.TensorSpec]:
-    """Static ``tf.TensorSpec``s of the decoder-step inputs (LSTM: token, h, c, context;
+    """Static ``tf.TensorSpec``s of the decoder-step inputs (LSTM: token, h, c, context_gates;
     Transformer: token, position, the self-attention caches, the cross K/V)."""
     cfg = _config(model_or_cfg)
     hidden = cfg.model.decoder_hidden_dim
@@ -101,12 +103,12 @@ def decoder_input_specs(model_or_cfg: StoryModel | Config, batch: int = 1) -> li
         tf.TensorSpec([batch], tf.int32, name="token"),
         tf.TensorSpec([batch, hidden], tf.float32, name="h"),
         tf.TensorSpec([batch, hidden], tf.float32, name="c"),
-        tf.TensorSpec([batch, context_dim(cfg)], tf.float32, name="context"),
+        tf.TensorSpec([batch, gates_dim(cfg)], tf.float32, name=CONTEXT_GATES),
     ]
 
 
 def encoder_output_specs(model: StoryModel, batch: int = 1) -> list[tf.TensorSpec]:
-    """The encoder's outputs in documented order (LSTM: h0, c0, context; Transformer: the cross K/V)."""
+    """The encoder's outputs in documented order (LSTM: h0, c0, context_gates; Transformer: the cross K/V)."""
     cfg = model.config
     if cfg.model.decoder == "transformer":
         return _transformer_cross_specs(cfg, batch)
@@ -114,7 +116,7 @@ def encoder_output_specs(model: StoryModel, batch: int = 1) -> list[tf.TensorSpe
     return [
         tf.TensorSpec(hidden, tf.float32, name="h0"),
         tf.TensorSpec(hidden, tf.float32, name="c0"),
-        tf.TensorSpec([batch, context_dim(cfg)], tf.float32, name="context"),
+        tf.TensorSpec([batch, gates_dim(cfg)], tf.float32, name=CONTEXT_GATES),
     ]
 
 
@@ -143,7 +145,7 @@ def decoder_spec(model: StoryModel, batch: int = 1) -> DecoderSpec:
     """How a runtime drives this model's ``decoder_step``.
 
     LSTM: state ``h`` / ``c`` start as the encoder's ``h0`` / ``c0`` and are replaced by
-    ``h_out`` / ``c_out``; ``context`` is carried. Transformer: ``position`` and every
+    ``h_out`` / ``c_out``; ``context_gates`` is carried. Transformer: ``position`` and every
     ``k_cache_i`` / ``v_cache_i`` start as zeros and are replaced by their ``_out``; the
     encoder's ``cross_k_i`` / ``cross_v_i`` are carried.
     """
@@ -163,7 +165,7 @@ def decoder_spec(model: StoryModel, batch: int = 1) -> DecoderSpec:
             StateTensor("h", hidden, "float32", init="encoder", source="h0", update="h_out"),
             StateTensor("c", hidden, "float32", init="encoder", source="c0", update="c_out"),
         ],
-        carried=[CarriedInput("context", "context")],
+        carried=[CarriedInput(CONTEXT_GATES, CONTEXT_GATES)],
         step_weights=weights,
     )
 
@@ -171,8 +173,10 @@ def decoder_spec(model: StoryModel, batch: int = 1) -> DecoderSpec:
 def step_weight_counts(cfg: Config, vocab: int) -> dict[str, int]:
     """Weights one decoder step reads, for the roofline floor.
 
-    LSTM: the cell kernel ``(E+C)x4H``, the recurrent kernel ``Hx4H`` and the logits projection
-    ``HxV`` (quantisable matrices), fp32 biases ``4H + V``, one embedding row ``E``.
+    LSTM: the cell kernel's embedding rows ``Ex4H`` (its context rows ``Cx4H`` are read once per
+    caption, by the encoder: :meth:`~storyedge.model.story_model.StoryModel.context_gates`), the
+    recurrent kernel ``Hx4H`` and the logits projection ``HxV`` (quantisable matrices), the fp32
+    logits bias ``V`` (the cell's bias is in the context gates), one embedding row ``E``.
     Transformer (width W, F ff, n layers): per layer self-attention Q, K, V, O ``4·W²``,
     cross-attention Q, O ``2·W²`` (its K / V were precomputed by the encoder), feed-forward
     ``2·W·F``; the logits ``WxV`` and the ``ExW`` input projection when E != W. Vectors: biases,
@@ -187,8 +191,8 @@ def step_weight_counts(cfg: Config, vocab: int) -> dict[str, int]:
         # per layer: 6 W-biases + F + W (ff) biases, 3 LayerNorms; final LayerNorm, position row, logits bias
         vectors = n * (6 * width + ff + width + 6 * width) + 2 * width + width + vocab
         return {"matrix_params": matrices, "vector_params": vectors, "embedding_row": embed}
-    matrices = (embed + context_dim(cfg)) * 4 * hidden + hidden * 4 * hidden + hidden * vocab
-    return {"matrix_params": matrices, "vector_params": 4 * hidden + vocab, "embedding_row": embed}
+    matrices = embed * 4 * hidden + hidden * 4 * hidden + hidden * vocab
+    return {"matrix_params": matrices, "vector_params": vocab, "embedding_row": embed}
 
 
 def _encoder_callable(model: StoryModel) -> Callable[..., dict[str, tf.Tensor]]:
@@ -213,9 +217,9 @@ def _decoder_step_callable(model: StoryModel) -> Callable[..., dict[str, tf.Tens
         return _transformer_step_callable(model)
 
     def decoder_step(
-        token: tf.Tensor, h: tf.Tensor, c: tf.Tensor, context: tf.Tensor
+        token: tf.Tensor, h: tf.Tensor, c: tf.Tensor, context_gates: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        out = model.decode_step(token, h, c, context, training=False)
+        out = model.decode_step(token, h, c, context_gates, training=False)
         return {name: tf.identity(out[name], name=name) for name in DECODER_STEP_OUTPUTS}
 
     return decoder_step

@@ -309,9 +309,10 @@ def test_roofline_bytes_and_bandwidth() -> None:
     from storyedge.model.story_model import context_dim
 
     seed = load_config("storyreasoning.yaml")  # E 300, H 512
-    assert context_dim(seed) == 1536
+    assert context_dim(seed) == 1536  # whose 1536 x 2048 cell rows the encoder reads, once per caption
     counts = step_weight_counts(seed, vocab=30522)
-    assert counts["matrix_params"] == (300 + 1536) * 2048 + 512 * 2048 + 512 * 30522
+    assert counts["matrix_params"] == 300 * 2048 + 512 * 2048 + 512 * 30522
+    assert counts["vector_params"] == 30522  # the logits bias (the cell's is in the context gates)
     fp32, int8 = step_weight_bytes(counts, "fp32"), step_weight_bytes(counts, "int8-dynamic")
     assert fp32 == (counts["matrix_params"] + 300) * 4 + counts["vector_params"] * 4
     assert int8 < fp32 / 3

@@ -34,15 +34,17 @@ def test_encoder_and_lstm_step_macs_equal_a_hand_count() -> None:
     # mix 11x8; attention q 4x8x8, k/v 2x16x5x8, out 4x8x8 per frame; scores + weighted 2x4x16x8 per frame
     assert enc.macs["fusion"] == 2 * 88 + 2 * (256 + 1280 + 256) + 2 * 2 * 4 * 16 * 8 == 5808
     assert enc.macs["temporal_lstm"] == 2 * 4 * 6 * (8 + 6) == 672
-    assert enc.macs["decoder_init"] == 2 * (6 + 8) * 10 == 280  # init_h, init_c over C = T + 2h
-    assert enc.total == 3456 + 2220 + 45208 + 5808 + 672 + 280 == 57644
+    # init_h, init_c over C = T + 2h = 14, and the context's share of the cell's 4h gates
+    assert enc.macs["decoder_init"] == 2 * 14 * 10 + 14 * 40 == 840
+    assert enc.total == 3456 + 2220 + 45208 + 5808 + 672 + 840 == 58204
     # recurrent h U products: directions x steps x rows x 4h·h (caption 2 rows, reason and temporal 1)
     assert enc.sequential == {"caption_encoder": 2 * 4 * 2 * 64, "reason_encoder": 2 * 5 * 64,
                               "temporal_lstm": 2 * 4 * 6 * 6}
     assert enc.total_sequential == 1024 + 640 + 288
     step = step_macs(hand_config(), vocab=50)
-    assert step.macs == {"decoder": (8 + 14) * 40 + 10 * 40, "logits": 10 * 50}
-    assert step.total == 1780 and step.total_weights == 1780  # batch 1: every weight once
+    # the step's cell reads the token's embedding (E 8) and h (10): the context's gates come from the encoder
+    assert step.macs == {"decoder": 8 * 40 + 10 * 40, "logits": 10 * 50}
+    assert step.total == 1220 and step.total_weights == 1220  # batch 1: every weight once
 
 
 def test_bi_lstms_count_the_real_tokens_when_known() -> None:
@@ -73,7 +75,7 @@ def test_vit_transformer_and_batch_hand_counts() -> None:
                          "model.decoder_layers": 1})
     # in_proj 8x10; self q k v o + cross q o 6x10², ff 2x10x12; attention over the 4-slot cache + 4 memory slots
     assert step_macs(cfg, vocab=50).total == 80 + 600 + 240 + 2 * (4 + 4) * 10 + 500 == 1580
-    assert step_macs(hand_config(), vocab=50, batch=3).total == 3 * 1780
+    assert step_macs(hand_config(), vocab=50, batch=3).total == 3 * 1220
     assert step_macs(hand_config(), vocab=7).macs["logits"] == 70  # a shortlist's width
 
 
@@ -81,7 +83,7 @@ def test_vit_transformer_and_batch_hand_counts() -> None:
                                             "model.vit_heads": 1, "model.decoder": "transformer",
                                             "model.decoder_heads": 2}])
 def test_counted_weights_are_the_models_kernels(overrides: dict[str, object]) -> None:
-    from storyedge.model.story_model import build_model
+    from storyedge.model.story_model import build_model, context_dim
 
     cfg = hand_config(**overrides)
     model = build_model(cfg, 50, 0)
@@ -95,8 +97,10 @@ def test_counted_weights_are_the_models_kernels(overrides: dict[str, object]) ->
     assert enc.weights["caption_encoder"] == kernels(model.caption_encoder)
     assert enc.weights["fusion"] == kernels(model.fusion)
     assert enc.weights["temporal_lstm"] == kernels(model.temporal_lstm)
-    if cfg.model.decoder == "lstm":
-        assert step_macs(cfg, 50).total_weights == kernels(model.decoder_cell, model.logits_proj)
+    if cfg.model.decoder == "lstm":  # the cell kernel's context rows run in the encoder (context_gates)
+        context_rows = context_dim(cfg) * 4 * cfg.model.decoder_hidden_dim
+        assert step_macs(cfg, 50).total_weights == kernels(model.decoder_cell, model.logits_proj) - context_rows
+        assert enc.weights["decoder_init"] == kernels(model.init_h, model.init_c) + context_rows
     else:  # the cross K / V projections run in the encoder (decoder_init), not in the step
         cross = sum(int(np.prod(b.cross_k.kernel.shape)) * 2 for b in model.transformer_decoder.blocks)
         assert step_macs(cfg, 50).total_weights == kernels(model.transformer_decoder, model.logits_proj) - cross

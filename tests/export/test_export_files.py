@@ -82,9 +82,9 @@ def test_signatures_are_static_and_named(manifest) -> None:
                     "captions": ([1, d["seq_len"], d["max_caption_len"]], "int32"),
                     "reason": ([1, d["max_reason_len"]], "int32"),
                 }
-                assert list(outs) == ["h0", "c0", "context"] and outs["h0"] == ([1, H], "float32")
+                assert list(outs) == ["h0", "c0", "context_gates"] and outs["h0"] == ([1, H], "float32")
             else:
-                assert list(ins) == ["token", "h", "c", "context"] and ins["token"] == ([1], "int32")
+                assert list(ins) == ["token", "h", "c", "context_gates"] and ins["token"] == ([1], "int32")
                 assert list(outs) == ["logits", "h_out", "c_out"] and outs["logits"] == ([1, V], "float32")
     assert seen == {"encoder": 5 * 2 + 5, "decoder_step": 5 * 2 + 5}  # separate + multi per precision
 
@@ -173,7 +173,7 @@ def test_manifest_validation_within_tolerance(manifest) -> None:
         assert v["passed"] is True, (entry.path, v)
         assert v["windows"] == 4
         assert (v["decoder_steps"] > 0) == (entry.graph in ("decoder_step", "multi"))
-        outputs = {"encoder": {"h0", "c0", "context"}, "decoder_step": {"logits", "h_out", "c_out"}}
+        outputs = {"encoder": {"h0", "c0", "context_gates"}, "decoder_step": {"logits", "h_out", "c_out"}}
         outputs.update({g: outputs["encoder"] for g in (*STORY_GRAPHS, "story")})
         want = outputs.get(entry.graph, outputs["encoder"] | outputs["decoder_step"])
         assert set(v["max_abs_diff"]) == want
@@ -220,7 +220,7 @@ def test_validation_recomputed_through_backends(full_export: Path, manifest, exp
                       "reason": windows.reason[i:i + 1]}
             ref_state = reference.encode(inputs)
             state = backend.encode(inputs)
-            for name, key in (("h0", "h"), ("c0", "c"), ("context", "context")):
+            for name, key in (("h0", "h"), ("c0", "c"), ("context_gates", "context_gates")):
                 assert state[key].shape == ref_state[key].shape
                 worst[name] = max(worst.get(name, 0.0), float(np.abs(state[key] - ref_state[key]).max()))
                 ref_max[name] = max(ref_max.get(name, 0.0), float(np.abs(ref_state[key]).max()))
@@ -237,11 +237,11 @@ def test_validation_recomputed_through_backends(full_export: Path, manifest, exp
         atol = manifest.files[0].validation["atol"]
         for name, diff in worst.items():
             assert diff <= tolerance_for(spec.precision, atol, ref_max[name]), (spec.name, name, diff)
-        assert set(worst) == {"h0", "c0", "context", "logits"}, spec.name
+        assert set(worst) == {"h0", "c0", "context_gates", "logits"}, spec.name
         results[spec.name] = worst
     # the multi-signature file computes what the two separate files compute
     for p in ALL_PRECISIONS:
-        for name in ("h0", "context", "logits"):
+        for name in ("h0", "context_gates", "logits"):
             assert results[f"tflite-{p}-multi"][name] == pytest.approx(results[f"tflite-{p}"][name], abs=1e-6)
 
 

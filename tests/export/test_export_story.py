@@ -63,7 +63,7 @@ def test_manifest_declares_story_graphs_builtins_only(full_export: Path, manifes
             assert info.custom_ops == [] and not [op for op in info.ops if op.startswith("Flex")]
     sig = next(f for f in files if f.format == "tflite").signatures
     assert [t.name for t in sig["story_encoder"].inputs] == ["fused_frames", "reason_vector"]
-    assert [t.name for t in sig["story_encoder"].outputs] == ["h0", "c0", "context"]
+    assert [t.name for t in sig["story_encoder"].outputs] == ["h0", "c0", "context_gates"]
     assert [t.name for t in sig["frame_encoder"].outputs] == ["fused_frame"]
 
 

@@ -17,7 +17,7 @@ from storyedge.model.signatures import (
     encoder_input_specs,
     make_export_archive,
 )
-from storyedge.model.story_model import StoryModel, build_model
+from storyedge.model.story_model import StoryModel, build_model, context_dim
 
 PAD = 0
 VOCAB = 37
@@ -30,15 +30,17 @@ def test_specs_are_static_and_named(make_config: Callable[..., Config]) -> None:
     assert [tuple(s.shape) for s in enc] == [(2, 3, 16, 16, 3), (2, 3, 8)]
     assert [s.dtype for s in enc] == [tf.float32, tf.int32]
     dec = decoder_input_specs(cfg)
-    assert [s.name for s in dec] == ["token", "h", "c", "context"]
-    assert [tuple(s.shape) for s in dec] == [(1,), (1, 10), (1, 10), (1, 12)]
+    assert [s.name for s in dec] == ["token", "h", "c", "context_gates"]
+    assert [tuple(s.shape) for s in dec] == [(1,), (1, 10), (1, 10), (1, 40)]  # context_gates: the cell's 4 x H gates
     assert [s.dtype for s in dec] == [tf.int32, tf.float32, tf.float32, tf.float32]
 
     with_reason = make_config(**{"model.use_reason": True})
     enc = encoder_input_specs(with_reason)
     assert [s.name for s in enc] == ["frames", "captions", "reason"]
     assert tuple(enc[2].shape) == (1, 6) and enc[2].dtype == tf.int32
-    assert tuple(decoder_input_specs(with_reason)[3].shape) == (1, 12 + 16)
+    # the reason widens the context (12 + 16), not the step: its gates stay 4 x H
+    assert context_dim(with_reason) == 12 + 16
+    assert tuple(decoder_input_specs(with_reason)[3].shape) == (1, 40)
 
 
 def test_tf_functions_match_the_model(
@@ -49,19 +51,19 @@ def test_tf_functions_match_the_model(
     inputs = make_inputs(cfg, VOCAB, batch=1)
     enc = encoder_fn(model)
     out = enc(inputs["frames"], inputs["captions"], inputs["reason"])
-    assert sorted(out) == ["c0", "context", "h0"]
+    assert sorted(out) == ["c0", "context_gates", "h0"]
     ref = model.encode(inputs["frames"], inputs["captions"], inputs["reason"])
     for key in out:
         assert np.abs(out[key].numpy() - np.asarray(ref[key])).max() < 1e-5
     step = decoder_step_fn(model)
     token = inputs["target"][:, 0]
-    got = step(token, out["h0"], out["c0"], out["context"])
+    got = step(token, out["h0"], out["c0"], out["context_gates"])
     assert sorted(got) == ["c_out", "h_out", "logits"]
-    ref_step = model.decode_step(token, ref["h0"], ref["c0"], ref["context"])
+    ref_step = model.decode_step(token, ref["h0"], ref["c0"], ref["context_gates"])
     for key in got:
         assert np.abs(got[key].numpy() - np.asarray(ref_step[key])).max() < 1e-5
     with pytest.raises((TypeError, ValueError)):  # the signature is static: batch 2 is refused
-        step(np.zeros([2], np.int32), out["h0"], out["c0"], out["context"])
+        step(np.zeros([2], np.int32), out["h0"], out["c0"], out["context_gates"])
 
 
 # -- TFLite smoke tests ----------------------------------------------------------------------
@@ -160,9 +162,9 @@ def test_tflite_signatures_keep_stable_names(exported: dict[str, Any]) -> None:
     cfg = exported["cfg"]
     enc = _interpreter(exported["encoder"]).get_signature_list()["encoder"]
     assert sorted(enc["inputs"]) == sorted(encoder_input_names(cfg))  # text_only keeps frames
-    assert sorted(enc["outputs"]) == ["c0", "context", "h0"]
+    assert sorted(enc["outputs"]) == ["c0", "context_gates", "h0"]
     dec = _interpreter(exported["decoder_step"]).get_signature_list()["decoder_step"]
-    assert sorted(dec["inputs"]) == ["c", "context", "h", "token"]
+    assert sorted(dec["inputs"]) == ["c", "context_gates", "h", "token"]
     assert sorted(dec["outputs"]) == ["c_out", "h_out", "logits"]
     loaded = tf.saved_model.load(str(exported["dir"]))
     assert set(loaded.signatures) >= {"encoder", "decoder_step"}
@@ -181,12 +183,12 @@ def test_tflite_matches_keras(
         feed = {name: inputs[name] for name in encoder_input_names(cfg)}
         got = encoder(**feed)
         ref = model.encode(inputs["frames"], inputs["captions"], inputs.get("reason"))
-        for key in ("h0", "c0", "context"):
+        for key in ("h0", "c0", "context_gates"):
             assert np.abs(got[key] - np.asarray(ref[key])).max() < 1e-4, key
         # three decoder steps fed back through TFLite, compared with the model's logits
-        h, c, context = got["h0"], got["c0"], got["context"]
+        h, c, gates = got["h0"], got["c0"], got["context_gates"]
         teacher = np.asarray(model(inputs))
         for t in range(3):
-            out = decoder(token=inputs["target"][:, t], h=h, c=c, context=context)
+            out = decoder(token=inputs["target"][:, t], h=h, c=c, context_gates=gates)
             assert np.abs(out["logits"] - teacher[:, t]).max() < 1e-4
             h, c = out["h_out"], out["c_out"]

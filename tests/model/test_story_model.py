@@ -16,6 +16,7 @@ from storyedge.model.story_model import (
     build_model,
     context_dim,
     count_params,
+    gates_dim,
 )
 
 PAD = 0
@@ -29,11 +30,11 @@ def _np(x: Any) -> np.ndarray:
 def _unrolled_logits(model: StoryModel, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """Greedy-free manual unroll of ``decode_step`` over the teacher-forced target."""
     state = model.encode(inputs["frames"], inputs["captions"], inputs.get("reason"))
-    h, c, context = state["h0"], state["c0"], state["context"]
+    h, c, gates = state["h0"], state["c0"], state["context_gates"]
     target = inputs["target"]
     logits = []
     for t in range(target.shape[1] - 1):
-        out = model.decode_step(target[:, t], h, c, context)
+        out = model.decode_step(target[:, t], h, c, gates)
         h, c = out["h_out"], out["c_out"]
         logits.append(_np(out["logits"]))
     return np.stack(logits, axis=1)
@@ -49,7 +50,8 @@ def test_quickstart_shapes(make_inputs: Callable[..., dict[str, np.ndarray]]) ->
     assert tuple(state["h0"].shape) == (2, 96)
     assert tuple(state["c0"].shape) == (2, 96)
     assert tuple(state["context"].shape) == (2, 96) == (2, context_dim(cfg))
-    step = model.decode_step(inputs["target"][:, 0], state["h0"], state["c0"], state["context"])
+    assert tuple(state["context_gates"].shape) == (2, 4 * 96) == (2, gates_dim(cfg))
+    step = model.decode_step(inputs["target"][:, 0], state["h0"], state["c0"], state["context_gates"])
     assert tuple(step["logits"].shape) == (2, 500)
     assert tuple(step["h_out"].shape) == tuple(step["c_out"].shape) == (2, 96)
     assert model.config is cfg and model.vocab_size == 500 and model.pad_id == PAD

@@ -65,13 +65,13 @@ def test_vit_train_graph_equals_export_graph(
     inputs = make_inputs(cfg, VOCAB, batch=1)
     out = encoder_fn(model)(inputs["frames"], inputs["captions"], inputs["reason"])
     ref = model.encode(inputs["frames"], inputs["captions"], inputs["reason"])
-    for key in ("h0", "c0", "context"):
+    for key in ("h0", "c0", "context_gates"):
         assert np.abs(out[key].numpy() - np.asarray(ref[key])).max() < 1e-5, key
     # the teacher-forced (training) logits are decode_step unrolled from the exported state
     teacher = np.asarray(model(inputs, training=False))
     h, c = out["h0"], out["c0"]
     for t in range(inputs["target"].shape[1] - 1):
-        step = model.decode_step(inputs["target"][:, t], h, c, out["context"])
+        step = model.decode_step(inputs["target"][:, t], h, c, out["context_gates"])
         assert np.abs(np.asarray(step["logits"]) - teacher[:, t]).max() < 1e-5
         h, c = step["h_out"], step["c_out"]
 
@@ -118,5 +118,5 @@ def test_vit_tflite_builtins_only_and_matches_keras(
     inputs = make_inputs(cfg, VOCAB, batch=1)
     got = runner(**{name: inputs[name] for name in encoder_input_names(cfg)})
     ref = model.encode(inputs["frames"], inputs["captions"])
-    for key in ("h0", "c0", "context"):
+    for key in ("h0", "c0", "context_gates"):
         assert np.abs(got[key] - np.asarray(ref[key])).max() < 1e-4, key
