@@ -28,6 +28,7 @@ import tensorflow as tf
 from storyedge.config import Config
 from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor, StorySpec
 from storyedge.model.story_model import (
+    CONTEXT_GATES,
     OUT_SUFFIX,
     POSITION,
     StoryModel,
@@ -40,7 +41,6 @@ from storyedge.model.story_model import (
 
 ENCODER_ENDPOINT = "encoder"
 DECODER_STEP_ENDPOINT = "decoder_step"
-CONTEXT_GATES = "context_gates"
 ENCODER_OUTPUTS = ("h0", "c0", CONTEXT_GATES)
 DECODER_STEP_OUTPUTS = ("logits", "h_out", "c_out")
 

@@ -48,6 +48,10 @@ def context_dim(cfg: Config) -> int:
     return m.temporal_hidden_dim + extra
 
 
+#: The encoder output (and decoder-step input) holding the context's share of the LSTM cell's gates.
+CONTEXT_GATES = "context_gates"
+
+
 def gates_dim(cfg: Config) -> int:
     """4H, the LSTM decoder cell's gate width (i, f, g, o): the width of ``context_gates``."""
     return 4 * cfg.model.decoder_hidden_dim
@@ -249,7 +253,7 @@ class StoryModel(keras.Model):
                 out.update(zip(cross_names(i), block.cross_kv(memory)))
             return out
         return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context,
-                "context_gates": self.context_gates(context)}
+                CONTEXT_GATES: self.context_gates(context)}
 
     def context_gates(self, context: Any) -> Any:
         """The context's share of the decoder cell's gate pre-activations, bias included:
@@ -461,6 +465,7 @@ def count_params(model: StoryModel) -> dict[str, int]:
 
 
 __all__ = [
+    "CONTEXT_GATES",
     "OUT_SUFFIX",
     "POSITION",
     "StoryModel",
