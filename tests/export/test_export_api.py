@@ -117,7 +117,6 @@ def test_config_tolerances_apply_and_the_command_line_wins(export_env) -> None:
     assert make_plan(cfg, tolerances={"int8": 0.9}).tolerances == {"int8-dynamic": 0.25, "int8": 0.9}
     with pytest.raises(UserError, match="--tolerance"):
         make_plan(export_env.config.replace(**{"export.tolerances": {"int2": 0.1}}))
-    # the shipped quickstart judges its int8-dynamic files at 25%; the seed's config at the default
     # the shipped configs judge every precision at the default bases
     assert make_plan(load_config("quickstart.yaml")).tolerances == {}
     assert make_plan(load_config("storyreasoning.yaml")).tolerances == {}
