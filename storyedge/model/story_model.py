@@ -183,12 +183,14 @@ class StoryModel(keras.Model):
         reason: Any = None,
         training: bool = False,
         frame_vectors: bool = False,
+        gates: bool = True,
     ) -> dict[str, Any]:
         """Encode k frames and captions (and the reason) -> the decoder's starting inputs.
 
         LSTM decoder: ``{h0 [B,H], c0 [B,H], context [B,C], context_gates [B,4H]}`` (the context
         feeds teacher-forced training, its gates share each exported step; see
-        :meth:`context_gates`). Transformer decoder: per layer
+        :meth:`context_gates`; ``gates=False`` leaves them out, for teacher forcing, which reads
+        the context). Transformer decoder: per layer
         ``i`` the cross-attention ``cross_k_i`` / ``cross_v_i`` [B, heads, M, W/heads] of the
         story memory, computed once per caption.
 
@@ -211,7 +213,8 @@ class StoryModel(keras.Model):
             ops.reshape(frames, (-1, *frames.shape[2:])), ops.reshape(captions, (-1, max_len)),
             frame_reason, training,
         )  # [B*k, D]
-        out = self.encode_fused(ops.reshape(fused, (-1, k, fused.shape[-1])), reason_vec, training=training)
+        out = self.encode_fused(ops.reshape(fused, (-1, k, fused.shape[-1])), reason_vec, training=training,
+                                gates=gates)
         if frame_vectors:
             out.update(vectors)
         return out
@@ -240,7 +243,9 @@ class StoryModel(keras.Model):
             raise ValueError("this model has use_reason=True: encode() needs reason tokens")
         return self.reason_encoder(ops.convert_to_tensor(reason, "int32"), training=training)[1]
 
-    def encode_fused(self, fused: Any, reason_vec: Any = None, training: bool = False) -> dict[str, Any]:
+    def encode_fused(
+        self, fused: Any, reason_vec: Any = None, training: bool = False, gates: bool = True
+    ) -> dict[str, Any]:
         """The temporal part: k fused vectors [B, k, D] (+ the reason vector) -> :meth:`encode`'s outputs."""
         fused = ops.convert_to_tensor(fused, "float32")
         context = story = self.temporal_lstm(fused, training=training)
@@ -252,8 +257,10 @@ class StoryModel(keras.Model):
             for i, block in enumerate(self.transformer_decoder.blocks):
                 out.update(zip(cross_names(i), block.cross_kv(memory)))
             return out
-        return {"h0": self.init_h(context), "c0": self.init_c(context), "context": context,
-                CONTEXT_GATES: self.context_gates(context)}
+        out = {"h0": self.init_h(context), "c0": self.init_c(context), "context": context}
+        if gates:
+            out[CONTEXT_GATES] = self.context_gates(context)
+        return out
 
     def context_gates(self, context: Any) -> Any:
         """The context's share of the decoder cell's gate pre-activations, bias included:
@@ -372,7 +379,7 @@ class StoryModel(keras.Model):
         """
         state = self.encode(
             inputs["frames"], inputs["captions"], inputs.get("reason"), training=training,
-            frame_vectors=frame_vectors,
+            frame_vectors=frame_vectors, gates=False,  # teacher forcing reads the context itself
         )
         logits = self.teacher_forced_logits(state, inputs["target"], training=training)
         if frame_vectors:

@@ -12,6 +12,7 @@ import pytest
 
 from storyedge.config import Config, load_config
 from storyedge.model.story_model import (
+    CONTEXT_GATES,
     StoryModel,
     build_model,
     context_dim,
@@ -51,6 +52,8 @@ def test_quickstart_shapes(make_inputs: Callable[..., dict[str, np.ndarray]]) ->
     assert tuple(state["c0"].shape) == (2, 96)
     assert tuple(state["context"].shape) == (2, 96) == (2, context_dim(cfg))
     assert tuple(state["context_gates"].shape) == (2, 4 * 96) == (2, gates_dim(cfg))
+    # teacher forcing (call) reads the context, so it asks encode for no gates
+    assert CONTEXT_GATES not in model.encode(inputs["frames"], inputs["captions"], gates=False)
     step = model.decode_step(inputs["target"][:, 0], state["h0"], state["c0"], state["context_gates"])
     assert tuple(step["logits"].shape) == (2, 500)
     assert tuple(step["h_out"].shape) == tuple(step["c_out"].shape) == (2, 96)
