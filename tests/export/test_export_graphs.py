@@ -172,6 +172,8 @@ def test_bi_lstm_loops_stop_after_the_longest_real_token_with_the_same_outputs(
     # each direction's body: four steps' recurrent products h U, and the chunk's x W where it is in the loop
     bodies = [g for g in subgraph_ops(content)[1:] if g["LOGISTIC"]]
     assert [g["FULLY_CONNECTED"] + g["BATCH_MATMUL"] for g in bodies] == [4 + project_in_loop] * 2
+    # the outputs are written in place, not by rebuilding the buffer (SLICE + SLICE + CONCATENATION)
+    assert [(g["DYNAMIC_UPDATE_SLICE"], g["SLICE"]) for g in bodies] == [(1, 0)] * 2
     got = Interpreter(model_content=content).get_signature_runner("serve")(t=tokens)
     for a, b, c in zip(want, traced_out, (got["per_token"], got["pooled"])):
         assert np.abs(a - b).max() < 1e-6 and np.abs(a - c).max() < 1e-5 and np.isfinite(c).all()
