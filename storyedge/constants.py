@@ -64,6 +64,8 @@ STARTUP_TIMEOUT_SECONDS: Final = 600.0
 
 # --------------------------------------------------------------------------------- export
 
+#: The exported decoder step's signature / graph name (the encoder's is ``encoder``).
+DECODER_STEP: Final = "decoder_step"
 #: Export formats, in the order they are written and listed.
 EXPORT_FORMATS: Final = ("tflite", "onnx")
 #: ``--quantize`` / ``export.quantize`` name → precision label used in file names and the

@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from storyedge.config import Config
+from storyedge.constants import DECODER_STEP
 from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor, StorySpec
 from storyedge.model.story_model import (
     CONTEXT_GATES,
@@ -40,7 +41,7 @@ from storyedge.model.story_model import (
 )
 
 ENCODER_ENDPOINT = "encoder"
-DECODER_STEP_ENDPOINT = "decoder_step"
+DECODER_STEP_ENDPOINT = DECODER_STEP
 ENCODER_OUTPUTS = ("h0", "c0", CONTEXT_GATES)
 DECODER_STEP_OUTPUTS = ("logits", "h_out", "c_out")
 

@@ -271,6 +271,40 @@ def test_multi_signature_file_runs_both_signatures(full_export: Path, manifest) 
         token = la.argmax(-1).astype(np.int32)
 
 
+@pytest.mark.parametrize("precision", ["int8-dynamic", "int8"])
+def test_litert_runs_once_a_caption_graphs_compiled_and_the_step_interpreted(
+        full_export: Path, manifest, precision: str) -> None:
+    from storyedge.runtime.litert import TFLiteBackend
+    from storyedge.runtime.litert_compiled import CompiledSignature, compiled_model_available
+    from storyedge.runtime.litert_signature import FastSignature
+    from storyedge.runtime.story import story_window_outputs
+
+    if not compiled_model_available():
+        pytest.skip("this ai-edge-litert has no CompiledModel")
+    spec = {s.name: s for s in backend_specs(full_export, manifest)}[f"tflite-{precision}-multi"]
+    compiled, interpreted = TFLiteBackend(spec, threads=1), TFLiteBackend(spec, threads=1, compiled=False)
+    assert isinstance(compiled._encoder, CompiledSignature) and isinstance(compiled._decoder, FastSignature)
+    assert isinstance(interpreted._encoder, FastSignature)
+    d = manifest.config["dataset"]
+    rng = np.random.default_rng(5)
+    inputs = {
+        "frames": rng.random((1, d["seq_len"], d["image_size"], d["image_size"], 3), dtype=np.float32),
+        "captions": rng.integers(5, 50, (1, d["seq_len"], d["max_caption_len"])).astype(np.int32),
+        "reason": rng.integers(5, 50, (1, d["max_reason_len"])).astype(np.int32),
+    }
+    # int8-dynamic: the same float math on the same weights, packed once or per op, bit for bit;
+    # full int8: the two set-ups' integer kernels may round an output one quantization step apart
+    atol = 0.0 if precision == "int8-dynamic" else 2 / 128
+    a, b = compiled.encode(inputs), interpreted.encode(inputs)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol)
+    a, b = story_window_outputs(compiled, inputs), story_window_outputs(interpreted, inputs)
+    for key in a:  # reason, frame and story graphs
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol)
+    assert set(compiled._story_runners) == set(STORY_GRAPHS)
+    assert all(isinstance(r, CompiledSignature) for r in compiled._story_runners.values())
+
+
 def test_table_as_text_and_markdown(manifest) -> None:
     from storyedge.export.report import HEADERS, format_markdown, format_table, summary_lines
 

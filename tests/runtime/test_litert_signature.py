@@ -9,38 +9,12 @@ import pytest
 
 from storyedge.runtime.litert_signature import FastSignature
 
-WIDTH = 4
+from litert_testutil import WIDTH, interpreter as _interpreter, reference as _reference, two_signature_tflite
 
 
 @pytest.fixture(scope="module")
 def two_signature_model(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """One ``.tflite`` with two signatures: ``step`` (batch any, state fed back) and ``scale``."""
-    import tensorflow as tf
-
-    weights = np.linspace(-1.0, 1.0, WIDTH * WIDTH, dtype=np.float32).reshape(WIDTH, WIDTH)
-
-    class Model(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="h"),
-                                      tf.TensorSpec([None], tf.int32, name="token")])
-        def step(self, h: Any, token: Any) -> dict[str, Any]:
-            x = tf.tanh(tf.matmul(h, weights) + tf.cast(token, tf.float32)[:, None])
-            return {"h_out": x, "logits": 2.0 * x}
-
-        @tf.function(input_signature=[tf.TensorSpec([1, WIDTH], tf.float32, name="x")])
-        def scale(self, x: Any) -> dict[str, Any]:
-            return {"y": x * 3.0 + 1.0}
-
-    module = Model()
-    saved = tmp_path_factory.mktemp("fast_signature") / "saved"
-    tf.saved_model.save(module, str(saved), signatures={"step": module.step, "scale": module.scale})
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["step", "scale"])
-    return converter.convert()
-
-
-def _interpreter(content: bytes) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter(model_content=content, num_threads=1)
+    return two_signature_tflite(tmp_path_factory.mktemp("fast_signature"))
 
 
 class _CountingRunner:
@@ -55,10 +29,6 @@ class _CountingRunner:
     def __call__(self, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
         self.calls += 1
         return self.runner(**kwargs)
-
-
-def _reference(content: bytes, key: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return _interpreter(content).get_signature_runner(key)(**feeds)
 
 
 def test_direct_calls_equal_the_runner_and_skip_it_while_shapes_hold(two_signature_model: bytes) -> None:
