@@ -4,8 +4,9 @@ The graphs run once a caption (the encoder, story mode's graphs) go through a ``
 with XNNPACK's weight cache (:mod:`storyedge.runtime.litert_compiled`) where the installed
 ai-edge-litert has that API: their LSTM loops then read one packed copy of each recurrent kernel.
 The decoder step, called once a token, goes through an ``Interpreter`` and
-:class:`FastSignature`, whose call costs less (at the seed size 148 against 168 µs a
-step, the same kernels). A multi-signature file is therefore opened by both.
+:class:`FastSignature`, whose call costs less (a seed-size int8-dynamic step: 148-164 µs that
+way, 168-205 µs through ``CompiledModel``, the same kernels). A multi-signature file is
+therefore opened by both.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from storyedge.constants import DECODER_STEP
 from storyedge.errors import UserError
 from storyedge.runtime.backend import Backend
 from storyedge.runtime.litert_compiled import CompiledSignature, compiled_model_available, load_compiled_model
-from storyedge.runtime.litert_signature import FastSignature
+from storyedge.runtime.litert_signature import FastSignature, open_interpreter
 from storyedge.runtime.specs import BackendSpec
 
 Signature = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -55,7 +56,7 @@ class TFLiteBackend(Backend):
         compiled = self.compiled and key != DECODER_STEP
         if (path, compiled) not in self._files:
             self._files[path, compiled] = (load_compiled_model(path, self.threads) if compiled
-                                           else _litert_interpreter(path, self.threads))
+                                           else open_interpreter(path, self.threads))
         model = self._files[path, compiled]
         return CompiledSignature(model, key) if compiled else FastSignature(model, key)
 
@@ -73,12 +74,3 @@ class TFLiteBackend(Backend):
     def run_step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._decoder(feeds)
 
-
-def _litert_interpreter(path: Path, threads: int | None) -> Any:
-    from ai_edge_litert.interpreter import Interpreter  # lazy: LiteRT is optional
-
-    try:
-        # num_threads=None lets LiteRT choose; ai-edge-litert 2.3 rejects -1 (older versions' "default").
-        return Interpreter(model_path=str(path), num_threads=threads if threads else None)
-    except Exception as exc:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError on bad files
-        raise UserError(f"{path}: LiteRT cannot load this file ({str(exc).splitlines()[0][:160]})") from None

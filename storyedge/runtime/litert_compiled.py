@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from storyedge.errors import UserError
+from storyedge.runtime.litert_signature import open_interpreter
 
 #: XNNPACK's weight cache in memory (``xnnpack_weight_cache_path``): each weight packed once.
 IN_MEMORY_WEIGHT_CACHE = ":memory:"
@@ -91,26 +92,25 @@ def load_compiled_model(path: Path, threads: int | None) -> Any:
     """A CPU ``CompiledModel`` of the ``.tflite`` at ``path`` with the in-memory weight cache;
     :class:`UserError` naming the file when LiteRT cannot load it."""
     from ai_edge_litert.compiled_model import CompiledModel  # lazy: optional runtime
-    from ai_edge_litert.interpreter import Interpreter  # lazy: optional runtime
     from ai_edge_litert.options import Options  # lazy: optional runtime
 
-    try:  # the Interpreter verifies the flatbuffer (cheap: it prepares nothing); CompiledModel
-        # does not, and a truncated file crashes the process there
-        Interpreter(model_path=str(path))
-    except Exception as exc:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError on bad files
-        raise UserError(f"{path}: LiteRT cannot load this file ({str(exc).splitlines()[0][:160]})") from None
+    # the Interpreter verifies the flatbuffer (cheap: it prepares nothing); CompiledModel does
+    # not, and a truncated file crashes the process there
+    open_interpreter(path, threads)
     options = Options()
     options.cpu_options.num_threads = threads or 0  # 0: LiteRT chooses
     options.cpu_options.xnnpack_weight_cache_path = IN_MEMORY_WEIGHT_CACHE
+    model = error = None
     with native_stderr_captured() as log:
         try:
             model = CompiledModel.from_file(str(path), environment=_shared_environment(), options=options)
-            _models.add(model)
-            return model
         except Exception as exc:  # noqa: BLE001 - LiteRT raises RuntimeError/ValueError on bad files
             error = exc
-    detail = str(error).splitlines()[0][:160] or (log[0].strip().splitlines() or ["unknown error"])[-1][:160]
-    raise UserError(f"{path}: LiteRT cannot load this file ({detail})")
+    if model is None:
+        detail = str(error).splitlines()[0][:160] or (log[0].strip().splitlines() or ["unknown error"])[-1][:160]
+        raise UserError(f"{path}: LiteRT cannot load this file ({detail})")
+    _models.add(model)
+    return model
 
 
 @atexit.register

@@ -10,9 +10,12 @@ outputs out, by the tensor indices the runner resolved.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from storyedge.errors import UserError
 
 
 class FastSignature:
@@ -47,3 +50,15 @@ class FastSignature:
             wrapper.SetTensor(index, value, subgraph)
         wrapper.Invoke(subgraph)
         return {n: wrapper.GetTensor(index, subgraph) for n, index in self._outputs}
+
+
+def open_interpreter(path: Path, threads: int | None) -> Any:
+    """A LiteRT ``Interpreter`` of the ``.tflite`` at ``path`` (it verifies the flatbuffer);
+    :class:`UserError` naming the file when LiteRT cannot load it."""
+    from ai_edge_litert.interpreter import Interpreter  # lazy: LiteRT is optional
+
+    try:
+        # num_threads=None lets LiteRT choose; ai-edge-litert 2.3 rejects -1 (older versions' "default").
+        return Interpreter(model_path=str(path), num_threads=threads if threads else None)
+    except Exception as exc:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError on bad files
+        raise UserError(f"{path}: LiteRT cannot load this file ({str(exc).splitlines()[0][:160]})") from None
