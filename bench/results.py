@@ -31,8 +31,9 @@ from storyedge.schema import check_schema, known_fields
 #: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``; 1.3: the
 #: data floor; 1.4: parity ``top1_decisive`` / ``near_ties``; 1.5: the encoder's recurrent MACs priced
 #: at their own peak (``compute.encoder_sequential_macs``, ``GraphFloor.sequential_*``, peak role
-#: ``recurrent``), where the wall time went (``wall``). Older reports are read as they are.
-SCHEMA_VERSION = "1.5"
+#: ``recurrent``), where the wall time went (``wall``); 1.6: story mode's ``one_call``. Older reports
+#: are read as they are.
+SCHEMA_VERSION = "1.6"
 REPORT_KIND = "bench report"
 
 
@@ -76,15 +77,16 @@ class Latency:
 @dataclass
 class StoryLatency:
     """Story mode's next caption (:mod:`storyedge.bench.story_latency`): one new frame through the
-    frame graph, the story graph over the last ``window`` cached frames, ``caption_tokens`` steps."""
+    frame graph, the story graph over the last ``window`` cached frames (``one_call``: both in one
+    call of the frame + story graph), ``caption_tokens`` steps."""
 
     caption_tokens: int
     warmup: int
     runs: int
     window: int
-    #: the frame graph (one new frame)
+    #: the call encoding the new frame: the frame graph, or with ``one_call`` the frame + story graph
     frame: LatencyStats
-    #: frame graph + story graph: story mode's encoder per caption
+    #: frame graph + story graph (and the decoder's start): story mode's encoder per caption
     encoder: LatencyStats
     #: encoder + caption_tokens greedy steps
     caption: LatencyStats
@@ -93,6 +95,8 @@ class StoryLatency:
     #: p50 ratios to the same backend's full-window encoder / caption in the same run
     encoder_vs_full: float | None = None
     caption_vs_full: float | None = None
+    #: the frame and story graphs ran as one call (the frame + story graph)
+    one_call: bool = False
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Story mode (:mod:`storyedge.runtime.story`) caches each frame's fused vector, so the next
 caption of a story costs one frame-graph call (the new frame), one story-graph call (the last k
-cached vectors → the decoder state) and the decoding. After the window's k frames are cached
+cached vectors → the decoder state), or one call of both where the backend has the frame + story
+graph, and the decoding. After the window's k frames are cached
 and ``warmup`` untimed captions, each of ``runs`` timed captions pushes one frame of the window
 again (cycling), then decodes ``caption_tokens`` greedy steps forced to full length, like the
 full-window caption it is reported beside (``encoder_vs_full`` / ``caption_vs_full``: p50
@@ -24,7 +25,7 @@ from storyedge.runtime import Backend, StoryEncoder, frame_slice, state_batch
 
 def _timed_story_caption(story: StoryEncoder, frame: dict[str, np.ndarray], bos_id: int,
                          tokens: int) -> tuple[float, float, float]:
-    """(frame graph s, frame + story graph s, whole caption s) of one next caption."""
+    """(new frame's call s, frame + story graph s, whole caption s) of one next caption."""
     clock = time.perf_counter
     start = clock()
     story.push(frame)
@@ -67,4 +68,5 @@ def measure_story_latency(
         reason_ms=reason_s * 1e3 if story.spec.reason_graph else None,
         encoder_vs_full=encoder.p50_ms / full.encoder.p50_ms if full else None,
         caption_vs_full=caption.p50_ms / full.caption.p50_ms if full else None,
+        one_call=story.one_call,
     )

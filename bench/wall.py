@@ -48,7 +48,7 @@ def export_shares(manifest: Manifest) -> tuple[dict[str, float], float | None]:
     total = seconds.pop(EXPORT_TOTAL_TIMING, None)
     pairs = sorted({(f.format, f.precision) for f in manifest.files})
     files = {f.path: f for f in manifest.files}
-    story_graphs = set(manifest.story.graphs) if manifest.story is not None else set()
+    story_graphs = set(manifest.story.all_graphs) if manifest.story is not None else set()
     out: dict[str, float] = {}
     for key, s in seconds.items():
         entry = files.get(key)

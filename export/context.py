@@ -128,7 +128,7 @@ def signature_infos(model: "StoryModel", batch: int) -> dict[str, SignatureInfo]
             inputs=infos(decoder_input_specs(model, batch)), outputs=infos(decoder_output_specs(model, batch))
         ),
     }
-    for graph in story_spec(model).graphs:
+    for graph in story_spec(model).all_graphs:
         signatures[graph] = SignatureInfo(
             inputs=infos(story_input_specs(model, graph, batch)), outputs=infos(story_output_specs(model, graph, batch))
         )

@@ -6,10 +6,14 @@ The model declares how its encoder splits (:func:`storyedge.model.signatures.sto
 convert each at every precision next to the single encoder (which stays as it was): TFLite one
 file per precision with one signature per graph, ``tflite/story.<precision>.tflite`` (one
 conversion, one copy of the shared weights), ONNX one file per graph, ``onnx/<graph>.<precision>.onnx``.
+The TFLite file also holds ``frame_story_encoder`` (the frame and story graphs in one call, for a
+window's newest frame: one runtime call per caption, no second copy of any weight); ONNX has no
+such file, which would hold a second copy of the frame and story graphs' weights.
 
 Validation, per format and precision: each validation window is encoded frame by frame through
-the story graphs (:func:`storyedge.runtime.story_window_outputs`) and compared with the TF
-reference's full-window encoder outputs under the precision's usual tolerance. Two more figures
+the story graphs (:func:`storyedge.runtime.story_window_outputs`; where the file has the frame +
+story graph, once through it and once through the frame and story graphs) and compared with the
+TF reference's full-window encoder outputs under the precision's usual tolerance. Two more figures
 go into the record: the same backend's story-mode outputs vs its own full-window encoder
 (``story_vs_full_window``) and the TF reference's story mode vs its full window
 (``reference_story_vs_full_window``); at fp32 both must be below :data:`STORY_PARITY_ATOL`.
@@ -61,8 +65,9 @@ def story_samples(reference: "Backend", vset: val.ValidationSet) -> list[tuple[s
     reference encodes the windows frame by frame."""
     samples: list[tuple[str, dict[str, np.ndarray]]] = []
     recorder = _Recorder(reference, samples)
-    for inputs in vset.batches:
+    for inputs in vset.batches:  # the frame + story graph's samples, then the frame / story graphs'
         story_window_outputs(recorder, inputs)  # type: ignore[arg-type]
+        story_window_outputs(recorder, inputs, one_call=False)  # type: ignore[arg-type]
     return samples
 
 
@@ -89,8 +94,9 @@ def _max_diffs(a: list[dict[str, np.ndarray]], b: list[dict[str, np.ndarray]]) -
 
 def reference_story_diffs(ctx: ExportContext) -> dict[str, float]:
     """The TF reference's story mode vs its full-window encoder over the validation windows."""
-    story = [story_window_outputs(ctx.reference, inputs) for inputs in ctx.vset.batches]
-    return _max_diffs(story, ctx.ref_trace.encoder)
+    story = [story_window_outputs(ctx.reference, inputs, one_call) for one_call in (True, False)
+             for inputs in ctx.vset.batches]
+    return _max_diffs(story, ctx.ref_trace.encoder * 2)
 
 
 def validate_story(ctx: ExportContext, records: dict[str, dict[str, Any]], threads: int) -> None:
@@ -107,10 +113,11 @@ def validate_story(ctx: ExportContext, records: dict[str, dict[str, Any]], threa
             entries = [files[(fmt, g, precision)] for g in graphs]
             encoder = files[(fmt, "encoder", precision)]
             decoder = files[(fmt, "decoder_step", precision)]
+            paths = {g: ctx.stage / e.path for e in entries for g in e.signatures}
             spec = BackendSpec(
                 backend_name(fmt, precision), fmt, precision, "separate", ctx.stage / encoder.path,
                 ctx.stage / decoder.path, encoder.size_bytes + decoder.size_bytes, ctx.reference.decoder,
-                story=ctx.story, story_paths={g: ctx.stage / e.path for e in entries for g in e.signatures},
+                story=ctx.story.with_graphs(set(paths)), story_paths=paths,
             )
             record = _story_record(ctx, spec, ref_diffs, threads)
             for entry in entries:
@@ -126,10 +133,12 @@ def _story_record(ctx: ExportContext, spec: BackendSpec, ref_diffs: dict[str, fl
     self_diffs: dict[str, float] = {}
     try:
         backend = load_backend(spec, threads=threads)
-        story = [story_window_outputs(backend, inputs) for inputs in ctx.vset.batches]
         full = [backend.run_encoder(inputs) for inputs in ctx.vset.batches]
-        cmp = val.compare_encoder(ctx.ref_trace, val.Trace(encoder=story))
-        self_diffs = _max_diffs(story, full)
+        # both ways a backend with the frame + story graph encodes a window: one call, two graphs
+        paths = (True, False) if backend.story is not None and backend.story.frame_story_graph else (True,)
+        story = [story_window_outputs(backend, inputs, one_call) for one_call in paths for inputs in ctx.vset.batches]
+        cmp = val.compare_encoder(val.Trace(encoder=ctx.ref_trace.encoder * len(paths)), val.Trace(encoder=story))
+        self_diffs = _max_diffs(story, full * len(paths))
     except Exception as exc:  # noqa: BLE001 - any runtime error is a validation failure
         lines = str(exc).strip().splitlines()
         cmp.errors.append(f"story mode: {type(exc).__name__}: {lines[0][:300] if lines else ''}")

@@ -64,8 +64,9 @@ class TFLiteBuild:
 def tflite_files(ctx: ExportContext) -> list[tuple[str, tuple[str, ...]]]:
     """(graph, signature keys) of every TFLite file of one precision."""
     files = list(TFLITE_GRAPHS.items())
-    if ctx.plan.story_graphs:
-        files.append((TFLITE_STORY_FILE, tuple(ctx.plan.story_graphs)))
+    if ctx.plan.story_graphs:  # with the optional frame + story graph: one more signature, no more weights
+        graphs = ctx.story.all_graphs if ctx.story is not None else ctx.plan.story_graphs
+        files.append((TFLITE_STORY_FILE, tuple(graphs)))
     return files
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ MANIFEST_FILE = "manifest.json"
 #: 2.1: per-file ``coverage`` (what computes in integer / fp16 / float, weight bytes per dtype,
 #: portability) and ``vocab_shortlist``; 2.0 manifests (no coverage) are read as they are.
 #: 2.2: story mode's graphs (``story``, optional: 2.0 / 2.1 manifests read as exports without them).
-SCHEMA_VERSION = "2.2"
+#: 2.3: story mode's optional ``frame_story_graph`` (the frame and story graphs in one call) and
+#: the reason graph's outputs feeding the frame / story graph inputs of the same name (``reason_heads``).
+SCHEMA_VERSION = "2.3"
 #: :attr:`Coverage.compute` classes, in report order.
 COMPUTE_CLASSES = ("integer", "hybrid", "fp16", "float", "convert")
 #: How a state tensor starts: copied from an encoder output, zeros, or a constant.
@@ -167,7 +169,13 @@ class StorySpec:
     once per story; only with a reason) and ``story_graph`` (the last k fused vectors stacked on
     axis 1, + the reason vector → the encoder's outputs, so :class:`DecoderSpec` starts from it
     unchanged). ``frame_inputs`` / ``reason_inputs`` map a graph input to the encoder input it is
-    taken from (for the frame graph: that input's frame i, axis 1).
+    taken from (for the frame graph: that input's frame i, axis 1). The reason graph's outputs
+    feed the frame / story graph inputs of the same name (``frame_reason`` / ``story_reason``).
+
+    ``frame_story_graph`` (optional; where a format has it) runs the frame graph and the story
+    graph in one call for the newest frame of a window: the frame graph's inputs + the k-1
+    earlier fused vectors (``earlier_fused``, stacked on axis 1) + the story graph's reason input
+    → the new fused vector (``fused``) and the encoder's outputs.
     """
 
     window: int
@@ -179,14 +187,27 @@ class StorySpec:
     reason_graph: str | None = None
     reason_inputs: dict[str, str] = field(default_factory=dict)
     reason_output: str | None = None
-    #: frame / story graph input fed the reason vector (None: that graph takes none)
+    #: frame / story graph input fed the reason graph's output of that name (None: that graph takes none)
     frame_reason: str | None = None
     story_reason: str | None = None
+    frame_story_graph: str | None = None
+    earlier_fused: str | None = None
 
     @property
     def graphs(self) -> list[str]:
-        """The story-mode graphs, in the order a story runs them."""
+        """The story-mode graphs every format has, in the order a story runs them."""
         return [g for g in (self.reason_graph, self.frame_graph, self.story_graph) if g]
+
+    @property
+    def all_graphs(self) -> list[str]:
+        """:attr:`graphs` and the optional ``frame_story_graph``."""
+        return self.graphs + ([self.frame_story_graph] if self.frame_story_graph else [])
+
+    def with_graphs(self, available: set[str]) -> "StorySpec":
+        """This spec for a format holding ``available`` graphs: without the optional one it lacks."""
+        if self.frame_story_graph is None or self.frame_story_graph in available:
+            return self
+        return replace(self, frame_story_graph=None, earlier_fused=None)
 
 
 @dataclass

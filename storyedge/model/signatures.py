@@ -24,10 +24,12 @@ from typing import Callable
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 from storyedge.config import Config
 from storyedge.constants import DECODER_STEP
 from storyedge.manifest import CarriedInput, DecoderSpec, StateTensor, StorySpec
+from storyedge.model.story_heads import REASON_HEADS, caches_reason_heads, reason_heads, reason_heads_dim
 from storyedge.model.story_model import (
     CONTEXT_GATES,
     OUT_SUFFIX,
@@ -261,6 +263,8 @@ def decoder_step_fn(model: StoryModel, batch: int = 1) -> tf.types.experimental.
 FRAME_ENDPOINT = "frame_encoder"
 REASON_ENDPOINT = "reason_encoder"
 STORY_ENDPOINT = "story_encoder"
+FRAME_STORY_ENDPOINT = "frame_story_encoder"
+EARLIER_FUSED = "earlier_fused_frames"
 FUSED_FRAME = "fused_frame"
 FUSED_FRAMES = "fused_frames"
 REASON_VECTOR = "reason_vector"
@@ -271,9 +275,14 @@ def story_spec(model_or_cfg: StoryModel | Config) -> StorySpec:
 
     ``frame_encoder``: ``frame`` [B,S,S,3] (absent for ``text_only``) + ``caption`` [B,L]
     (+ ``reason_vector`` with the reason in the fusion) -> ``fused_frame`` [B,D].
-    ``reason_encoder`` (with ``use_reason``): ``reason`` [B,R] -> ``reason_vector`` [B,Dr].
-    ``story_encoder``: ``fused_frames`` [B,k,D] (+ ``reason_vector`` when the reason joins the
-    context / memory) -> the encoder's outputs.
+    ``reason_encoder`` (with ``use_reason``): ``reason`` [B,R] -> ``reason_vector`` [B,Dr]
+    (+ ``reason_heads`` [B,6H], the reason's terms of the LSTM decoder's start, when the reason
+    joins its context: :mod:`storyedge.model.story_heads`).
+    ``story_encoder``: ``fused_frames`` [B,k,D] (+ ``reason_heads``, or ``reason_vector`` when
+    the reason joins a Transformer's memory) -> the encoder's outputs.
+    ``frame_story_encoder`` (k >= 2): both in one call for a window's newest frame: the frame
+    graph's inputs + ``earlier_fused_frames`` [B,k-1,D] + the story graph's reason input ->
+    ``fused_frame`` and the encoder's outputs.
     """
     m = _config(model_or_cfg).model
     frame_inputs = {"caption": "captions"}
@@ -281,8 +290,12 @@ def story_spec(model_or_cfg: StoryModel | Config) -> StorySpec:
         frame_inputs = {"frame": "frames", **frame_inputs}
     reason = m.use_reason
     in_fusion = reason and m.use_reason_in_fusion
+    story_reason = REASON_VECTOR if reason and (not in_fusion or m.decoder == "transformer") else None
+    if caches_reason_heads(_config(model_or_cfg)):
+        story_reason = REASON_HEADS
+    window = _config(model_or_cfg).dataset.seq_len
     return StorySpec(
-        window=_config(model_or_cfg).dataset.seq_len,
+        window=window,
         frame_graph=FRAME_ENDPOINT,
         story_graph=STORY_ENDPOINT,
         frame_inputs=frame_inputs,
@@ -293,7 +306,9 @@ def story_spec(model_or_cfg: StoryModel | Config) -> StorySpec:
         reason_output=REASON_VECTOR if reason else None,
         frame_reason=REASON_VECTOR if in_fusion else None,
         # the Transformer's memory has a reason slot even when the reason is in the fusion
-        story_reason=REASON_VECTOR if reason and (not in_fusion or m.decoder == "transformer") else None,
+        story_reason=story_reason,
+        frame_story_graph=FRAME_STORY_ENDPOINT if window > 1 else None,
+        earlier_fused=EARLIER_FUSED if window > 1 else None,
     )
 
 
@@ -311,8 +326,19 @@ def story_input_specs(model_or_cfg: StoryModel | Config, graph: str, batch: int 
         return [tf.TensorSpec([batch, d.max_reason_len], tf.int32, name="reason")]
     if graph == STORY_ENDPOINT:
         fused = tf.TensorSpec([batch, d.seq_len, cfg.model.multimodal_dim], tf.float32, name=FUSED_FRAMES)
+        if spec.story_reason == REASON_HEADS:
+            return [fused, _reason_heads_spec(cfg, batch)]
         return [fused] + (reason if spec.story_reason else [])
+    if graph == FRAME_STORY_ENDPOINT:
+        frame = story_input_specs(cfg, FRAME_ENDPOINT, batch)
+        earlier = tf.TensorSpec([batch, d.seq_len - 1, cfg.model.multimodal_dim], tf.float32, name=EARLIER_FUSED)
+        story_reason = story_input_specs(cfg, STORY_ENDPOINT, batch)[1:]
+        return frame + [earlier] + [s for s in story_reason if s.name not in {f.name for f in frame}]
     raise ValueError(f"unknown story graph {graph!r}")
+
+
+def _reason_heads_spec(cfg: Config, batch: int) -> tf.TensorSpec:
+    return tf.TensorSpec([batch, reason_heads_dim(cfg)], tf.float32, name=REASON_HEADS)
 
 
 def story_output_specs(model: StoryModel, graph: str, batch: int = 1) -> list[tf.TensorSpec]:
@@ -320,9 +346,12 @@ def story_output_specs(model: StoryModel, graph: str, batch: int = 1) -> list[tf
     if graph == FRAME_ENDPOINT:
         return [tf.TensorSpec([batch, model.config.model.multimodal_dim], tf.float32, name=FUSED_FRAME)]
     if graph == REASON_ENDPOINT:
-        return [tf.TensorSpec([batch, reason_dim(model.config)], tf.float32, name=REASON_VECTOR)]
+        vector = tf.TensorSpec([batch, reason_dim(model.config)], tf.float32, name=REASON_VECTOR)
+        return [vector] + ([_reason_heads_spec(model.config, batch)] if caches_reason_heads(model.config) else [])
     if graph == STORY_ENDPOINT:
         return encoder_output_specs(model, batch)
+    if graph == FRAME_STORY_ENDPOINT:
+        return story_output_specs(model, FRAME_ENDPOINT, batch) + encoder_output_specs(model, batch)
     raise ValueError(f"unknown story graph {graph!r}")
 
 
@@ -330,15 +359,22 @@ def _story_callable(model: StoryModel, graph: str) -> Callable[..., dict[str, tf
     """The graph over positional inputs in :func:`story_input_specs` order."""
     names = [s.name for s in story_input_specs(model, graph)]
     outputs = [s.name for s in story_output_specs(model, graph)]
+    spec = story_spec(model)
 
     def run(*args: tf.Tensor) -> dict[str, tf.Tensor]:
         feeds = dict(zip(names, args))
-        if graph == FRAME_ENDPOINT:
-            out = {FUSED_FRAME: model.encode_frame(feeds.get("frame"), feeds["caption"], feeds.get(REASON_VECTOR))}
+        if graph in (FRAME_ENDPOINT, FRAME_STORY_ENDPOINT):
+            frame_reason = feeds[spec.frame_reason] if spec.frame_reason else None
+            out = {FUSED_FRAME: model.encode_frame(feeds.get("frame"), feeds["caption"], frame_reason)}
+            if graph == FRAME_STORY_ENDPOINT:
+                window = ops.concatenate([feeds[EARLIER_FUSED], out[FUSED_FRAME][:, None]], axis=1)
+                out.update(model.encode_fused(window, feeds.get(REASON_VECTOR), reason_heads=feeds.get(REASON_HEADS)))
         elif graph == REASON_ENDPOINT:
             out = {REASON_VECTOR: model.encode_reason(feeds["reason"])}
+            if REASON_HEADS in outputs:
+                out[REASON_HEADS] = reason_heads(model, out[REASON_VECTOR])
         else:
-            out = model.encode_fused(feeds[FUSED_FRAMES], feeds.get(REASON_VECTOR))
+            out = model.encode_fused(feeds[FUSED_FRAMES], feeds.get(REASON_VECTOR), reason_heads=feeds.get(REASON_HEADS))
         return {name: tf.identity(out[name], name=name) for name in outputs}
 
     return run
@@ -352,6 +388,8 @@ def story_graph_layers(model: StoryModel, graph: str) -> list[keras.layers.Layer
         layers = [model.reason_encoder]
     elif graph == STORY_ENDPOINT:
         layers = [model.temporal_lstm, getattr(model, "memory", None)]
+    elif graph == FRAME_STORY_ENDPOINT:
+        return story_graph_layers(model, FRAME_ENDPOINT) + story_graph_layers(model, STORY_ENDPOINT)
     else:
         raise ValueError(f"unknown story graph {graph!r}")
     return [layer for layer in layers if layer is not None]
@@ -379,7 +417,7 @@ def make_export_archive(model: StoryModel, batch: int = 1) -> keras.export.Expor
         _decoder_step_callable(model),
         input_signature=decoder_input_specs(model, batch),
     )
-    for graph in story_spec(model).graphs:
+    for graph in story_spec(model).all_graphs:
         archive.add_endpoint(graph, _story_callable(model, graph), input_signature=story_input_specs(model, graph, batch))
     return archive
 

@@ -28,6 +28,7 @@ from keras import layers, ops
 
 from storyedge.config import Config, config_from_dict
 from storyedge.model.layers import CaptionEncoder, FrameFusion, ImageEncoder, lstm_cell_update
+from storyedge.model.story_heads import story_heads
 from storyedge.model.transformer import StoryMemory, TransformerDecoder
 from storyedge.model.vit import VitImageEncoder
 
@@ -244,11 +245,20 @@ class StoryModel(keras.Model):
         return self.reason_encoder(ops.convert_to_tensor(reason, "int32"), training=training)[1]
 
     def encode_fused(
-        self, fused: Any, reason_vec: Any = None, training: bool = False, gates: bool = True
+        self, fused: Any, reason_vec: Any = None, training: bool = False, gates: bool = True,
+        reason_heads: Any = None,
     ) -> dict[str, Any]:
-        """The temporal part: k fused vectors [B, k, D] (+ the reason vector) -> :meth:`encode`'s outputs."""
+        """The temporal part: k fused vectors [B, k, D] (+ the reason vector) -> :meth:`encode`'s outputs.
+
+        ``reason_heads`` (instead of ``reason_vec``, LSTM decoder with the reason in the context):
+        the reason's cached terms of the outputs (:func:`~storyedge.model.story_heads.reason_heads`);
+        the outputs are then h0, c0 and the context gates (no context).
+        """
         fused = ops.convert_to_tensor(fused, "float32")
         context = story = self.temporal_lstm(fused, training=training)
+        if reason_heads is not None:
+            h0, c0, context_gates = story_heads(self, story, reason_heads)
+            return {"h0": h0, "c0": c0, CONTEXT_GATES: context_gates}
         if reason_vec is not None and not self.config.model.use_reason_in_fusion:
             context = ops.concatenate([story, reason_vec], axis=-1)
         if self.config.model.decoder == "transformer":

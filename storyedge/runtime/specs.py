@@ -112,17 +112,17 @@ def shortlist_specs(export_dir: Path, manifest: Manifest) -> list[BackendSpec]:
 def attach_story(export_dir: Path, manifest: Manifest, spec: BackendSpec) -> None:
     """Give ``spec`` the story-mode graphs of its format and precision (graph → the file holding
     its signature) when every one is in the manifest (one that failed validation leaves the
-    backend without story mode)."""
+    backend without story mode; the optional frame + story graph is used where the format has it)."""
     story = manifest.story
     if story is None:
         return
     paths: dict[str, Path] = {}
     for entry in manifest.files:
         if (entry.format, entry.precision) == (spec.format, spec.precision):
-            for graph in set(entry.signatures) & set(story.graphs):
+            for graph in set(entry.signatures) & set(story.all_graphs):
                 paths.setdefault(graph, export_dir / entry.path)
-    if set(paths) == set(story.graphs):
-        spec.story, spec.story_paths = story, paths
+    if set(story.graphs) <= set(paths):
+        spec.story, spec.story_paths = story.with_graphs(set(paths)), paths
 
 
 def decoder_only_specs(export_dir: Path, manifest: Manifest, specs: list[BackendSpec]) -> list[BackendSpec]:

@@ -4,7 +4,8 @@ The full-window encoder re-encodes all k frames (and the reason) for every capti
 story-mode graphs a manifest declares (:class:`~storyedge.manifest.StorySpec`), a
 :class:`StoryEncoder` runs the reason graph once per story, the frame graph once per frame (its
 fused vector is cached), and per caption only the small story graph over the last k cached
-vectors. The story graph's outputs are the encoder's, so the decoder starts exactly as after
+vectors; where the backend has the frame + story graph, the new frame and the story graph run in
+one call. The story graph's outputs are the encoder's, so the decoder starts exactly as after
 the full-window encoder. numpy only; backends run the graphs by name (:meth:`Backend.run_graph`).
 """
 
@@ -35,11 +36,15 @@ def story_spec_of(backend: Backend) -> StorySpec:
 class StoryEncoder:
     """Cached story-mode encoding over one backend (see the module doc)."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, one_call: bool = True) -> None:
+        """``one_call``: encode a window's newest frame and run the story graph in one call,
+        where the backend has the frame + story graph (False: always the two graphs)."""
         self.backend = backend
         self.spec = story_spec_of(backend)
+        self.one_call = one_call and self.spec.frame_story_graph is not None
         self._fused: deque[np.ndarray] = deque(maxlen=self.spec.window)
-        self._reason: np.ndarray | None = None
+        self._reason: dict[str, np.ndarray] | None = None
+        self._outputs: dict[str, np.ndarray] | None = None  # the story outputs of the last push, if it made them
 
     @property
     def frames(self) -> int:
@@ -48,24 +53,38 @@ class StoryEncoder:
 
     def begin(self, window_inputs: dict[str, np.ndarray] | None = None) -> None:
         """Start a story: clear the cache and run the reason graph once (the reason is the
-        encoder input named in the spec, e.g. ``reason`` [B, R], taken from ``window_inputs``)."""
+        encoder input named in the spec, e.g. ``reason`` [B, R], taken from ``window_inputs``);
+        its outputs are kept for the frame / story graph inputs of the same names."""
         self._fused.clear()
-        self._reason = None
+        self._reason = self._outputs = None
         spec = self.spec
         if spec.reason_graph:
             if window_inputs is None or any(src not in window_inputs for src in spec.reason_inputs.values()):
                 raise UserError("this model reads a reason: story mode needs the story's reason tokens")
             feeds = {name: window_inputs[src] for name, src in spec.reason_inputs.items()}
-            self._reason = self.backend.run_graph(spec.reason_graph, feeds)[str(spec.reason_output)]
+            self._reason = self.backend.run_graph(spec.reason_graph, feeds)
 
     def push(self, frame_inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Encode one new (frame, caption) and cache its fused vector; ``frame_inputs`` by the
-        encoder's input names with the frame axis dropped (``frames`` [B,S,S,3], ``captions`` [B,L])."""
+        encoder's input names with the frame axis dropped (``frames`` [B,S,S,3], ``captions`` [B,L]).
+
+        With ``one_call`` and k-1 frames already cached, the frame + story graph encodes it and
+        the window's story outputs in the same call (:meth:`outputs` then returns those)."""
         spec = self.spec
         feeds = {name: frame_inputs[src] for name, src in spec.frame_inputs.items()}
         if spec.frame_reason:
-            feeds[spec.frame_reason] = self._reason_vector()
-        fused = self.backend.run_graph(spec.frame_graph, feeds)[spec.fused]
+            feeds[spec.frame_reason] = self._reason_output(spec.frame_reason)
+        self._outputs = None
+        if self.one_call and len(self._fused) >= spec.window - 1:
+            earlier = list(self._fused)[len(self._fused) - (spec.window - 1):]
+            feeds[str(spec.earlier_fused)] = np.ascontiguousarray(np.stack(earlier, axis=1))
+            if spec.story_reason:
+                feeds[spec.story_reason] = self._reason_output(spec.story_reason)
+            outputs = dict(self.backend.run_graph(str(spec.frame_story_graph), feeds))
+            fused = outputs.pop(spec.fused)
+            self._outputs = outputs
+        else:
+            fused = self.backend.run_graph(spec.frame_graph, feeds)[spec.fused]
         self._fused.append(fused)
         return fused
 
@@ -80,19 +99,22 @@ class StoryEncoder:
         spec = self.spec
         if len(self._fused) < spec.window:
             raise ValueError(f"story mode needs {spec.window} encoded frames, has {len(self._fused)}")
+        if self._outputs is not None:
+            return self._outputs
         feeds: dict[str, Any] = {spec.story_fused: np.ascontiguousarray(np.stack(self._fused, axis=1))}
         if spec.story_reason:
-            feeds[spec.story_reason] = self._reason_vector()
+            feeds[spec.story_reason] = self._reason_output(spec.story_reason)
         return self.backend.run_graph(spec.story_graph, feeds)
 
     def state(self) -> State:
         """The decoder's initial state from the last k cached frames."""
         return self.backend.decoder.initial_state(self.outputs())
 
-    def _reason_vector(self) -> np.ndarray:
+    def _reason_output(self, name: str) -> np.ndarray:
+        """The reason graph's output ``name`` (the reason vector, or its cached terms)."""
         if self._reason is None:
             raise ValueError("story mode: begin() the story with its reason first")
-        return self._reason
+        return self._reason[name]
 
 
 def frame_slice(spec: StorySpec, window_inputs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
@@ -100,9 +122,11 @@ def frame_slice(spec: StorySpec, window_inputs: dict[str, np.ndarray], i: int) -
     return {src: np.ascontiguousarray(window_inputs[src][:, i]) for src in spec.frame_inputs.values()}
 
 
-def story_window_outputs(backend: Backend, window_inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The encoder outputs of one window computed through the story-mode graphs (for parity)."""
-    encoder = StoryEncoder(backend)
+def story_window_outputs(backend: Backend, window_inputs: dict[str, np.ndarray],
+                         one_call: bool = True) -> dict[str, np.ndarray]:
+    """The encoder outputs of one window computed through the story-mode graphs (for parity);
+    ``one_call``: the newest frame through the frame + story graph where the backend has it."""
+    encoder = StoryEncoder(backend, one_call)
     encoder.push_window(window_inputs)
     return encoder.outputs()
 

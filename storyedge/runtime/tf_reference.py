@@ -37,7 +37,7 @@ class TFReferenceBackend(Backend):
 
     def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A story-mode graph through its own ``tf.function`` (traced on first use)."""
-        if graph not in self.story.graphs:
+        if graph not in self.story.all_graphs:
             return super().run_graph(graph, feeds)
         if graph not in self._story_fns:
             fn = story_fn(self._model, graph, self._batch)

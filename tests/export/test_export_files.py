@@ -16,6 +16,7 @@ from storyedge.runtime import backend_specs
 ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int4")
 ONNX_PRECISIONS = ALL_PRECISIONS
 STORY_GRAPHS = ("reason_encoder", "frame_encoder", "story_encoder")
+FRAME_STORY = "frame_story_encoder"  # TFLite only
 #: Every file the full export lists: 3 TFLite graphs + the story-mode file x 5 precisions, 2 ONNX
 #: graphs + 3 story-mode graphs x 5.
 TFLITE_FILES = {f"tflite/{g}.{p}.tflite" for g in ("encoder", "decoder_step", "multi", "story") for p in ALL_PRECISIONS}
@@ -66,11 +67,11 @@ def test_signatures_are_static_and_named(manifest) -> None:
     d = cfg["dataset"]
     assert {e.path for e in manifest.files} == ALL_FILES
     seen = {"encoder": 0, "decoder_step": 0}
-    multi = {"multi": {"encoder", "decoder_step"}, "story": set(STORY_GRAPHS)}
+    multi = {"multi": {"encoder", "decoder_step"}, "story": {*STORY_GRAPHS, FRAME_STORY}}
     for entry in manifest.files:
         assert set(entry.signatures) == multi.get(entry.graph, {entry.graph})
         for graph, sig in entry.signatures.items():
-            if graph in STORY_GRAPHS:
+            if graph in (*STORY_GRAPHS, FRAME_STORY):
                 continue  # tests/export/test_export_story.py
 
             seen[graph] += 1
@@ -139,7 +140,8 @@ def test_tflite_builtins_only(full_export: Path, manifest) -> None:
         elif entry.graph not in ("decoder_step", "story"):
             assert "WHILE" in info.ops  # LSTM loops as builtin WHILE
         elif entry.graph == "story":
-            assert info.ops.get("WHILE", 0) == 5  # the encoder's 5 LSTM loops, split over the signatures
+            # the encoder's 5 LSTM loops split over the signatures, and the frame + story graph's 3 again
+            assert info.ops.get("WHILE", 0) == 5 + 3
         if entry.precision != "int8":
             assert entry.float_ops == []
 
@@ -298,10 +300,11 @@ def test_litert_runs_once_a_caption_graphs_compiled_and_the_step_interpreted(
     a, b = compiled.encode(inputs), interpreted.encode(inputs)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol)
-    a, b = story_window_outputs(compiled, inputs), story_window_outputs(interpreted, inputs)
-    for key in a:  # reason, frame and story graphs
-        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol)
-    assert set(compiled._story_runners) == set(STORY_GRAPHS)
+    for one_call in (True, False):  # reason, frame and frame + story graphs; reason, frame and story graphs
+        a, b = story_window_outputs(compiled, inputs, one_call), story_window_outputs(interpreted, inputs, one_call)
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol)
+    assert set(compiled._story_runners) == {*STORY_GRAPHS, FRAME_STORY}
     assert all(isinstance(r, CompiledSignature) for r in compiled._story_runners.values())
 
 

@@ -29,7 +29,7 @@ def _entry(manifest: Manifest, fmt: str, graph: str, precision: str):
 
 
 def test_every_file_has_coverage_and_portability(manifest: Manifest) -> None:
-    assert manifest.schema_version == "2.2"
+    assert manifest.schema_version == "2.3"
     for entry in manifest.files:
         cov = entry.coverage
         assert cov is not None, entry.path

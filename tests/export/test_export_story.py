@@ -17,6 +17,8 @@ from storyedge.runtime import StoryEncoder, backend_specs, greedy_decode, load_b
 from storyedge.runtime.story import caption_story
 
 STORY_GRAPHS = ["reason_encoder", "frame_encoder", "story_encoder"]
+#: TFLite only: the frame and story graphs in one call
+FRAME_STORY = "frame_story_encoder"
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -43,7 +45,8 @@ def test_manifest_declares_story_graphs_builtins_only(full_export: Path, manifes
 
     story = manifest.story
     assert story is not None and story.graphs == STORY_GRAPHS and story.window == manifest.config["dataset"]["seq_len"]
-    assert story.frame_inputs == {"frame": "frames", "caption": "captions"} and story.story_reason == "reason_vector"
+    assert story.frame_inputs == {"frame": "frames", "caption": "captions"} and story.story_reason == "reason_heads"
+    assert story.frame_story_graph == FRAME_STORY and story.all_graphs == STORY_GRAPHS + [FRAME_STORY]
     files = [f for f in manifest.files if set(f.signatures) & set(STORY_GRAPHS)]
     precisions = ("fp32", "fp16", "int8-dynamic", "int8", "int4")
     assert {(f.format, f.precision) for f in files} == {(fmt, p) for fmt in ("tflite", "onnx") for p in precisions}
@@ -52,7 +55,7 @@ def test_manifest_declares_story_graphs_builtins_only(full_export: Path, manifes
         if entry.format == "onnx" and entry.precision == "int8":  # calibrated on the story graphs' own feeds
             note = next(n for n in entry.coverage.notes if n.startswith("static int8 calibrated on "))
             assert int(note.split()[4]) > 0, note
-        assert set(entry.signatures) == (set(STORY_GRAPHS) if entry.format == "tflite" else {entry.graph})
+        assert set(entry.signatures) == ({*STORY_GRAPHS, FRAME_STORY} if entry.format == "tflite" else {entry.graph})
         v = entry.validation
         assert v["passed"] is True, (entry.path, v)
         assert max(v["reference_story_vs_full_window"].values()) < STORY_PARITY_ATOL
@@ -62,9 +65,12 @@ def test_manifest_declares_story_graphs_builtins_only(full_export: Path, manifes
             info = inspect_tflite((full_export / entry.path).read_bytes())
             assert info.custom_ops == [] and not [op for op in info.ops if op.startswith("Flex")]
     sig = next(f for f in files if f.format == "tflite").signatures
-    assert [t.name for t in sig["story_encoder"].inputs] == ["fused_frames", "reason_vector"]
+    assert [t.name for t in sig["story_encoder"].inputs] == ["fused_frames", "reason_heads"]
     assert [t.name for t in sig["story_encoder"].outputs] == ["h0", "c0", "context_gates"]
     assert [t.name for t in sig["frame_encoder"].outputs] == ["fused_frame"]
+    assert [t.name for t in sig[FRAME_STORY].inputs] == ["frame", "caption", "earlier_fused_frames", "reason_heads"]
+    assert [t.name for t in sig[FRAME_STORY].outputs] == ["fused_frame", "h0", "c0", "context_gates"]
+    assert [t.name for t in sig["reason_encoder"].outputs] == ["reason_vector", "reason_heads"]
 
 
 def test_story_state_equals_full_window_state(full_export: Path, manifest, export_env) -> None:
@@ -74,15 +80,40 @@ def test_story_state_equals_full_window_state(full_export: Path, manifest, expor
     assert all(specs[f"{fmt}-{p}"].story is not None for fmt in ("tflite", "onnx")
                for p in ("fp32", "fp16", "int8-dynamic", "int8", "int4"))
     assert specs["tflite-fp32-multi"].story is not None
+    assert specs["tflite-fp32"].story.frame_story_graph == FRAME_STORY
+    assert specs["onnx-fp32"].story.frame_story_graph is None  # ONNX: the frame and story graphs
     for name in ("tflite-fp32", "onnx-fp32"):
         backend = load_backend(specs[name], threads=1)
         for i in range(len(windows)):
             inputs = {"frames": windows.frames[i:i + 1], "captions": windows.captions[i:i + 1],
                       "reason": windows.reason[i:i + 1]}
             full = backend.encode(inputs)
-            story = backend.decoder.initial_state(story_window_outputs(backend, inputs))
-            for key in full:
-                assert np.max(np.abs(story[key] - full[key])) < STORY_PARITY_ATOL, (name, key)
+            for one_call in (True, False):
+                story = backend.decoder.initial_state(story_window_outputs(backend, inputs, one_call))
+                for key in full:
+                    assert np.max(np.abs(story[key] - full[key])) < STORY_PARITY_ATOL, (name, key, one_call)
+
+
+def test_next_frame_is_one_runtime_call(full_export: Path, manifest, export_env) -> None:
+    """TFLite: once k-1 frames are cached, a new frame and the window's story outputs are one
+    call of the frame + story graph; the first k-1 frames go through the frame graph alone."""
+    windows = _windows(full_export, export_env, 1)
+    spec = next(s for s in backend_specs(full_export, manifest) if s.name == "tflite-fp32")
+    backend = load_backend(spec, threads=1)
+    calls: list[str] = []
+    run_graph = backend.run_graph
+    backend.run_graph = lambda g, f: (calls.append(g), run_graph(g, f))[1]  # type: ignore[method-assign]
+    inputs = {"frames": windows.frames[:1], "captions": windows.captions[:1], "reason": windows.reason[:1]}
+    story = StoryEncoder(backend)
+    story.push_window(inputs)
+    first = story.outputs()
+    k = windows.k
+    assert calls == ["reason_encoder"] + ["frame_encoder"] * (k - 1) + [FRAME_STORY]
+    calls.clear()
+    story.push({"frames": inputs["frames"][:, 0], "captions": inputs["captions"][:, 0]})
+    story.outputs()
+    assert calls == [FRAME_STORY]
+    assert set(first) == {"h0", "c0", "context_gates"}
 
 
 def test_story_captions_equal_full_window_captions(full_export: Path, manifest, export_env) -> None:
@@ -151,6 +182,23 @@ def test_export_without_story_graphs(full_export: Path, capsys, tmp_path: Path) 
     assert code == 2 and "no story-mode graphs" in err and len(err.strip().splitlines()) == 1
 
 
+def test_manifest_without_the_frame_story_graph(full_export: Path, export_env, tmp_path: Path) -> None:
+    """A manifest from before the frame + story graph: story mode runs the frame and story graphs."""
+    copy = tmp_path / "old"
+    shutil.copytree(full_export, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    del data["story"]["frame_story_graph"], data["story"]["earlier_fused"]
+    (copy / "manifest.json").write_text(json.dumps(data))
+    manifest = read_manifest(copy)
+    spec = next(s for s in backend_specs(copy, manifest) if s.name == "tflite-fp32")
+    assert spec.story is not None and spec.story.frame_story_graph is None
+    backend = load_backend(spec, threads=1)
+    windows = _windows(full_export, export_env, 1)
+    inputs = {"frames": windows.frames[:1], "captions": windows.captions[:1], "reason": windows.reason[:1]}
+    story, full = story_window_outputs(backend, inputs), backend.run_encoder(inputs)
+    assert max(float(np.max(np.abs(story[k] - full[k]))) for k in full) < STORY_PARITY_ATOL
+
+
 def test_bench_reports_story_mode_latency(full_export: Path, capsys, tmp_path: Path) -> None:
     out_dir = tmp_path / "bench"
     code, out, err = run_cli(["bench", "--exports", str(full_export), "--latency-only", "--backends",
@@ -164,4 +212,5 @@ def test_bench_reports_story_mode_latency(full_export: Path, capsys, tmp_path: P
         assert 0 < story["frame"]["p50_ms"] <= story["encoder"]["p50_ms"] <= story["caption"]["p50_ms"]
         assert story["encoder_vs_full"] == pytest.approx(story["encoder"]["p50_ms"] / b["latency"]["encoder"]["p50_ms"])
         assert story["reason_ms"] > 0
+        assert story["one_call"] == (b["format"] == "tflite")  # ONNX: the frame and story graphs
     assert "Story mode" in out and "### Story mode" in (out_dir / "report.md").read_text()

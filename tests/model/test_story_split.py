@@ -49,9 +49,11 @@ def test_story_graphs_compose_to_the_encoder(variant: str, make_config: Callable
         assert [s.name for s in story_fn(model, "frame_encoder").input_signature] == ["caption"]
 
 
-def test_sliding_window_reuses_cached_frames(make_config: Callable[..., Config],
+@pytest.mark.parametrize("one_call", [True, False])
+def test_sliding_window_reuses_cached_frames(one_call: bool, make_config: Callable[..., Config],
                                             make_inputs: Callable[..., dict]) -> None:
-    """Pushing frame k+1 gives the state of the window of frames 2..k+1, each frame encoded once."""
+    """Pushing frame k+1 gives the state of the window of frames 2..k+1, each frame encoded once;
+    with ``one_call`` each frame after the first k-1 runs the frame + story graph instead."""
     cfg = make_config(**{"model.use_reason": True})
     model = build_model(cfg, VOCAB, 0)
     k = cfg.dataset.seq_len
@@ -60,12 +62,18 @@ def test_sliding_window_reuses_cached_frames(make_config: Callable[..., Config],
     calls: list[str] = []
     run_graph = backend.run_graph
     backend.run_graph = lambda g, f: (calls.append(g), run_graph(g, f))[1]  # type: ignore[method-assign]
-    encoder = StoryEncoder(backend)
+    encoder = StoryEncoder(backend, one_call)
     encoder.begin(story)
     for i in range(k + 1):
         encoder.push({"frames": story["frames"][:, i], "captions": story["captions"][:, i]})
     got = encoder.outputs()
-    assert calls.count("frame_encoder") == k + 1 and calls.count("reason_encoder") == 1
+    pushes = ["frame_encoder"] * (k - 1) + ["frame_story_encoder"] * 2 if one_call else ["frame_encoder"] * (k + 1)
+    assert calls == ["reason_encoder"] + pushes + ([] if one_call else ["story_encoder"])
+    # the reason's terms of the decoder's start are cached with the reason, not recomputed per caption
+    assert [s.name for s in story_fn(model, "story_encoder").input_signature] == ["fused_frames", "reason_heads"]
+    assert [s.name for s in story_fn(model, "frame_story_encoder").input_signature] == [
+        "frame", "caption", "earlier_fused_frames", "reason_heads"]
+    assert story_spec(model).story_reason == "reason_heads"
     window = [story["frames"][:, 1:], story["captions"][:, 1:], story["reason"]]
     full = encoder_fn(model)(*window)
     for name, value in full.items():
