@@ -7,7 +7,8 @@ What is measured per backend (all wall-clock, ``time.perf_counter``, batch = the
 * ``first_encode_ms`` / ``first_step_ms``: the very first calls after loading (allocation,
   XNNPACK weight packing, graph optimisation happen here).
 * after ``warmup`` untimed greedy captions, ``runs`` timed greedy captions of ``caption_tokens``
-  decoder steps each, forced to full length (no stop at ``[EOS]``), argmax fed back:
+  decoder steps each, forced to full length (no stop at ``[EOS]``), argmax fed back (the bench
+  takes turns with the backend's story-mode captions, round by round: :func:`repeat_interleaved`):
 
   - ``encoder``: the encoder call of each run (``runs`` samples);
   - ``step``: every decoder step of every run (``runs × caption_tokens`` samples);
@@ -46,7 +47,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import psutil
@@ -246,6 +247,24 @@ def repeat_timed(call: Callable[[int], T], warmup: int, runs: int) -> list[T]:
     return [call(i) for i in range(runs)]
 
 
+def repeat_interleaved(calls: Sequence[Callable[[int], Any]], warmup: int, runs: int) -> tuple[list[list[Any]], list[float]]:
+    """Each of ``calls`` in turn, round after round (``warmup`` untimed rounds, then ``runs`` kept)
+    → (per call its kept results, per call the wall seconds of all its rounds).
+
+    Interleaving puts every call's samples in the same phases of a machine whose speed moves
+    (other tenants), so ratios between them (story mode ÷ full window) compare like with like."""
+    kept: list[list[Any]] = [[] for _ in calls]
+    seconds = [0.0] * len(calls)
+    for i in range(warmup + runs):
+        for j, call in enumerate(calls):
+            start = time.perf_counter()
+            result = call(i if i < warmup else i - warmup)
+            seconds[j] += time.perf_counter() - start
+            if i >= warmup:
+                kept[j].append(result)
+    return kept, seconds
+
+
 def timed_caption(
     backend: Backend, inputs: dict[str, np.ndarray], bos_id: int, tokens: int
 ) -> tuple[float, float, float, list[float]]:
@@ -280,6 +299,13 @@ def measure_latency(
 ) -> Latency:
     """Warm-up, then ``runs`` timed forced-length greedy captions (see the module doc)."""
     timed = repeat_timed(lambda _: timed_caption(backend, inputs, bos_id, caption_tokens), warmup, runs)
+    return caption_latency(timed, caption_tokens, warmup, runs)
+
+
+def caption_latency(
+    timed: Sequence[tuple[float, float, float, list[float]]], caption_tokens: int, warmup: int, runs: int
+) -> Latency:
+    """The :class:`Latency` of ``runs`` :func:`timed_caption` results."""
     encoder, first, caption, step_lists = zip(*timed)
     steps = [s for run in step_lists for s in run]
     step_stats = latency_stats(steps)

@@ -37,11 +37,13 @@ from storyedge.bench.latency import (
     backend_roofline,
     baseline_rss_bytes,
     current_rss_bytes,
+    caption_latency,
     first_inference,
-    measure_latency,
     memory_bandwidth,
     peak_rss_bytes,
+    repeat_interleaved,
     step_floors,
+    timed_caption,
 )
 from storyedge.bench.parity import ParityRun, run_parity
 from storyedge.bench.quality import QualityOutcome, check_gates_measurable, reference_texts, score_backends
@@ -54,6 +56,7 @@ from storyedge.bench.results import (
     DataFloorNote,
     Gates,
     Host,
+    Latency,
     MemoryBandwidth,
     ParityStats,
     ParitySummary,
@@ -61,8 +64,9 @@ from storyedge.bench.results import (
     Settings,
     ShortlistParity,
     StepFloors,
+    StoryLatency,
 )
-from storyedge.bench.story_latency import measure_story_latency
+from storyedge.bench.story_latency import story_captions
 from storyedge.bench.wall import StageClock, wall_time
 from storyedge.bench.summary import budget_verdicts, peak_rss_estimate_mb, summarize
 from storyedge.config import SYNTHETIC_DATASET, BenchConfig, Config
@@ -337,10 +341,9 @@ def time_backends(
     results = []
     for item in loaded:
         b = item.backend
-        echo(f"timing {b.name}: {s.warmup} warm-up + {s.runs} runs of encoder + {s.caption_tokens} steps ...")
-        start = time.perf_counter()
-        latency = measure_latency(b, inputs, plan.export.tokenizer.bos_id, s.caption_tokens, s.warmup, s.runs)
-        timing_seconds = time.perf_counter() - start
+        story_mode = " (and as many story-mode captions, in turn)" if b.story is not None else ""
+        echo(f"timing {b.name}: {s.warmup} warm-up + {s.runs} runs of encoder + {s.caption_tokens} steps{story_mode} ...")
+        latency, timing_seconds, story, story_seconds = time_captions(b, inputs, plan.export.tokenizer.bos_id, s)
         delta = item.rss_after_mb - item.rss_before_mb
         result = BackendResult(
             name=b.name, format=b.format, precision=b.precision, layout=item.layout, reference=item.reference,
@@ -354,12 +357,26 @@ def time_backends(
         )
         result.budgets = budget_verdicts(result, s.budgets)
         result.coverage = backend_coverage(plan.export, next((x for x in plan.specs if x.name == b.name), None))
-        start = time.perf_counter()
-        result.story = measure_story_latency(b, inputs, plan.export.tokenizer.bos_id, s.caption_tokens, s.warmup,
-                                             s.runs, latency)
-        result.story_timing_seconds = time.perf_counter() - start if result.story is not None else 0.0
+        result.story, result.story_timing_seconds = story, story_seconds
         results.append(result)
     return results
+
+
+def time_captions(
+    b: Backend, inputs: dict[str, Any], bos_id: int, s: Settings
+) -> tuple[Latency, float, StoryLatency | None, float]:
+    """Full-window captions and, where ``b`` has story mode, story-mode captions timed in turn
+    round by round (so their ratios compare the same phases of the machine) → (latency, its
+    seconds, story-mode latency or None, its seconds)."""
+    start = time.perf_counter()
+    story = story_captions(b, inputs, bos_id, s.caption_tokens)
+    story_setup_s = time.perf_counter() - start
+    calls = [lambda _: timed_caption(b, inputs, bos_id, s.caption_tokens)] + ([story] if story else [])
+    kept, seconds = repeat_interleaved(calls, s.warmup, s.runs)
+    latency = caption_latency(kept[0], s.caption_tokens, s.warmup, s.runs)
+    if story is None:
+        return latency, seconds[0], None, 0.0
+    return latency, seconds[0], story.latency(kept[1], s.warmup, s.runs, latency), story_setup_s + seconds[1]
 
 
 def host_info() -> Host:

@@ -3,12 +3,12 @@
 Story mode (:mod:`storyedge.runtime.story`) caches each frame's fused vector, so the next
 caption of a story costs one frame-graph call (the new frame), one story-graph call (the last k
 cached vectors → the decoder state), or one call of both where the backend has the frame + story
-graph, and the decoding. After the window's k frames are cached
-and ``warmup`` untimed captions, each of ``runs`` timed captions pushes one frame of the window
-again (cycling), then decodes ``caption_tokens`` greedy steps forced to full length, like the
-full-window caption it is reported beside (``encoder_vs_full`` / ``caption_vs_full``: p50
-ratios to the full-window figures of the same backend in the same run). The reason graph runs
-once per story: its time is reported apart (``reason``), not in the caption.
+graph, and the decoding. After the window's k frames are cached and ``warmup`` untimed
+captions, each of ``runs`` timed captions pushes one frame of the window again (cycling), then
+decodes ``caption_tokens`` greedy steps forced to full length, like the full-window caption it
+is reported beside (``encoder_vs_full`` / ``caption_vs_full``: p50 ratios to the full-window
+figures of the same backend, whose captions the bench times in turn with these, round by round).
+The reason graph runs once per story: its time is reported apart (``reason``), not in the caption.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from storyedge.bench.latency import repeat_timed
 from storyedge.bench.metrics import latency_stats
 from storyedge.bench.results import Latency, StoryLatency
 from storyedge.runtime import Backend, StoryEncoder, frame_slice, state_batch
@@ -41,32 +40,45 @@ def _timed_story_caption(story: StoryEncoder, frame: dict[str, np.ndarray], bos_
     return after_frame - start, after_story - start, end - start
 
 
-def measure_story_latency(
-    backend: Backend, inputs: dict[str, np.ndarray], bos_id: int, caption_tokens: int, warmup: int, runs: int,
-    full: Latency | None = None,
-) -> StoryLatency | None:
-    """Story mode's next-caption latency (see the module doc); None when the backend has no
-    story-mode graphs. ``full``: the backend's full-window latency, for the ratios."""
+class StoryCaptions:
+    """Story mode's next captions on one backend, ready to time: the story begun (its reason graph
+    run and timed once), the window's k frames cached. Calling it with ``i`` times one next caption
+    that pushes frame ``i % k`` of the window again (see the module doc)."""
+
+    def __init__(self, backend: Backend, inputs: dict[str, np.ndarray], bos_id: int, caption_tokens: int) -> None:
+        self.story = StoryEncoder(backend)
+        self.bos_id, self.caption_tokens = bos_id, caption_tokens
+        self.story.begin(inputs)  # the first call loads the graph files (or traces): not timed
+        t0 = time.perf_counter()
+        self.story.begin(inputs)
+        self.reason_s = time.perf_counter() - t0
+        self.frames = [frame_slice(self.story.spec, inputs, i) for i in range(self.story.spec.window)]
+        for frame in self.frames:
+            self.story.push(frame)
+
+    def __call__(self, i: int) -> tuple[float, float, float]:
+        return _timed_story_caption(self.story, self.frames[i % len(self.frames)], self.bos_id, self.caption_tokens)
+
+    def latency(self, timed: list[tuple[float, float, float]], warmup: int, runs: int,
+                full: Latency | None = None) -> StoryLatency:
+        """The :class:`StoryLatency` of ``runs`` timed calls; ``full``: the same backend's
+        full-window latency, for the ratios."""
+        frame_s, encoder_s, caption_s = zip(*timed)
+        encoder = latency_stats(encoder_s)
+        caption = latency_stats(caption_s)
+        return StoryLatency(
+            caption_tokens=self.caption_tokens, warmup=warmup, runs=runs, window=len(self.frames),
+            frame=latency_stats(frame_s), encoder=encoder, caption=caption,
+            reason_ms=self.reason_s * 1e3 if self.story.spec.reason_graph else None,
+            encoder_vs_full=encoder.p50_ms / full.encoder.p50_ms if full else None,
+            caption_vs_full=caption.p50_ms / full.caption.p50_ms if full else None,
+            one_call=self.story.one_call,
+        )
+
+
+def story_captions(backend: Backend, inputs: dict[str, np.ndarray], bos_id: int,
+                   caption_tokens: int) -> StoryCaptions | None:
+    """:class:`StoryCaptions` of ``backend``; None when it has no story-mode graphs."""
     if getattr(backend, "story", None) is None:
         return None
-    story = StoryEncoder(backend)
-    story.begin(inputs)  # the first call loads the graph files (or traces): not timed
-    t0 = time.perf_counter()
-    story.begin(inputs)
-    reason_s = time.perf_counter() - t0
-    k = story.spec.window
-    frames = [frame_slice(story.spec, inputs, i) for i in range(k)]
-    for frame in frames:
-        story.push(frame)
-    timed = repeat_timed(lambda i: _timed_story_caption(story, frames[i % k], bos_id, caption_tokens), warmup, runs)
-    frame_s, encoder_s, caption_s = zip(*timed)
-    encoder = latency_stats(encoder_s)
-    caption = latency_stats(caption_s)
-    return StoryLatency(
-        caption_tokens=caption_tokens, warmup=warmup, runs=runs, window=k,
-        frame=latency_stats(frame_s), encoder=encoder, caption=caption,
-        reason_ms=reason_s * 1e3 if story.spec.reason_graph else None,
-        encoder_vs_full=encoder.p50_ms / full.encoder.p50_ms if full else None,
-        caption_vs_full=caption.p50_ms / full.caption.p50_ms if full else None,
-        one_call=story.one_call,
-    )
+    return StoryCaptions(backend, inputs, bos_id, caption_tokens)

@@ -22,6 +22,7 @@ from storyedge.bench.latency import (
     last_level_cache_bytes,
     measure_latency,
     memory_bandwidth,
+    repeat_interleaved,
     repeat_timed,
     roofline_floor_ms,
     step_floors,
@@ -301,6 +302,18 @@ def test_repeat_timed_keeps_only_the_runs_after_the_warmup() -> None:
     assert repeat_timed(call, warmup=2, runs=3) == [(0, 0), (1, 10), (2, 20)]
     assert calls == [0, 1, 0, 1, 2]  # warm-up calls see their own index too, and are dropped
     assert repeat_timed(call, warmup=0, runs=1) == [(0, 0)]
+
+
+def test_repeat_interleaved_takes_turns_and_keeps_the_runs_after_the_warmup() -> None:
+    calls: list[tuple[str, int]] = []
+
+    def call(name: str) -> Any:
+        return lambda i: (calls.append((name, i)), f"{name}{i}")[1]
+
+    kept, seconds = repeat_interleaved([call("full"), call("story")], warmup=1, runs=2)
+    assert kept == [["full0", "full1"], ["story0", "story1"]]
+    assert calls == [("full", 0), ("story", 0), ("full", 0), ("story", 0), ("full", 1), ("story", 1)]
+    assert len(seconds) == 2 and all(x >= 0 for x in seconds)
 
 
 def test_roofline_bytes_and_bandwidth() -> None:
