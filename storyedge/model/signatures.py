@@ -284,16 +284,18 @@ def story_spec(model_or_cfg: StoryModel | Config) -> StorySpec:
     graph's inputs + ``earlier_fused_frames`` [B,k-1,D] + the story graph's reason input ->
     ``fused_frame`` and the encoder's outputs.
     """
-    m = _config(model_or_cfg).model
+    cfg = _config(model_or_cfg)
+    m = cfg.model
     frame_inputs = {"caption": "captions"}
     if m.fusion != "text_only":
         frame_inputs = {"frame": "frames", **frame_inputs}
     reason = m.use_reason
     in_fusion = reason and m.use_reason_in_fusion
+    # the Transformer's memory has a reason slot even when the reason is in the fusion
     story_reason = REASON_VECTOR if reason and (not in_fusion or m.decoder == "transformer") else None
-    if caches_reason_heads(_config(model_or_cfg)):
+    if caches_reason_heads(cfg):
         story_reason = REASON_HEADS
-    window = _config(model_or_cfg).dataset.seq_len
+    window = cfg.dataset.seq_len
     return StorySpec(
         window=window,
         frame_graph=FRAME_ENDPOINT,
@@ -305,7 +307,6 @@ def story_spec(model_or_cfg: StoryModel | Config) -> StorySpec:
         reason_inputs={"reason": "reason"} if reason else {},
         reason_output=REASON_VECTOR if reason else None,
         frame_reason=REASON_VECTOR if in_fusion else None,
-        # the Transformer's memory has a reason slot even when the reason is in the fusion
         story_reason=story_reason,
         frame_story_graph=FRAME_STORY_ENDPOINT if window > 1 else None,
         earlier_fused=EARLIER_FUSED if window > 1 else None,

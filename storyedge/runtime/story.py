@@ -76,7 +76,7 @@ class StoryEncoder:
             feeds[spec.frame_reason] = self._reason_output(spec.frame_reason)
         self._outputs = None
         if self.one_call and len(self._fused) >= spec.window - 1:
-            earlier = list(self._fused)[len(self._fused) - (spec.window - 1):]
+            earlier = list(self._fused)[-(spec.window - 1):]  # the window's other k-1 frames
             feeds[str(spec.earlier_fused)] = np.ascontiguousarray(np.stack(earlier, axis=1))
             if spec.story_reason:
                 feeds[spec.story_reason] = self._reason_output(spec.story_reason)
