@@ -39,10 +39,7 @@ def reason_heads_dim(cfg: Config) -> int:
 def _head_kernels(model: "StoryModel") -> list[Any]:
     """The heads' kernels over the context rows, in :data:`REASON_HEADS` order: init_h, init_c,
     the decoder cell's context rows (its input is embed(token) ++ context)."""
-    cell = model.decoder_cell
-    if not cell.built:
-        cell.build((None, model.config.model.text_embed_dim + model.context_dim))
-    return [model.init_h.kernel, model.init_c.kernel, cell.kernel[model.config.model.text_embed_dim:]]
+    return [model.init_h.kernel, model.init_c.kernel, model.context_kernel()]
 
 
 def reason_heads(model: "StoryModel", reason_vec: Any) -> Any:

@@ -281,11 +281,16 @@ class StoryModel(keras.Model):
         products (at the seed size 3.1M of a step's 20.4M MACs, and a third of its int8 time).
         """
         cell = self.decoder_cell
+        gates = ops.matmul(context, ops.cast(self.context_kernel(), context.dtype))
+        return gates + ops.cast(cell.bias, context.dtype) if cell.use_bias else gates
+
+    def context_kernel(self) -> Any:
+        """``W_c`` [C, 4H]: the decoder cell kernel's context rows (the cell is built if it is not)."""
+        cell = self.decoder_cell
         embed = self.config.model.text_embed_dim
         if not cell.built:
-            cell.build((None, embed + context.shape[-1]))
-        gates = ops.matmul(context, ops.cast(cell.kernel[embed:], context.dtype))
-        return gates + ops.cast(cell.bias, context.dtype) if cell.use_bias else gates
+            cell.build((None, embed + self.context_dim))
+        return cell.kernel[embed:]
 
     def _fuse_frames(
         self, frames: Any, captions: Any, frame_reason: Any, training: bool
