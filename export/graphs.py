@@ -185,10 +185,60 @@ def length_bounded_direction(most_steps: int = 1, project_in_loop: bool = False)
     """
 
     def run_direction(lstm: keras.layers.LSTM, x: Any, lengths: Any, training: bool = False) -> Any:
-        cell = lstm.cell
+        chunks = _ChunkedInputs(lstm.cell, x, lengths, most_steps, project_in_loop)
+        rows, length, u, units = x.shape[0], x.shape[1], chunks.u, lstm.cell.units
+        outputs = tf.zeros((length // u, rows, u * units))  # iteration i writes outputs[i]
+
+        def body(i: Any, h: Any, c: Any, outputs: Any) -> tuple[Any, Any, Any, Any]:
+            h, c, hs = _cell_steps(lstm.cell, chunks.projections(i), h, c)
+            chunk = ops.concatenate(hs, axis=-1) if u > 1 else h
+            return i + 1, h, c, xla.dynamic_update_slice(outputs, chunk[None], tf.stack([i, 0, 0]))
+
+        *_, outputs = chunks.loop(body, outputs)
+        return tf.reshape(tf.transpose(outputs, (1, 0, 2)), (rows, length, units))
+
+    return run_direction
+
+
+def length_bounded_final_state(most_steps: int = 1, project_in_loop: bool = False) -> Callable[..., Any]:
+    """A :meth:`CaptionEncoder.final_state` whose loop, as :func:`length_bounded_direction`'s,
+    stops after the longest real token, and carries only the state after each row's last real
+    token instead of every step's output.
+
+    LiteRT copies every loop-carried tensor once an iteration, and a pooled-only Bi-LSTM (the
+    reason's) reads one state per row: each step keeps its ``h`` where it is the row's last real
+    token (a ``SELECT_V2``), so neither the ``[L / u, N, u·H]`` output buffer nor the reversal of
+    the backward outputs nor the gather of the last step is left. The kept state is the same
+    float as the step's output (all-pad row: zeros).
+    """
+
+    def final_state(lstm: keras.layers.LSTM, x: Any, lengths: Any, training: bool = False) -> Any:
+        chunks = _ChunkedInputs(lstm.cell, x, lengths, most_steps, project_in_loop)
+        last_step = tf.reshape(lengths - 1, (-1, 1))
+
+        def body(i: Any, h: Any, c: Any, kept: Any) -> tuple[Any, Any, Any, Any]:
+            h, c, hs = _cell_steps(lstm.cell, chunks.projections(i), h, c)
+            steps_left = last_step - i * chunks.u  # the row's last real token is step j of this chunk
+            for j, h_j in enumerate(hs):
+                kept = tf.where(tf.equal(steps_left, j), h_j, kept)
+            return i + 1, h, c, kept
+
+        *_, kept = chunks.loop(body, tf.zeros((x.shape[0], lstm.cell.units)))
+        return kept
+
+    return final_state
+
+
+class _ChunkedInputs:
+    """The loop of :func:`length_bounded_direction` / :func:`length_bounded_final_state`: its
+    u-step chunks of the inputs (or of their projection) and a ``while_loop`` of
+    ``ceil(max(lengths) / u)`` iterations over them."""
+
+    def __init__(self, cell: Any, x: Any, lengths: Any, most_steps: int, project_in_loop: bool) -> None:
         rows, length = x.shape[0], x.shape[1]
-        u = steps_per_iteration(length, most_steps)
-        chunks = length // u
+        self.cell, self.rows, self.project_in_loop = cell, rows, project_in_loop
+        self.u = u = steps_per_iteration(length, most_steps)
+        self.chunks = chunks = length // u
         if project_in_loop:  # chunk i holds its u steps' tokens step-major: [u·N, E]
             carried = tf.reshape(tf.transpose(tf.reshape(x, (rows, chunks, u, x.shape[-1])), (1, 2, 0, 3)),
                                  (chunks, u * rows, x.shape[-1]))
@@ -197,27 +247,21 @@ def length_bounded_direction(most_steps: int = 1, project_in_loop: bool = False)
             carried = tf.transpose(tf.reshape(projected, (rows, chunks, u * projected.shape[-1])), (1, 0, 2))
         # the inputs as a time-major TensorArray, as Keras' own loop reads them (a strided slice of
         # the projection inside the body ran each iteration about 2x slower)
-        inputs = tf.TensorArray(tf.float32, size=chunks, element_shape=carried.shape[1:]).unstack(carried)
-        outputs = tf.zeros((chunks, rows, u * cell.units))  # iteration i writes outputs[i]
-        iterations = (tf.reduce_max(lengths) + u - 1) // u
+        self.inputs = tf.TensorArray(tf.float32, size=chunks, element_shape=carried.shape[1:]).unstack(carried)
+        self.iterations = (tf.reduce_max(lengths) + u - 1) // u
 
-        def chunk_projections(i: Any) -> list[Any]:
-            if not project_in_loop:
-                return _side_by_side(inputs.read(i), u)
-            projected = _input_projection(cell, inputs.read(i))
-            return [projected[j * rows:(j + 1) * rows] for j in range(u)]
+    def projections(self, i: Any) -> list[Any]:
+        """The input projections ``x_t·W + b`` [N, 4H] of chunk ``i``'s u steps."""
+        if not self.project_in_loop:
+            return _side_by_side(self.inputs.read(i), self.u)
+        projected = _input_projection(self.cell, self.inputs.read(i))
+        return [projected[j * self.rows:(j + 1) * self.rows] for j in range(self.u)]
 
-        def body(i: Any, h: Any, c: Any, outputs: Any) -> tuple[Any, Any, Any, Any]:
-            h, c, hs = _cell_steps(cell, chunk_projections(i), h, c)
-            chunk = ops.concatenate(hs, axis=-1) if u > 1 else h
-            return i + 1, h, c, xla.dynamic_update_slice(outputs, chunk[None], tf.stack([i, 0, 0]))
-
-        zeros = tf.zeros((rows, cell.units))
-        *_, outputs = tf.while_loop(lambda i, *_: i < iterations, body, (tf.constant(0), zeros, zeros, outputs),
-                                    maximum_iterations=chunks)
-        return tf.reshape(tf.transpose(outputs, (1, 0, 2)), (rows, length, cell.units))
-
-    return run_direction
+    def loop(self, body: Callable[..., Any], carried: Any) -> list[Any]:
+        """``body(i, h, c, carried)`` over the chunks from zero states -> (i, h, c, carried)."""
+        zeros = tf.zeros((self.rows, self.cell.units))
+        return tf.while_loop(lambda i, *_: i < self.iterations, body, (tf.constant(0), zeros, zeros, carried),
+                             maximum_iterations=self.chunks)
 
 
 def caption_encoders(model: keras.Model) -> list[CaptionEncoder]:
@@ -229,19 +273,21 @@ def caption_encoders(model: keras.Model) -> list[CaptionEncoder]:
 def hoisted_lstm_inputs(model: keras.Model, most_steps: int = 1, project_in_loop: bool = False) -> Iterator[None]:
     """Trace every ``LSTM`` layer of ``model`` with :func:`hoisted_inner_loop` (``most_steps``
     time steps a loop iteration at most), the Bi-LSTMs' directions with
-    :func:`length_bounded_direction` (``project_in_loop`` passed on); restored on exit."""
+    :func:`length_bounded_direction` and their final states with
+    :func:`length_bounded_final_state` (``project_in_loop`` passed on); restored on exit."""
     layers, encoders = lstm_layers(model), caption_encoders(model)
     for layer in layers:
         layer.inner_loop = hoisted_inner_loop(layer, most_steps)
     for encoder in encoders:
         encoder.run_direction = length_bounded_direction(most_steps, project_in_loop)
+        encoder.final_state = length_bounded_final_state(most_steps, project_in_loop)
     try:
         yield
     finally:
         for layer in layers:
             del layer.inner_loop  # the instance attribute: the class's method shows through again
         for encoder in encoders:
-            del encoder.run_direction
+            del encoder.run_direction, encoder.final_state
 
 
 @contextlib.contextmanager

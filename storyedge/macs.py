@@ -79,14 +79,16 @@ def recurrent_macs(steps: int, batch: int, hidden: int) -> int:
     return steps * batch * 4 * hidden * hidden
 
 
-def bilstm_macs(rows: int, length: int, embed: int, hidden: int, real: int | None = None) -> tuple[int, int]:
+def bilstm_macs(rows: int, length: int, embed: int, hidden: int, real: int | None = None,
+                per_token: bool = True) -> tuple[int, int]:
     """(MACs, weights) of :class:`~storyedge.model.layers.CaptionEncoder` on ``rows`` x ``length``
-    tokens: two LSTMs plus the two 0/1 ``[L, L]`` permutation matmuls that reverse the real tokens
-    (of the embedded input, width E, and of the backward output, width h). ``real``: the real
-    tokens of all rows, when known: each direction's LSTM is counted over those only (an output at
-    padding is never read), the reversal matmuls over the static shape."""
+    tokens: two LSTMs plus the 0/1 ``[L, L]`` permutation matmuls that reverse the real tokens (of
+    the embedded input, width E, and, with ``per_token`` outputs, of the backward output, width h;
+    a pooled-only encoder, the reason's, reverses no output). ``real``: the real tokens of all
+    rows, when known: each direction's LSTM is counted over those only (an output at padding is
+    never read), the reversal matmuls over the static shape."""
     macs, weights = lstm_macs(1, rows * length if real is None else real, embed, hidden)
-    reverse = rows * length * length * (embed + hidden)
+    reverse = rows * length * length * (embed + (hidden if per_token else 0))
     return 2 * macs + reverse, 2 * weights
 
 
@@ -153,7 +155,8 @@ def encoder_macs(cfg: Any, batch: int = 1, real: RealTokens | None = None) -> Ma
               sequential=2 * recurrent_macs(1, captions, m.text_hidden_dim))
     if m.use_reason:
         reason = batch * d.max_reason_len if real.reason is None else real.reason
-        count.add("reason_encoder", *bilstm_macs(batch, d.max_reason_len, m.text_embed_dim, m.text_hidden_dim, reason),
+        count.add("reason_encoder", *bilstm_macs(batch, d.max_reason_len, m.text_embed_dim, m.text_hidden_dim, reason,
+                                                 per_token=False),
                   sequential=2 * recurrent_macs(1, reason, m.text_hidden_dim))
     with_patches = m.fusion == "attention"
     if m.fusion != "text_only":

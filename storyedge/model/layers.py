@@ -293,12 +293,20 @@ class CaptionEncoder(layers.Layer):
         self.backward_lstm.build(emb_shape)
         self.built = True
 
-    def call(self, tokens: Any, training: bool = False) -> tuple[Any, Any, Any]:
-        """Encode ``tokens`` [N, L] int -> (per_token, pooled, mask); see the class docstring."""
+    def call(self, tokens: Any, training: bool = False, pooled_only: bool = False) -> Any:
+        """Encode ``tokens`` [N, L] int -> (per_token, pooled, mask); see the class docstring.
+
+        ``pooled_only``: only ``pooled`` (the same values), from each direction's state after its
+        last real token: nothing per token is kept or reversed back.
+        """
         max_len = tokens.shape[1]
         lengths = token_lengths(tokens, self.pad_id)
-        mask = length_mask(lengths, max_len)
         x = self.dropout(self.embedding(tokens), training=training)
+        if pooled_only:
+            last_fwd = self.final_state(self.forward_lstm, x, lengths, training)
+            last_bwd = self.final_state(self.backward_lstm, reverse_real_tokens(x, lengths), lengths, training)
+            return ops.concatenate([last_fwd, last_bwd], axis=-1)
+        mask = length_mask(lengths, max_len)
         fwd = self.run_direction(self.forward_lstm, x, lengths, training)
         reversed_x = reverse_real_tokens(x, lengths)
         bwd = reverse_real_tokens(self.run_direction(self.backward_lstm, reversed_x, lengths, training), lengths)
@@ -314,6 +322,12 @@ class CaptionEncoder(layers.Layer):
         which lets the TFLite export stop the loop after the longest real token
         (:func:`storyedge.export.graphs.hoisted_lstm_inputs`)."""
         return lstm(x, training=training)
+
+    def final_state(self, lstm: layers.LSTM, x: Any, lengths: Any, training: bool = False) -> Any:
+        """One direction's hidden state after the real token ``lengths[n] - 1`` of ``x`` [N, L, E]
+        -> [N, hidden]; zeros for an all-pad row. The TFLite export keeps only this state in its
+        loop instead of every step's output (:func:`storyedge.export.graphs.hoisted_lstm_inputs`)."""
+        return gather_step(self.run_direction(lstm, x, lengths, training), lengths - 1)
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (the shared embedding is rebuilt by the owning model)."""

@@ -242,7 +242,7 @@ class StoryModel(keras.Model):
             return None
         if reason is None:
             raise ValueError("this model has use_reason=True: encode() needs reason tokens")
-        return self.reason_encoder(ops.convert_to_tensor(reason, "int32"), training=training)[1]
+        return self.reason_encoder(ops.convert_to_tensor(reason, "int32"), training=training, pooled_only=True)
 
     def encode_fused(
         self, fused: Any, reason_vec: Any = None, training: bool = False, gates: bool = True,

@@ -179,3 +179,33 @@ def test_bi_lstm_loops_stop_after_the_longest_real_token_with_the_same_outputs(
         assert np.abs(a - b).max() < 1e-6 and np.abs(a - c).max() < 1e-5 and np.isfinite(c).all()
     padding = padded_tokens(lengths) == PAD
     assert not got["per_token"][padding].any()  # exactly zero at padding, as the Keras encoder
+
+
+@pytest.mark.parametrize("project_in_loop", [False, True], ids=["hoisted-projection", "in-loop-projection"])
+def test_pooled_only_bi_lstm_loops_keep_one_state_per_row_with_the_same_pooled_vector(
+        tmp_path: Path, project_in_loop: bool) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    lengths = [5, 2, 0, 7]  # rows ending in the first and the second 4-step chunk; an all-pad row
+    model, encoder = caption_encoder_model(len(lengths))
+    tokens = padded_tokens(lengths)
+    want = encoder(tokens)[1].numpy()
+    assert np.array_equal(encoder(tokens, pooled_only=True).numpy(), want)
+    with hoisted_lstm_inputs(model, most_steps=4, project_in_loop=project_in_loop):
+        assert "final_state" in vars(encoder)
+        traced = encoder(tokens, pooled_only=True).numpy()
+        archive = keras.export.ExportArchive()
+        archive.track(encoder)
+        archive.add_endpoint("serve", lambda t: {"pooled": encoder(t, pooled_only=True)},
+                             input_signature=[tf.TensorSpec((len(lengths), CAPTION_LEN), tf.int32, name="t")])
+        archive.write_out(str(tmp_path / "pooled"), verbose=False)
+    assert "final_state" not in vars(encoder)
+    assert np.abs(traced - want).max() < 1e-6
+    content = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "pooled"), signature_keys=["serve"]).convert()
+    ops = subgraph_ops(content)
+    bodies = [g for g in ops[1:] if g["LOGISTIC"]]
+    # each body keeps a row's state at its last real token (one select a step) and writes no outputs
+    assert [(g["SELECT_V2"], g["DYNAMIC_UPDATE_SLICE"]) for g in bodies] == [(4, 0)] * 2
+    assert ops[0]["BATCH_MATMUL"] == 1  # the backward input's reversal; no reversal of its outputs
+    got = Interpreter(model_content=content).get_signature_runner("serve")(t=tokens)["pooled"]
+    assert np.abs(got - want).max() < 1e-5 and not got[2].any() and got[[0, 1, 3]].all(axis=1).all()
