@@ -31,9 +31,10 @@ from storyedge.schema import check_schema, known_fields
 #: 1.1: caption quality; 1.2: per-backend ``coverage``, ``floors``, ``profile``, ``shortlist``; 1.3: the
 #: data floor; 1.4: parity ``top1_decisive`` / ``near_ties``; 1.5: the encoder's recurrent MACs priced
 #: at their own peak (``compute.encoder_sequential_macs``, ``GraphFloor.sequential_*``, peak role
-#: ``recurrent``), where the wall time went (``wall``); 1.6: story mode's ``one_call``. Older reports
-#: are read as they are.
-SCHEMA_VERSION = "1.6"
+#: ``recurrent``), where the wall time went (``wall``); 1.6: story mode's ``one_call``; 1.7: the
+#: reason and temporal LSTMs' recurrent MACs priced at B rows (peak role ``recurrent_row``,
+#: ``compute.encoder_sequential_rows``). Older reports are read as they are.
+SCHEMA_VERSION = "1.7"
 REPORT_KIND = "bench report"
 
 
@@ -159,7 +160,8 @@ class ComputePeak:
     #: ``fp32`` or ``int8`` (int8: the runtime's dynamic-range int8 kernel for that product)
     precision: str
     #: ``encoder`` (a GEMM of the encoder's caption-LSTM input product), ``recurrent`` (the caption
-    #: LSTM's per-step ``[B·k, h] x [h, 4h]`` product) or ``step`` (the step's batch-row GEMV)
+    #: LSTM's per-step ``[B·k, h] x [h, 4h]`` product), ``recurrent_row`` (the same at B rows: the
+    #: reason and temporal LSTMs') or ``step`` (the step's batch-row GEMV)
     role: str
     shape: list[int]
     #: best of the timed repeats (mean per call within a repeat), ms per matmul call
@@ -182,8 +184,10 @@ class ComputeFloors:
     step_total_macs: int
     peaks: list[ComputePeak]
     note: str
-    #: of ``encoder_macs``, the LSTMs' recurrent products per component (priced at the ``recurrent`` peak)
+    #: of ``encoder_macs``, the LSTMs' recurrent products per component, priced at the recurrent role
+    #: of their rows (``encoder_sequential_rows``; the ``recurrent`` peak where a report has no rows)
     encoder_sequential_macs: dict[str, int] = field(default_factory=dict)
+    encoder_sequential_rows: dict[str, int] = field(default_factory=dict)
     #: real tokens of the timed inputs' captions / reason, over which the Bi-LSTMs were counted
     #: (None: the padded length), and the padded slots they sit in
     caption_tokens: int | None = None
@@ -218,7 +222,7 @@ class GraphFloor:
     floor_ms: float
     #: p50 / floor_ms
     vs_floor: float
-    #: of ``macs``, the recurrent products, priced at ``sequential_peak`` (runtime / precision) in the compute floor
+    #: of ``macs``, the recurrent products, priced at ``sequential_peak`` (runtime / precision / roles) in the compute floor
     sequential_macs: int = 0
     sequential_peak: str = ""
 

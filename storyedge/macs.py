@@ -40,13 +40,17 @@ class MacCount:
     weights: dict[str, int] = field(default_factory=dict)
     #: of ``macs``, the recurrent products (parts without any are absent)
     sequential: dict[str, int] = field(default_factory=dict)
+    #: the rows of each part's recurrent ``[rows, h] x [h, 4h]`` product (its keys are ``sequential``'s)
+    sequential_rows: dict[str, int] = field(default_factory=dict)
 
-    def add(self, part: str, macs: int, weights: int = 0, sequential: int = 0) -> None:
-        """Add ``macs`` (and the ``weights`` they read; ``sequential`` of them recurrent) to ``part``."""
+    def add(self, part: str, macs: int, weights: int = 0, sequential: int = 0, rows: int = 0) -> None:
+        """Add ``macs`` (and the ``weights`` they read; ``sequential`` of them recurrent, products of
+        ``rows`` rows) to ``part``."""
         self.macs[part] = self.macs.get(part, 0) + int(macs)
         self.weights[part] = self.weights.get(part, 0) + int(weights)
         if sequential:
             self.sequential[part] = self.sequential.get(part, 0) + int(sequential)
+            self.sequential_rows[part] = rows
 
     @property
     def total(self) -> int:
@@ -152,12 +156,12 @@ def encoder_macs(cfg: Any, batch: int = 1, real: RealTokens | None = None) -> Ma
     text_dim = 2 * m.text_hidden_dim
     captions = frames * length if real.captions is None else real.captions
     count.add("caption_encoder", *bilstm_macs(frames, length, m.text_embed_dim, m.text_hidden_dim, captions),
-              sequential=2 * recurrent_macs(1, captions, m.text_hidden_dim))
+              sequential=2 * recurrent_macs(1, captions, m.text_hidden_dim), rows=frames)
     if m.use_reason:
         reason = batch * d.max_reason_len if real.reason is None else real.reason
         count.add("reason_encoder", *bilstm_macs(batch, d.max_reason_len, m.text_embed_dim, m.text_hidden_dim, reason,
                                                  per_token=False),
-                  sequential=2 * recurrent_macs(1, reason, m.text_hidden_dim))
+                  sequential=2 * recurrent_macs(1, reason, m.text_hidden_dim), rows=batch)
     with_patches = m.fusion == "attention"
     if m.fusion != "text_only":
         if m.image_encoder == "vit":
@@ -176,7 +180,7 @@ def encoder_macs(cfg: Any, batch: int = 1, real: RealTokens | None = None) -> Ma
         macs = frames * (length * text_dim * dim + 2 * patches * patch_dim * dim + length * dim * dim)
         count.add("fusion", macs + frames * 2 * length * patches * dim, w)
     count.add("temporal_lstm", *lstm_macs(k, batch, dim, m.temporal_hidden_dim),
-              sequential=recurrent_macs(k, batch, m.temporal_hidden_dim))
+              sequential=recurrent_macs(k, batch, m.temporal_hidden_dim), rows=batch)
     ctx = context_width(m)
     if m.decoder == "transformer":
         width, slots = m.decoder_hidden_dim, k + 1 + (1 if m.use_reason else 0)

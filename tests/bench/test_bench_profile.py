@@ -52,13 +52,13 @@ def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
     report, out = profiled
     assert report.compute is not None and report.compute.encoder_total_macs > report.compute.step_total_macs > 0
     assert {(p.runtime, p.precision) for p in report.compute.peaks} >= {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
-    assert {p.role for p in report.compute.peaks} == {"encoder", "recurrent", "step"}
+    assert {p.role for p in report.compute.peaks} == {"encoder", "recurrent", "recurrent_row", "step"}
     recurrent = sum(report.compute.encoder_sequential_macs.values())
     assert 0 < recurrent < report.compute.encoder_total_macs
     for b in report.backends:
         assert b.floors is not None, b.name
         assert b.floors.encoder.sequential_macs == recurrent and b.floors.step.sequential_macs == 0
-        assert b.floors.encoder.sequential_peak.endswith(" recurrent")
+        assert b.floors.encoder.sequential_peak.endswith((" recurrent", " recurrent, recurrent_row"))
         for g in (b.floors.encoder, b.floors.step):
             assert g.binding in ("compute", "bytes") and g.floor_ms > 0 and g.vs_floor > 0
             assert g.floor_ms == max(g.compute_floor_ms, g.bytes_floor_ms) if g.binding == "bytes" else \

@@ -136,7 +136,7 @@ def test_report_json_round_trip() -> None:
     report.compare = compare_reports(report, report, "old/report.json")
     text = report.to_json()
     data = json.loads(text)
-    assert data["schema_version"] == SCHEMA_VERSION == "1.6"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.7"
     back = BenchReport.from_json(text, "report.json")
     assert back == report
     assert back.backends[1].latency.step.p50_ms == 0.25 and back.backends[1].parity.gates["ppl_ratio"].passed

@@ -119,13 +119,36 @@ def test_binding_floor_is_bytes_only_beyond_the_cache() -> None:
 def test_recurrent_macs_are_priced_at_their_own_peak() -> None:
     gemm = ComputePeak("onnxruntime", "fp32", "encoder", [96, 300, 2048], 0.001, 4e9)  # 4 GMAC/s
     recurrent = ComputePeak("onnxruntime", "fp32", "recurrent", [3, 512, 2048], 0.001, 1e9)  # 1 GMAC/s
+    row = ComputePeak("onnxruntime", "fp32", "recurrent_row", [1, 512, 2048], 0.001, 0.5e9)  # 0.5 GMAC/s
     # 3M batched MACs at 4 GMAC/s + 1M recurrent at 1 GMAC/s = 0.75 + 1.0 ms
     f = graph_floor(4_000_000, gemm, 1000, read_gbps=1.0, llc_bytes=16 << 20, p50_ms=3.5,
-                    sequential_macs=1_000_000, sequential_peak=recurrent)
+                    sequential=[(1_000_000, recurrent)])
     assert f.compute_floor_ms == pytest.approx(1.75) and f.vs_floor == pytest.approx(2.0)
     assert (f.sequential_macs, f.sequential_peak) == (1_000_000, "onnxruntime fp32 recurrent")
+    # + 0.5M of one-row products at 0.5 GMAC/s: 2.5M at 4 + 1M at 1 + 0.5M at 0.5 = 0.625 + 1.0 + 1.0 ms
+    f = graph_floor(4_000_000, gemm, 1000, 1.0, 16 << 20, 3.5, sequential=[(1_000_000, recurrent), (500_000, row)])
+    assert f.compute_floor_ms == pytest.approx(2.625) and f.sequential_macs == 1_500_000
+    assert f.sequential_peak == "onnxruntime fp32 recurrent, recurrent_row"
     # without a recurrent peak (a report of schema 1.4) every MAC is priced at the GEMM's rate
-    assert graph_floor(4_000_000, gemm, 1000, 1.0, 16 << 20, 3.5, 1_000_000).compute_floor_ms == pytest.approx(1.0)
+    assert graph_floor(4_000_000, gemm, 1000, 1.0, 16 << 20, 3.5, [(1_000_000, None)]).compute_floor_ms == \
+        pytest.approx(1.0)
+
+
+def test_each_lstm_s_recurrent_macs_take_the_peak_of_its_rows() -> None:
+    from storyedge.bench.compute import compute_floors, encoder_sequential, peak_shapes
+
+    cfg = hand_config()
+    shapes = peak_shapes(cfg, batch=1)
+    assert shapes["recurrent"] == (2, 4, 16) and shapes["recurrent_row"] == (1, 4, 16)  # B·k = 2 rows, B = 1
+    peaks = [ComputePeak("onnxruntime", "int8", role, list(shapes[role]), 0.001, rate)
+             for role, rate in (("encoder", 4e9), ("recurrent", 2e9), ("recurrent_row", 1e9))]
+    floors = compute_floors(cfg, vocab=50, batch=1, peaks=peaks)
+    assert floors.encoder_sequential_rows == {"caption_encoder": 2, "reason_encoder": 1, "temporal_lstm": 1}
+    pairs = encoder_sequential(floors, "onnx", "int8-dynamic")
+    assert [(n, p.role) for n, p in pairs] == [(1024, "recurrent"), (640, "recurrent_row"), (288, "recurrent_row")]
+    # a report without rows (schema 1.6) prices them all at the caption's recurrent role
+    floors.encoder_sequential_rows = {}
+    assert {p.role for _, p in encoder_sequential(floors, "onnx", "int8-dynamic")} == {"recurrent"}
 
 
 def test_int8_onnx_probe_keeps_the_quantizer_s_advice_off_the_screen(tmp_path, caplog) -> None:
