@@ -14,8 +14,10 @@ portable int8-dynamic.
   coverage report lists them). ONNX Runtime dequantizes a weight on every call unless its
   ``DequantizeLinear`` fuses into a ``QLinearMatMul`` / ``QLinearConv`` (45 ms per step at the
   seed size before the three repairs here: one QDQ pair per reader, graph outputs read before
-  their QDQ pair, the embedding's rows gathered before dequantizing); weights that still cannot
-  fuse are stored float (:func:`fold_unfused_weights`).
+  their QDQ pair, the embedding's rows gathered before dequantizing). Each pair then gets its own
+  scale and zero point (:func:`dedicate_qdq_constants`), else ONNX Runtime merges the pairs of
+  one tensor again and neither reader fuses; weights that still cannot fuse are stored float
+  (:func:`fold_unfused_weights`).
 * **int4** — ``MatMulNBitsQuantizer`` (symmetric, ``block_size`` weights per scale): every
   ``MatMul`` with a constant weight whose input dim the block size divides becomes
   ``com.microsoft::MatMulNBits``. tf2onnx writes the logits projection as ``Gemm``, which the
@@ -215,10 +217,61 @@ def to_int8_static(src: str | Path, dst: str | Path, feeds: list[dict[str, np.nd
         quantized = onnx.load(str(dst))
         outputs_before_quantize(quantized)
         gather_before_dequantize(quantized)
+        dedicate_qdq_constants(quantized)
         onnx.save(quantized, str(dst))
         fold_unfused_weights(dst)
     finally:
         staged.unlink(missing_ok=True)
+
+
+#: readers a ``DequantizeLinear`` of their input fuses into (``QLinearConv`` / ``QLinearMatMul``)
+FUSING_READERS = ("Conv", "MatMul", "Gemm")
+
+
+def dedicate_qdq_constants(proto: Any) -> int:
+    """Give the Q/DQ pair in front of each convolution's or product's input its own scale and
+    zero-point initializers; returns how many were copied.
+
+    ``DedicatedQDQPair`` writes one Q/DQ pair per reader of a tensor, but those pairs read the same
+    tensor and the same initializers, and ONNX Runtime's common-subexpression elimination merges
+    them back into one pair with two readers, which then fuses into neither (a ``DequantizeLinear``
+    fuses into a ``QLinearConv`` / ``QLinearMatMul`` only when that node is its sole reader). At the
+    seed size 8 of the encoder's 11 convolutions and 8 of its 22 weighted products stayed float
+    that way. With their own initializer names these pairs are no longer common subexpressions, so
+    every ONNX Runtime session fuses them, without any session option. Other pairs keep sharing,
+    and so do those of a gather's output: merged, they let ONNX Runtime gather the rows of the int8
+    embedding table itself (a float table would be 4x the bytes).
+    """
+    from onnx import TensorProto  # lazy: onnx is a heavy optional runtime
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    copies = []
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in inits]:
+        reads = readers.get(dq.output[0], [])
+        quant = producer.get(dq.input[0])
+        if len(reads) != 1 or reads[0].op_type not in FUSING_READERS or quant is None \
+                or quant.op_type != "QuantizeLinear" or getattr(producer.get(quant.input[0]), "op_type", "") == "Gather":
+            continue
+        for node in (quant, dq):  # a copy even for the first: the pairs of other readers keep the original
+            for slot, name in enumerate(node.input[1:], start=1):
+                if name in inits:
+                    copy = TensorProto()
+                    copy.CopyFrom(inits[name])
+                    copy.name = f"{name}_dedicated{len(copies)}"
+                    copies.append(copy)
+                    node.input[slot] = copy.name
+    graph.initializer.extend(copies)
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return len(copies)
 
 
 def fold_unfused_weights(path: str | Path) -> list[str]:

@@ -143,6 +143,10 @@ def test_qdq_weights_are_not_dequantized_per_call(full_export: Path, manifest: M
         assert per_call == [], (entry.path, per_call)
         if entry.graph in ("encoder", "decoder_step"):  # the reason graph has no MatMul
             assert "QLinearMatMul" in {n.op_type for n in optimized.graph.node}, entry.path
+        convs = sum(n.op_type == "Conv" for n in model.graph.node)
+        if convs:  # every convolution but the stem (it reads the transposed frames) runs in integer
+            fused = [n.op_type for n in optimized.graph.node if n.op_type in ("Conv", "QLinearConv")]
+            assert fused.count("QLinearConv") >= convs - 1 >= 1, (entry.path, fused)
         for gather in (n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits):
             table = inits[gather.input[0]]
             if len(table.dims) == 2 and table.dims[0] == manifest.tokenizer["vocab_size"]:
