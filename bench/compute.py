@@ -47,10 +47,10 @@ from storyedge.quiet import quiet_root_logger
 #: timed repeats per probe and round, and the wall time each repeat aims for
 PEAK_REPEATS = 2
 PEAK_REPEAT_S = 0.05
-#: rounds over every probe; a peak is its probe's best round. The machine's speed can move for
-#: seconds at a time (a probe timed in a slow phase only made a floor above what the graphs then
-#: ran at: an fp32 encoder at 0.83x its floor), and rounds spread each probe's samples across the
-#: whole measurement.
+#: rounds over every probe where they are not run between timing blocks (:func:`measure_peaks`);
+#: a peak is its probe's best round. The machine's speed can move for seconds at a time (a probe
+#: timed in a slow phase only made a floor above what the graphs then ran at: an fp32 encoder at
+#: 0.83x its floor), and rounds spread each probe's samples across the whole measurement.
 PEAK_ROUNDS = 3
 #: the kernel's share of a probe call is never taken below this (the overhead estimate is noisy)
 MIN_KERNEL_SHARE = 0.1
@@ -187,27 +187,53 @@ def available_runtimes(formats: set[str]) -> list[str]:
     return out
 
 
+class PeakProbes:
+    """The run's peak probes (each role in each runtime, fp32 and int8; a probe that cannot be
+    built is left out, said so), measured round by round: the bench runs one :meth:`round`
+    between its timing blocks, so the peaks see the same phases of the machine as the graphs
+    they price. A peak is its probe's best round."""
+
+    def __init__(self, cfg: Any, batch: int, threads: int, runtimes: list[str],
+                 echo: Callable[[str], Any] = print) -> None:
+        self.cfg, self.batch = cfg, batch
+        with tempfile.TemporaryDirectory(prefix="storyedge_peak_") as tmp:  # loaded: the files can go
+            self.probes = _build_probes(cfg, batch, threads, runtimes, Path(tmp), echo)
+        self.best = {key: float("inf") for key in self.probes}
+        #: rounds run, and their wall seconds
+        self.rounds, self.seconds = 0, 0.0
+
+    def round(self) -> None:
+        """Time every probe once more (:func:`best_ms`), keeping each one's best."""
+        start = time.perf_counter()
+        for key, call in self.probes.items():
+            self.best[key] = min(self.best[key], best_ms(call))
+        self.rounds += 1
+        self.seconds += time.perf_counter() - start
+
+    def peaks(self) -> list[ComputePeak]:
+        """Each measured probe's peak: MACs ÷ (its best time - its runtime's call overhead)."""
+        peaks: list[ComputePeak] = []
+        shapes = peak_shapes(self.cfg, self.batch)
+        for (runtime, precision, role), ms in self.best.items():
+            if role == OVERHEAD_ROLE or ms == float("inf"):
+                continue
+            overhead = self.best.get((runtime, precision, OVERHEAD_ROLE), 0.0)
+            m, k, n = shape = shapes[role]
+            # the call's fixed cost (a 1x1 product) is the runtime's, not the kernel's: left out
+            kernel = max(ms - overhead, ms * MIN_KERNEL_SHARE)
+            peaks.append(ComputePeak(runtime, precision, role, list(shape), ms, m * k * n / (kernel / 1e3),
+                                     overhead_ms=overhead))
+        return peaks
+
+
 def measure_peaks(cfg: Any, batch: int, threads: int, runtimes: list[str],
                   echo: Callable[[str], Any] = print) -> list[ComputePeak]:
-    """fp32 and int8 peaks of each role in each runtime (a probe that fails is left out, said so),
-    each the best of :data:`PEAK_ROUNDS` rounds over all probes."""
-    with tempfile.TemporaryDirectory(prefix="storyedge_peak_") as tmp:
-        probes = _build_probes(cfg, batch, threads, runtimes, Path(tmp), echo)
-        best = {key: float("inf") for key in probes}
-        for _ in range(PEAK_ROUNDS):
-            for key, call in probes.items():
-                best[key] = min(best[key], best_ms(call))
-    peaks: list[ComputePeak] = []
-    for (runtime, precision, role), ms in best.items():
-        if role == OVERHEAD_ROLE:
-            continue
-        overhead = best.get((runtime, precision, OVERHEAD_ROLE), 0.0)
-        m, k, n = shape = peak_shapes(cfg, batch)[role]
-        # the call's fixed cost (a 1x1 product) is the runtime's, not the kernel's: left out
-        kernel = max(ms - overhead, ms * MIN_KERNEL_SHARE)
-        peaks.append(ComputePeak(runtime, precision, role, list(shape), ms, m * k * n / (kernel / 1e3),
-                                 overhead_ms=overhead))
-    return peaks
+    """fp32 and int8 peaks of each role in each runtime (see :class:`PeakProbes`), each the best
+    of :data:`PEAK_ROUNDS` rounds over all probes."""
+    probes = PeakProbes(cfg, batch, threads, runtimes, echo)
+    for _ in range(PEAK_ROUNDS):
+        probes.round()
+    return probes.peaks()
 
 
 def _build_probes(cfg: Any, batch: int, threads: int, runtimes: list[str], tmp: Path,

@@ -1,7 +1,8 @@
-"""The compute-floor and ``--profile`` stages of a bench run, after the backends are timed.
+"""The compute-floor and ``--profile`` stages of a bench run.
 
-:func:`floor_stage` measures the MAC peaks (:mod:`storyedge.bench.compute`) and places each
-exported backend's encoder and step against its binding floor; :func:`profile_stage` fills the
+:func:`peak_probes` builds the MAC peak probes (:mod:`storyedge.bench.compute`), which the bench
+runs round by round between its timing blocks; after the timing, :func:`floor_stage` places each
+exported backend's encoder and step against its binding floor and :func:`profile_stage` fills the
 per-op profiles (:mod:`storyedge.bench.profile`).
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from storyedge.bench.compute import available_runtimes, backend_floors, compute_floors, measure_peaks
+from storyedge.bench.compute import PeakProbes, available_runtimes, backend_floors, compute_floors
 from storyedge.bench.latency import backend_roofline, step_floors
 from storyedge.bench.profile import run_profiles
-from storyedge.bench.results import BackendResult, ComputeFloors, MemoryBandwidth, Roofline, StepFloors
+from storyedge.bench.results import BackendResult, ComputeFloors, ComputePeak, MemoryBandwidth, Roofline, StepFloors
 from storyedge.macs import RealTokens, step_macs
 
 
@@ -27,16 +28,20 @@ def shortlist_roofline(floors: StepFloors, result: BackendResult, hidden: int, d
                             bandwidth.last_level_cache_bytes, result.decoder_file_bytes)
 
 
+def peak_probes(plan: Any, echo: Callable[[str], Any] = print) -> PeakProbes:
+    """The MAC peak probes of the runtimes the run's backends use (not measured yet)."""
+    s = plan.settings
+    runtimes = available_runtimes({spec.format for spec in plan.specs})
+    echo(f"preparing MAC peak probes ({', '.join(runtimes)}; fp32, int8; {s.threads} threads) ...")
+    return PeakProbes(plan.export.config, s.batch, s.threads, runtimes, echo)
+
+
 def floor_stage(plan: Any, results: list[BackendResult], bandwidth: MemoryBandwidth, floors: StepFloors,
-                echo: Callable[[str], Any] = print, real: RealTokens | None = None) -> ComputeFloors:
-    """Peaks measured now; every exported backend's ``floors`` set (a shortlisted step's roofline
+                peaks: list[ComputePeak], real: RealTokens | None = None) -> ComputeFloors:
+    """Every exported backend's ``floors`` set against ``peaks`` (a shortlisted step's roofline
     recounted for its narrower projection); the report's compute section. ``real``: the timed
     inputs' real tokens (the Bi-LSTMs' necessary work)."""
     cfg, s = plan.export.config, plan.settings
-    formats = {spec.format for spec in plan.specs}
-    runtimes = available_runtimes(formats)
-    echo(f"measuring MAC peaks ({', '.join(runtimes)}; fp32, int8; {s.threads} threads) ...")
-    peaks = measure_peaks(cfg, s.batch, s.threads, runtimes, echo)
     compute = compute_floors(cfg, plan.export.vocab_size, s.batch, peaks, real)
     widths = {spec.name: len(spec.vocab_ids) for spec in plan.specs if spec.vocab_ids is not None}
     for r in results:

@@ -247,6 +247,39 @@ def repeat_timed(call: Callable[[int], T], warmup: int, runs: int) -> list[T]:
     return [call(i) for i in range(runs)]
 
 
+#: each backend's timed runs are split into this many blocks and the backends timed in turn, block
+#: by block, with a round of the MAC peak probes between blocks: the machine's speed moves for
+#: seconds at a time (other tenants), and a backend timed in one go could fall whole into a slow
+#: phase (seed size: one encoder's p50 read 2.30x its floor in a run where an interleaved A/B of
+#: the same file against the one before read it 3% faster than that file's 2.01x)
+TIMING_BLOCKS = 5
+#: untimed captions at the start of every block after the first: the caches then hold the weights
+#: of the backend timed before
+REWARM_RUNS = 1
+
+
+def block_sizes(runs: int, blocks: int = TIMING_BLOCKS) -> list[int]:
+    """``runs`` split into at most ``blocks`` near-equal parts, none empty (the larger first)."""
+    n = max(1, min(blocks, runs))
+    return [runs // n + (1 if i < runs % n else 0) for i in range(n)]
+
+
+def time_in_blocks(timers: Sequence[Any], runs: int, warmup: int, between_blocks: Callable[[], Any] | None = None,
+                   echo: Callable[[int, int, int, int], Any] | None = None) -> None:
+    """``runs`` in :func:`block_sizes` blocks: each block, every timer's ``block(warmup, n)`` in
+    turn (``warmup`` untimed runs in the first block, :data:`REWARM_RUNS` in the later ones), then
+    ``between_blocks()``; ``echo(block, blocks, warmup, n)`` before each block."""
+    blocks = block_sizes(runs)
+    for i, n in enumerate(blocks):
+        first = warmup if i == 0 else REWARM_RUNS
+        if echo is not None:
+            echo(i + 1, len(blocks), first, n)
+        for timer in timers:
+            timer.block(first, n)
+        if between_blocks is not None:
+            between_blocks()
+
+
 def repeat_interleaved(calls: Sequence[Callable[[int], Any]], warmup: int, runs: int) -> tuple[list[list[Any]], list[float]]:
     """Each of ``calls`` in turn, round after round (``warmup`` untimed rounds, then ``runs`` kept)
     → (per call its kept results, per call the wall seconds of all its rounds).

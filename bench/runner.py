@@ -4,9 +4,11 @@ Order of work (:func:`run_bench`): resolve the options against the export and it
 (:func:`plan_run`); measure the RSS baseline (a fresh process) and the memory bandwidth (before
 anything large is resident); create the TF reference (full mode) and each exported backend in
 turn, recording load time, RSS change and first-inference times (:func:`load_backends`); run
-parity with all backends side by side over the eval windows (:func:`parity_stage`); time each
-backend alone and place its step against the roofline floor (:func:`time_backends`); apply the
-budgets and build the summary (:func:`assemble`); write the reports; and only then raise
+parity with all backends side by side over the eval windows (:func:`parity_stage`); time the
+backends in turn, block by block, with a round of the MAC peak probes between blocks, and place
+each step against the roofline floor (:func:`time_backends`); place each encoder and step against
+its compute floor (:func:`~storyedge.bench.floors.floor_stage`); apply the budgets and build the
+summary (:func:`assemble`); write the reports; and only then raise
 :class:`~storyedge.errors.CheckFailed` when a gate failed, or when ``fail_over_budget`` is set
 and no backend passing the gates is within every budget (:func:`write_and_check`: exit 1 with
 the report on disk).
@@ -31,9 +33,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storyedge import __version__
-from storyedge.bench.floors import floor_stage, profile_stage
+from storyedge.bench.compute import PEAK_ROUNDS
+from storyedge.bench.floors import floor_stage, peak_probes, profile_stage
 from storyedge.bench.inputs import real_tokens, synthetic_inputs, window_dict
 from storyedge.bench.latency import (
+    REWARM_RUNS,
+    TIMING_BLOCKS,
     backend_roofline,
     baseline_rss_bytes,
     current_rss_bytes,
@@ -43,6 +48,7 @@ from storyedge.bench.latency import (
     peak_rss_bytes,
     repeat_interleaved,
     step_floors,
+    time_in_blocks,
     timed_caption,
 )
 from storyedge.bench.parity import ParityRun, run_parity
@@ -83,6 +89,9 @@ log = logging.getLogger(__name__)
 VERSIONED_MODULES = ("numpy", "ai_edge_litert", "onnxruntime", "tensorflow", "keras")
 NOTES = (
     "Latency inputs are random with the export's static shapes (timing does not depend on the values).",
+    f"Timing: the backends in turn, each one's runs in {TIMING_BLOCKS} blocks (after its warm-up, {REWARM_RUNS} "
+    "untimed caption at the start of each later block), a round of the MAC peak probes after each block: "
+    "every backend's samples and the peaks span the same phases of the machine.",
     "rss_delta_mb (RSS+): change of the current RSS (psutil) across creating the backend and its first "
     "encoder + step call, signed (a lower bound: freed memory may be reused); peak_rss_mb: the whole bench "
     "process's peak RSS (psutil where it has one, else ru_maxrss).",
@@ -335,15 +344,22 @@ def quality_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, An
 def time_backends(
     plan: Plan, loaded: list[LoadedBackend], inputs: dict[str, Any], floors: StepFloors, bandwidth: MemoryBandwidth,
     baseline_rss_mb: float, parity: dict[str, ParityStats], echo: Callable[[str], Any],
+    between_blocks: Callable[[], Any] | None = None,
 ) -> list[BackendResult]:
-    """Time each backend alone; its step against the roofline floor; its budget verdicts."""
+    """Time the backends in turn, block by block (:data:`~storyedge.bench.latency.TIMING_BLOCKS`;
+    ``between_blocks`` runs after each block, the MAC peak probes in a bench run); each step against
+    the roofline floor; the budget verdicts."""
     s = plan.settings
+    bos_id = plan.export.tokenizer.bos_id
+    timers = [CaptionTimer(item.backend, inputs, bos_id, s) for item in loaded]
+    story = " (and as many story-mode captions, in turn)" if any(t.story for t in timers) else ""
+    time_in_blocks(timers, s.runs, s.warmup, between_blocks, lambda i, blocks, warmup, runs: echo(
+        f"timing block {i}/{blocks}: {len(timers)} backends in turn, {warmup} warm-up + {runs} runs of encoder + "
+        f"{s.caption_tokens} steps{story} ..."))
     results = []
-    for item in loaded:
+    for item, timer in zip(loaded, timers):
         b = item.backend
-        story_mode = " (and as many story-mode captions, in turn)" if b.story is not None else ""
-        echo(f"timing {b.name}: {s.warmup} warm-up + {s.runs} runs of encoder + {s.caption_tokens} steps{story_mode} ...")
-        latency, timing_seconds, story, story_seconds = time_captions(b, inputs, plan.export.tokenizer.bos_id, s)
+        latency, timing_seconds, story_latency, story_seconds = timer.latencies()
         delta = item.rss_after_mb - item.rss_before_mb
         result = BackendResult(
             name=b.name, format=b.format, precision=b.precision, layout=item.layout, reference=item.reference,
@@ -357,26 +373,40 @@ def time_backends(
         )
         result.budgets = budget_verdicts(result, s.budgets)
         result.coverage = backend_coverage(plan.export, next((x for x in plan.specs if x.name == b.name), None))
-        result.story, result.story_timing_seconds = story, story_seconds
+        result.story, result.story_timing_seconds = story_latency, story_seconds
         results.append(result)
     return results
 
 
-def time_captions(
-    b: Backend, inputs: dict[str, Any], bos_id: int, s: Settings
-) -> tuple[Latency, float, StoryLatency | None, float]:
-    """Full-window captions and, where ``b`` has story mode, story-mode captions timed in turn
-    round by round (so their ratios compare the same phases of the machine) → (latency, its
-    seconds, story-mode latency or None, its seconds)."""
-    start = time.perf_counter()
-    story = story_captions(b, inputs, bos_id, s.caption_tokens)
-    story_setup_s = time.perf_counter() - start
-    calls = [lambda _: timed_caption(b, inputs, bos_id, s.caption_tokens)] + ([story] if story else [])
-    kept, seconds = repeat_interleaved(calls, s.warmup, s.runs)
-    latency = caption_latency(kept[0], s.caption_tokens, s.warmup, s.runs)
-    if story is None:
-        return latency, seconds[0], None, 0.0
-    return latency, seconds[0], story.latency(kept[1], s.warmup, s.runs, latency), story_setup_s + seconds[1]
+class CaptionTimer:
+    """One backend's full-window captions and, where it has story mode, story-mode captions, timed
+    in turn round by round (so their ratios compare the same phases of the machine), block by
+    block (:meth:`block`)."""
+
+    def __init__(self, b: Backend, inputs: dict[str, Any], bos_id: int, s: Settings) -> None:
+        start = time.perf_counter()
+        self.story = story_captions(b, inputs, bos_id, s.caption_tokens)
+        self.story_setup_s = time.perf_counter() - start
+        self.calls = [lambda _: timed_caption(b, inputs, bos_id, s.caption_tokens)] + ([self.story] if self.story else [])
+        self.kept: list[list[Any]] = [[] for _ in self.calls]
+        self.seconds = [0.0] * len(self.calls)
+        self.settings = s
+
+    def block(self, warmup: int, runs: int) -> None:
+        """``warmup`` untimed rounds, then ``runs`` kept ones (:func:`repeat_interleaved`)."""
+        kept, seconds = repeat_interleaved(self.calls, warmup, runs)
+        for into, more in zip(self.kept, kept):
+            into.extend(more)
+        self.seconds = [a + b for a, b in zip(self.seconds, seconds)]
+
+    def latencies(self) -> tuple[Latency, float, StoryLatency | None, float]:
+        """(latency, its seconds, story-mode latency or None, its seconds) of the kept rounds."""
+        s = self.settings
+        latency = caption_latency(self.kept[0], s.caption_tokens, s.warmup, s.runs)
+        if self.story is None:
+            return latency, self.seconds[0], None, 0.0
+        return (latency, self.seconds[0], self.story.latency(self.kept[1], s.warmup, s.runs, latency),
+                self.story_setup_s + self.seconds[1])
 
 
 def host_info() -> Host:
@@ -476,13 +506,18 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
         parity = parity_stage(plan, loaded, windows, echo) if windows is not None else None
     with clock.stage("caption quality"):
         quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
+    with clock.stage("floors"):
+        probes = peak_probes(plan, echo)
     with clock.stage("timing"):
         results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
-                                parity.by_backend if parity else {}, echo)
+                                parity.by_backend if parity else {}, echo, between_blocks=probes.round)
+    clock.move(probes.seconds, "timing", "floors")  # the peak rounds between the timing blocks
     for r in results:
         r.shortlist = parity.shortlist.get(r.name) if parity else None
     with clock.stage("floors"):
-        compute = floor_stage(plan, results, bandwidth, floors, echo,
+        while probes.rounds < PEAK_ROUNDS:  # fewer timing blocks than that (few runs)
+            probes.round()
+        compute = floor_stage(plan, results, bandwidth, floors, probes.peaks(),
                               real_tokens(timing_inputs, plan.export.tokenizer.pad_id))
     if opts.profile:
         with clock.stage("profile"):

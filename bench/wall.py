@@ -115,6 +115,11 @@ class StageClock:
         finally:
             self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
 
+    def move(self, seconds: float, source: str, target: str) -> None:
+        """Count ``seconds`` timed as part of stage ``source`` as stage ``target``'s."""
+        self.stages[source] = self.stages.get(source, 0.0) - seconds
+        self.stages[target] = self.stages.get(target, 0.0) + seconds
+
     @property
     def elapsed(self) -> float:
         """Seconds since the clock was made."""

@@ -22,11 +22,15 @@ from storyedge.bench.latency import (
     last_level_cache_bytes,
     measure_latency,
     memory_bandwidth,
+    REWARM_RUNS,
+    TIMING_BLOCKS,
+    block_sizes,
     repeat_interleaved,
     repeat_timed,
     roofline_floor_ms,
     step_floors,
     step_weight_bytes,
+    time_in_blocks,
 )
 from storyedge.bench.metrics import (
     TokenStats,
@@ -314,6 +318,30 @@ def test_repeat_interleaved_takes_turns_and_keeps_the_runs_after_the_warmup() ->
     assert kept == [["full0", "full1"], ["story0", "story1"]]
     assert calls == [("full", 0), ("story", 0), ("full", 0), ("story", 0), ("full", 1), ("story", 1)]
     assert len(seconds) == 2 and all(x >= 0 for x in seconds)
+
+
+@pytest.mark.parametrize("runs, sizes", [(30, [6] * 5), (7, [2, 2, 1, 1, 1]), (3, [1, 1, 1]), (1, [1])])
+def test_block_sizes_split_the_runs_evenly(runs: int, sizes: list[int]) -> None:
+    assert TIMING_BLOCKS == 5 and block_sizes(runs) == sizes and sum(sizes) == runs
+
+
+def test_backends_take_turns_block_by_block_with_the_probes_between() -> None:
+    events: list[tuple[str, int, int]] = []
+
+    class Timer:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def block(self, warmup: int, runs: int) -> None:
+            events.append((self.name, warmup, runs))
+
+    shown: list[tuple[int, int, int, int]] = []
+    time_in_blocks([Timer("a"), Timer("b")], runs=7, warmup=3, between_blocks=lambda: events.append(("peaks", 0, 0)),
+                   echo=lambda *args: shown.append(args))
+    again = REWARM_RUNS
+    assert events == [("a", 3, 2), ("b", 3, 2), ("peaks", 0, 0), ("a", again, 2), ("b", again, 2), ("peaks", 0, 0),
+                      *[e for _ in range(3) for e in (("a", again, 1), ("b", again, 1), ("peaks", 0, 0))]]
+    assert shown == [(1, 5, 3, 2), (2, 5, again, 2), (3, 5, again, 1), (4, 5, again, 1), (5, 5, again, 1)]
 
 
 def test_roofline_bytes_and_bandwidth() -> None:

@@ -158,3 +158,17 @@ def test_int8_onnx_probe_keeps_the_quantizer_s_advice_off_the_screen(tmp_path, c
     run()
     said = " ".join(record.getMessage() for record in caplog.records)
     assert "pre-processing" not in said and "Quantization parameters" not in said
+
+
+def test_peak_probes_measure_round_by_round() -> None:
+    from storyedge.bench.compute import ROLES, PeakProbes
+
+    probes = PeakProbes(hand_config(), batch=1, threads=1, runtimes=["numpy"])
+    assert probes.peaks() == [] and probes.rounds == 0  # nothing timed yet
+    probes.round()
+    first = {p.role: p.ms for p in probes.peaks()}
+    probes.round()
+    peaks = probes.peaks()
+    assert probes.rounds == 2 and probes.seconds > 0
+    assert {p.role for p in peaks} == set(ROLES) and {(p.runtime, p.precision) for p in peaks} == {("numpy", "fp32")}
+    assert all(p.ms <= first[p.role] and p.macs_per_s > 0 for p in peaks)  # each probe's best round
