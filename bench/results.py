@@ -33,7 +33,8 @@ from storyedge.schema import check_schema, known_fields
 #: at their own peak (``compute.encoder_sequential_macs``, ``GraphFloor.sequential_*``, peak role
 #: ``recurrent``), where the wall time went (``wall``); 1.6: story mode's ``one_call``; 1.7: the
 #: reason and temporal LSTMs' recurrent MACs priced at B rows (peak role ``recurrent_row``,
-#: ``compute.encoder_sequential_rows``). Older reports are read as they are.
+#: ``compute.encoder_sequential_rows``), the memory bandwidth the fastest of several rounds
+#: (``memory_bandwidth.rounds``). Older reports are read as they are.
 SCHEMA_VERSION = "1.7"
 REPORT_KIND = "bench report"
 
@@ -114,6 +115,8 @@ class MemoryBandwidth:
     method: str
     #: None where the size is unknown (no Linux sysfs)
     last_level_cache_bytes: int | None
+    #: measurements it is the fastest of (a bench run: one before loading, one after each timing block)
+    rounds: int = 1
 
 
 @dataclass

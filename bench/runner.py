@@ -5,10 +5,11 @@ Order of work (:func:`run_bench`): resolve the options against the export and it
 anything large is resident); create the TF reference (full mode) and each exported backend in
 turn, recording load time, RSS change and first-inference times (:func:`load_backends`); run
 parity with all backends side by side over the eval windows (:func:`parity_stage`); time the
-backends in turn, block by block, with a round of the MAC peak probes between blocks, and place
-each step against the roofline floor (:func:`time_backends`); place each encoder and step against
-its compute floor (:func:`~storyedge.bench.floors.floor_stage`); apply the budgets and build the
-summary (:func:`assemble`); write the reports; and only then raise
+backends in turn, block by block, with a round of the MAC peak probes and of the memory
+bandwidth after each block (:func:`time_backends`, :class:`BetweenBlocks`); place each step
+against the roofline floor of the fastest bandwidth round (:func:`backend_results`) and each
+encoder and step against its compute floor (:func:`~storyedge.bench.floors.floor_stage`); apply
+the budgets and build the summary (:func:`assemble`); write the reports; and only then raise
 :class:`~storyedge.errors.CheckFailed` when a gate failed, or when ``fail_over_budget`` is set
 and no backend passing the gates is within every budget (:func:`write_and_check`: exit 1 with
 the report on disk).
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storyedge import __version__
-from storyedge.bench.compute import PEAK_ROUNDS
+from storyedge.bench.compute import PEAK_ROUNDS, PeakProbes
 from storyedge.bench.floors import floor_stage, peak_probes, profile_stage
 from storyedge.bench.inputs import real_tokens, synthetic_inputs, window_dict
 from storyedge.bench.latency import (
@@ -43,6 +44,7 @@ from storyedge.bench.latency import (
     baseline_rss_bytes,
     current_rss_bytes,
     caption_latency,
+    fastest_bandwidth,
     first_inference,
     memory_bandwidth,
     peak_rss_bytes,
@@ -90,8 +92,9 @@ VERSIONED_MODULES = ("numpy", "ai_edge_litert", "onnxruntime", "tensorflow", "ke
 NOTES = (
     "Latency inputs are random with the export's static shapes (timing does not depend on the values).",
     f"Timing: the backends in turn, each one's runs in {TIMING_BLOCKS} blocks (after its warm-up, {REWARM_RUNS} "
-    "untimed caption at the start of each later block), a round of the MAC peak probes after each block: "
-    "every backend's samples and the peaks span the same phases of the machine.",
+    "untimed caption at the start of each later block), a round of the MAC peak probes and of the memory "
+    "bandwidth after each block: every backend's samples and the floors' rates span the same phases of the "
+    "machine, and each rate is its fastest round.",
     "rss_delta_mb (RSS+): change of the current RSS (psutil) across creating the backend and its first "
     "encoder + step call, signed (a lower bound: freed memory may be reused); peak_rss_mb: the whole bench "
     "process's peak RSS (psutil where it has one, else ru_maxrss).",
@@ -342,13 +345,12 @@ def quality_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, An
 
 
 def time_backends(
-    plan: Plan, loaded: list[LoadedBackend], inputs: dict[str, Any], floors: StepFloors, bandwidth: MemoryBandwidth,
-    baseline_rss_mb: float, parity: dict[str, ParityStats], echo: Callable[[str], Any],
+    plan: Plan, loaded: list[LoadedBackend], inputs: dict[str, Any], echo: Callable[[str], Any],
     between_blocks: Callable[[], Any] | None = None,
-) -> list[BackendResult]:
+) -> list[CaptionTimer]:
     """Time the backends in turn, block by block (:data:`~storyedge.bench.latency.TIMING_BLOCKS`;
-    ``between_blocks`` runs after each block, the MAC peak probes in a bench run); each step against
-    the roofline floor; the budget verdicts."""
+    ``between_blocks`` runs after each block: in a bench run a round of the MAC peak probes and
+    of the memory bandwidth) → each backend's timer, in ``loaded``'s order."""
     s = plan.settings
     bos_id = plan.export.tokenizer.bos_id
     timers = [CaptionTimer(item.backend, inputs, bos_id, s) for item in loaded]
@@ -356,6 +358,16 @@ def time_backends(
     time_in_blocks(timers, s.runs, s.warmup, between_blocks, lambda i, blocks, warmup, runs: echo(
         f"timing block {i}/{blocks}: {len(timers)} backends in turn, {warmup} warm-up + {runs} runs of encoder + "
         f"{s.caption_tokens} steps{story} ..."))
+    return timers
+
+
+def backend_results(
+    plan: Plan, loaded: list[LoadedBackend], timers: list[CaptionTimer], floors: StepFloors,
+    bandwidth: MemoryBandwidth, baseline_rss_mb: float, parity: dict[str, ParityStats],
+) -> list[BackendResult]:
+    """Each timed backend's result: its latencies, its step against the roofline floor, its
+    budget verdicts."""
+    s = plan.settings
     results = []
     for item, timer in zip(loaded, timers):
         b = item.backend
@@ -376,6 +388,22 @@ def time_backends(
         result.story, result.story_timing_seconds = story_latency, story_seconds
         results.append(result)
     return results
+
+
+class BetweenBlocks:
+    """What a bench run measures after each timing block: a round of the MAC peak probes and one
+    of the memory bandwidth (appended to ``bandwidths``), so the floors see the same phases of the
+    machine as the timed graphs."""
+
+    def __init__(self, probes: PeakProbes, bandwidths: list[MemoryBandwidth], size_mb: int, threads: int) -> None:
+        self.probes, self.bandwidths, self.size_mb, self.threads = probes, bandwidths, size_mb, threads
+        self.bandwidth_seconds = 0.0
+
+    def __call__(self) -> None:
+        self.probes.round()
+        start = time.perf_counter()
+        self.bandwidths.append(memory_bandwidth(self.size_mb, threads=self.threads))
+        self.bandwidth_seconds += time.perf_counter() - start
 
 
 class CaptionTimer:
@@ -491,8 +519,7 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     s = plan.settings
     echo(f"measuring memory read bandwidth ({opts.bandwidth_mb} MB, {s.threads} threads) ...")
     with clock.stage("bandwidth"):
-        bandwidth = memory_bandwidth(opts.bandwidth_mb, threads=s.threads)
-    floors = step_floors(plan.export.manifest.decoder.step_weights, bandwidth.read_gbps)
+        bandwidths = [memory_bandwidth(opts.bandwidth_mb, threads=s.threads)]
     timing_inputs = synthetic_inputs(plan.export.manifest, seed=0, batch=s.batch)
     windows, data_floor = None, None
     if not s.latency_only:  # before loading backends: a dataset problem fails fast
@@ -508,10 +535,15 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
         quality = quality_stage(plan, loaded, windows, parity, references, echo) if parity is not None else None
     with clock.stage("floors"):
         probes = peak_probes(plan, echo)
+    between = BetweenBlocks(probes, bandwidths, opts.bandwidth_mb, s.threads)
     with clock.stage("timing"):
-        results = time_backends(plan, loaded, timing_inputs, floors, bandwidth, baseline_rss_mb,
-                                parity.by_backend if parity else {}, echo, between_blocks=probes.round)
-    clock.move(probes.seconds, "timing", "floors")  # the peak rounds between the timing blocks
+        timers = time_backends(plan, loaded, timing_inputs, echo, between_blocks=between)
+    clock.move(probes.seconds, "timing", "floors")  # the rounds between the timing blocks
+    clock.move(between.bandwidth_seconds, "timing", "bandwidth")
+    bandwidth = fastest_bandwidth(bandwidths)
+    floors = step_floors(plan.export.manifest.decoder.step_weights, bandwidth.read_gbps)
+    results = backend_results(plan, loaded, timers, floors, bandwidth, baseline_rss_mb,
+                              parity.by_backend if parity else {})
     for r in results:
         r.shortlist = parity.shortlist.get(r.name) if parity else None
     with clock.stage("floors"):

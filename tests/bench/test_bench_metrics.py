@@ -344,6 +344,22 @@ def test_backends_take_turns_block_by_block_with_the_probes_between() -> None:
     assert shown == [(1, 5, 3, 2), (2, 5, again, 2), (3, 5, again, 1), (4, 5, again, 1), (5, 5, again, 1)]
 
 
+def test_bandwidth_rounds_keep_each_method_s_fastest() -> None:
+    from storyedge.bench.latency import fastest_bandwidth
+    from storyedge.bench.results import MemoryBandwidth
+
+    def measured(one: float, two: float, copy: float) -> MemoryBandwidth:
+        methods = {"sum_f64_1thread": one, "sum_f64_2threads": two, "copy_read_1thread": copy / 2}
+        return MemoryBandwidth(256, 5, 2, methods, max(one, copy / 2), max(methods.values()), copy, "m", 1 << 25)
+
+    slow, fast, other = measured(30.0, 38.0, 40.0), measured(31.0, 62.0, 36.0), measured(33.0, 40.0, 38.0)
+    assert fastest_bandwidth([slow]) is slow
+    both = fastest_bandwidth([slow, fast, other])
+    assert (both.read_gbps, both.read_gbps_1thread, both.copy_gbps, both.rounds) == (62.0, 33.0, 40.0, 3)
+    assert both.methods_gbps == {"sum_f64_1thread": 33.0, "sum_f64_2threads": 62.0, "copy_read_1thread": 20.0}
+    assert "fastest of 3 rounds" in both.method and both.last_level_cache_bytes == 1 << 25
+
+
 def test_roofline_bytes_and_bandwidth() -> None:
     from storyedge.config import load_config
     from storyedge.model.signatures import step_weight_counts
