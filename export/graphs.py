@@ -187,7 +187,7 @@ def length_bounded_direction(most_steps: int = 1, project_in_loop: bool = False)
     def run_direction(lstm: keras.layers.LSTM, x: Any, lengths: Any, training: bool = False) -> Any:
         chunks = _ChunkedInputs(lstm.cell, x, lengths, most_steps, project_in_loop)
         rows, length, u, units = x.shape[0], x.shape[1], chunks.u, lstm.cell.units
-        outputs = tf.zeros((length // u, rows, u * units))  # iteration i writes outputs[i]
+        outputs = tf.zeros((chunks.chunks, rows, u * units))  # iteration i writes outputs[i]
 
         def body(i: Any, h: Any, c: Any, outputs: Any) -> tuple[Any, Any, Any, Any]:
             h, c, hs = _cell_steps(lstm.cell, chunks.projections(i), h, c)

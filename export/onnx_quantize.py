@@ -267,11 +267,16 @@ def dedicate_qdq_constants(proto: Any) -> int:
                     copies.append(copy)
                     node.input[slot] = copy.name
     graph.initializer.extend(copies)
+    _drop_unread_initializers(graph)
+    return len(copies)
+
+
+def _drop_unread_initializers(graph: Any) -> None:
+    """Remove the initializers no node of ``graph`` reads."""
     used = {name for node in graph.node for name in node.input}
     kept = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
-    return len(copies)
 
 
 def fold_unfused_weights(path: str | Path) -> list[str]:
@@ -306,10 +311,7 @@ def fold_unfused_weights(path: str | Path) -> list[str]:
         proto.graph.node.remove(node)
         folded.append(node.input[0])
     if folded:
-        used = {x for n in proto.graph.node for x in n.input}
-        kept = [i for i in proto.graph.initializer if i.name in used]
-        del proto.graph.initializer[:]
-        proto.graph.initializer.extend(kept)
+        _drop_unread_initializers(proto.graph)
         onnx.save(proto, str(path))
     return folded
 
