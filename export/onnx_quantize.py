@@ -24,7 +24,7 @@ portable int8-dynamic.
   (:func:`fold_unfused_weights`).
 * **int4** — ``MatMulNBitsQuantizer`` (symmetric, ``block_size`` weights per scale): every
   ``MatMul`` with a constant weight whose input dim the block size divides becomes
-  ``com.microsoft::MatMulNBits``. tf2onnx writes the logits projection as ``Gemm``, which the
+  ``com.microsoft::MatMulNBits``, computing in int8 (:data:`NBITS_ACCURACY_LEVEL`). tf2onnx writes the logits projection as ``Gemm``, which the
   quantizer does not take: such a ``Gemm`` is first rewritten as ``MatMul`` + ``Add``. The
   standard-domain alternative (int4 ``DequantizeLinear`` with ``block_size``) needs opset 21;
   tf2onnx 1.17 converts to 18 at most, so ONNX int4 is non-portable.
@@ -63,6 +63,11 @@ FLOAT, FLOAT16 = 1, 10
 #: element-wise gates, products and sums stay float, as in the TFLite full-int8 step
 #: (:data:`storyedge.export.tflite.INT8_STEP_INTEGER_OPS` says why).
 INT8_STEP_OPS = ("MatMul", "Gemm", "Gather")
+#: ``MatMulNBits``' compute: 4 = int8 (activations quantized per block on each call, like the
+#: dynamic-range kernels), where 0 dequantizes the weights to float32. Seed-size decoder step,
+#: 2 threads, block 32, interleaved: 0.242 ms against 0.716 ms, logits max |diff| from fp32
+#: 0.0087 against 0.0086 (the 4-bit weights' error).
+NBITS_ACCURACY_LEVEL = 4
 
 
 def blocked_fp16_ops() -> list[str]:
@@ -189,7 +194,7 @@ def to_int4(src: str | Path, dst: str | Path, block_size: int) -> list[str]:
     skipped = _indivisible_matmuls(proto, block_size)
     with quiet_root_logger():
         quantizer = MatMulNBitsQuantizer(proto, bits=4, block_size=block_size, is_symmetric=True,
-                                         nodes_to_exclude=skipped)
+                                         accuracy_level=NBITS_ACCURACY_LEVEL, nodes_to_exclude=skipped)
         quantizer.process()
     onnx.save(quantizer.model.model, str(dst))
     return skipped

@@ -176,7 +176,9 @@ def test_int4_files_hold_4bit_weights(full_export: Path, manifest: Manifest, fmt
         model = onnx.load(str(full_export / entry.path))
         nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
         assert nbits and all(n.domain == "com.microsoft" for n in nbits)
-        assert {a.name: a.i for a in nbits[0].attribute}["bits"] == 4
+        for node in nbits:  # 4-bit weights, int8 compute
+            assert {a.name: a.i for a in node.attribute}["bits"] == 4
+            assert {a.name: a.i for a in node.attribute}["accuracy_level"] == 4
         assert entry.coverage.portable is False and "opset 21" in " ".join(entry.coverage.notes)
         assert "Gemm" not in entry.ops  # the logits Gemm became MatMul(NBits) + Add
     else:
