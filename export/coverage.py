@@ -182,14 +182,15 @@ def _onnx_weights(proto: Any, coverage: dict[str, collections.Counter]) -> None:
 
 
 def _int4_params(proto: Any) -> dict[str, int]:
-    """Payload / scale / zero-point bytes of the MatMulNBits weights."""
+    """Payload / scale / zero-point bytes of the 4-bit MatMulNBits weights (an int8-dynamic
+    decoder step's 8-bit ones are not int4)."""
     inits = {i.name: i for i in proto.graph.initializer}
     out: collections.Counter[str] = collections.Counter()
     for node in proto.graph.node:
-        if node.op_type != "MatMulNBits":
-            continue
         attrs = {a.name: a.i for a in node.attribute}
         k, n, bits = attrs.get("K", 0), attrs.get("N", 0), attrs.get("bits", 4)
+        if node.op_type != "MatMulNBits" or bits != 4:
+            continue
         payload = inits.get(node.input[1])
         scales = inits.get(node.input[2]) if len(node.input) > 2 else None
         zps = inits.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None

@@ -100,7 +100,7 @@ def _derive(ctx: ExportContext, graph: str, precision: str, src: Path, dst: Path
         if ctx.plan.portable:
             oq.to_int8_dynamic_portable(src, dst)
             return ["--portable: LSTM nodes kept float (no com.microsoft DynamicQuantizeLSTM)"]
-        ox.quantize_onnx_dynamic(src, dst)
+        ox.quantize_onnx_dynamic(src, dst, decoder_step=graph == "decoder_step")
         return []
     if precision == "int8":
         names = [t.name for t in ctx.signatures[graph].inputs]

@@ -172,6 +172,7 @@ def _onnx_files(ctx: ExportContext, precisions: list[str], signature: Any) -> li
     import onnx
 
     from storyedge.export import onnx_export as ox
+    from storyedge.export import onnx_quantize as oq
 
     out = []
     t0 = time.perf_counter()
@@ -188,7 +189,10 @@ def _onnx_files(ctx: ExportContext, precisions: list[str], signature: Any) -> li
             shutil.copy2(fp32, path)
         else:
             with quiet_native_output():
-                ox.quantize_onnx_dynamic(fp32, path)
+                if ctx.plan.portable:
+                    oq.to_int8_dynamic_portable(fp32, path)
+                else:
+                    ox.quantize_onnx_dynamic(fp32, path, decoder_step=True)
         ops = ox.check_onnx(onnx.load(str(path)), "decoder_step", 0, precision)
         check_io(path, ox.onnx_io(path), signature, "decoder_step")
         out.append((_entry(ctx, rel, "onnx", precision, signature, ops), time.perf_counter() - t0))

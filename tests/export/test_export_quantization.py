@@ -56,7 +56,20 @@ def test_onnx_int8_dynamic_encoder_is_not_portable(manifest: Manifest) -> None:
     assert cov.nonportable_ops == {"com.microsoft.DynamicQuantizeLSTM": 5}
     assert cov.compute["integer"]["com.microsoft.DynamicQuantizeLSTM"] == 5
     assert any("DynamicQuantizeLSTM" in note for note in cov.notes)
-    assert _entry(manifest, "onnx", "decoder_step", "int8-dynamic").coverage.portable is True
+
+
+def test_onnx_int8_dynamic_step_products_are_8bit_matmulnbits(full_export: Path, manifest: Manifest) -> None:
+    import onnx
+
+    entry = _entry(manifest, "onnx", "decoder_step", "int8-dynamic")
+    model = onnx.load(str(full_export / entry.path))
+    nbits = [{a.name: a.i for a in n.attribute} for n in model.graph.node if n.op_type == "MatMulNBits"]
+    H, V = manifest.config["model"]["decoder_hidden_dim"], manifest.tokenizer["vocab_size"]
+    assert (H, V) in {(a["K"], a["N"]) for a in nbits}  # the logits projection
+    assert all(a["bits"] == 8 and a["accuracy_level"] == 4 for a in nbits)
+    assert entry.coverage.portable is False and set(entry.coverage.nonportable_ops) == {"com.microsoft.MatMulNBits"}
+    assert entry.coverage.int4 == {}  # 8-bit blocks are not int4
+    assert entry.validation["passed"]
 
 
 def test_onnx_int8_dynamic_keeps_the_convolutions_float(manifest: Manifest) -> None:
@@ -241,6 +254,7 @@ def test_portable_keeps_lstms_float_and_skips_onnx_int4(export_env, tmp_path: Pa
     assert [f.path for f in manifest.files] == [
         "onnx/encoder.int8-dynamic.onnx", "onnx/decoder_step.int8-dynamic.onnx",
         "onnx/encoder.int8.onnx", "onnx/decoder_step.int8.onnx"]
+    assert manifest.files[1].coverage.portable is True and "MatMulNBits" not in manifest.files[1].ops
     for enc in (manifest.files[0], manifest.files[2]):
         assert enc.coverage.portable is True and enc.coverage.nonportable_ops == {}, enc.path
         assert "com.microsoft.DynamicQuantizeLSTM" not in enc.ops and enc.ops["LSTM"] == 5
