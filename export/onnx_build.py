@@ -106,10 +106,11 @@ def _derive(ctx: ExportContext, graph: str, precision: str, src: Path, dst: Path
         names = [t.name for t in ctx.signatures[graph].inputs]
         feeds = graph_feeds(calibration_samples(ctx), graph, names)
         oq.to_int8_static(src, dst, feeds, ctx.plan.calibration_method, float_state=graph == "decoder_step",
-                          int8_lstms=not ctx.plan.portable)
+                          contrib_ops=not ctx.plan.portable)
         notes = [f"static int8 calibrated on {len(feeds)} sample(s) ({ctx.plan.calibration_method})"]
         if ctx.plan.portable:
-            notes.append("--portable: LSTM nodes kept float (no com.microsoft DynamicQuantizeLSTM)")
+            notes.append("--portable: LSTM nodes kept float and a step's products QDQ (no com.microsoft "
+                         "DynamicQuantizeLSTM / MatMulNBits)")
         return notes
     if precision == "int4":
         skipped = oq.to_int4(src, dst, ctx.plan.int4_block_size)

@@ -76,3 +76,32 @@ def test_no_block_divides_the_largest_product(tmp_path: Path) -> None:
     onnx.save(model, str(tmp_path / "a.onnx"))
     assert step_products_to_nbits8(tmp_path / "a.onnx", tmp_path / "b.onnx") == ["p"]
     assert [n.op_type for n in onnx.load(str(tmp_path / "b.onnx")).graph.node] == ["MatMul"]
+
+
+@pytest.mark.parametrize("contrib_ops", [True, False])
+def test_static_int8_step_products(tmp_path: Path, contrib_ops: bool) -> None:
+    """A static-int8 step: with contrib ops its one-row products are MatMulNBits too, and only
+    what the block cannot take stays QDQ; ``--portable`` keeps every product QDQ."""
+    from storyedge.export.onnx_quantize import to_int8_static
+
+    step_like(tmp_path / "fp32.onnx")
+    rng = np.random.default_rng(4)
+    feeds = [{"x": rng.standard_normal((1, 256)).astype(np.float32), "u": rng.standard_normal((1, 96)).astype(np.float32)}
+             for _ in range(4)]
+    to_int8_static(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", feeds, "minmax", float_state=True,
+                   contrib_ops=contrib_ops)
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    nbits = [{a.name: a.i for a in n.attribute} for n in model.graph.node if n.op_type == "MatMulNBits"]
+    qdq = [n for n in model.graph.node if n.op_type == "MatMul"
+           and all(getattr(producer.get(i), "op_type", "") == "DequantizeLinear" for i in n.input)]
+    if contrib_ops:
+        assert sorted((a["K"], a["bits"]) for a in nbits) == [(256, 8), (512, 8)]
+        assert [n.input[1] for n in qdq] and len(qdq) == 1  # the 96-wide product
+    else:
+        assert not nbits and len(qdq) == 3
+    assert not list(tmp_path.glob("*.prep.onnx"))
+    got = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])
+    want = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])
+    for g, w in zip(got, want):
+        assert np.abs(g - w).max() < 0.05 * np.abs(w).max()

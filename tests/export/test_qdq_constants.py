@@ -135,17 +135,17 @@ def one_lstm(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-@pytest.mark.parametrize("int8_lstms", [True, False])
-def test_static_int8_lstms_take_int8_weights_unless_portable(tmp_path: Path, int8_lstms: bool) -> None:
+@pytest.mark.parametrize("contrib_ops", [True, False])
+def test_static_int8_lstms_take_int8_weights_unless_portable(tmp_path: Path, contrib_ops: bool) -> None:
     from storyedge.export.onnx_quantize import to_int8_static
 
     one_lstm(tmp_path / "fp32.onnx")
     rng = np.random.default_rng(3)
     feeds = [{"x": rng.standard_normal((5, 1, 8)).astype(np.float32)} for _ in range(4)]
-    to_int8_static(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", feeds, "minmax", int8_lstms=int8_lstms)
+    to_int8_static(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", feeds, "minmax", contrib_ops=contrib_ops)
     model = onnx.load(str(tmp_path / "int8.onnx"))
     ops = [(n.domain, n.op_type) for n in model.graph.node]
-    if int8_lstms:
+    if contrib_ops:
         assert ("com.microsoft", "DynamicQuantizeLSTM") in ops and ("", "LSTM") not in ops, ops
         weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
         assert sorted(tuple(w.dims) for w in weights if len(w.dims) == 3) == [(1, 8, 64), (1, 16, 64)]
@@ -153,4 +153,4 @@ def test_static_int8_lstms_take_int8_weights_unless_portable(tmp_path: Path, int
         assert ("", "LSTM") in ops and all(op != "DynamicQuantizeLSTM" for _, op in ops), ops
     got = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])[0]
     want = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])[0]
-    assert np.abs(got - want).max() < (0.05 if int8_lstms else 1e-6)
+    assert np.abs(got - want).max() < (0.05 if contrib_ops else 1e-6)
