@@ -17,13 +17,13 @@ the embedding; convolutions stay float: :data:`DYNAMIC_FLOAT_OPS`).
 from __future__ import annotations
 
 import collections
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from storyedge.errors import CheckFailed
 from storyedge.export.onnx_lengths import bound_bilstm_lengths
+from storyedge.export.onnx_quantize import dynamic_int8, step_products_to_nbits8
 from storyedge.model.signatures import (
     decoder_input_specs,
     decoder_output_names,
@@ -197,23 +197,15 @@ def quantize_onnx_dynamic(src: str | Path, dst: str | Path, decoder_step: bool =
     ``reduce_range`` + ``per_channel`` (what is used; encoder context 0.04 of 1.0).
     """
     # lazy: onnxruntime is a heavy optional runtime
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.registry import IntegerOpsRegistry
-
-    from storyedge.export.onnx_quantize import step_products_to_nbits8  # lazy: keeps this module's imports light
 
     staged = Path(dst).with_suffix(".nbits8.onnx")
     if decoder_step:
         step_products_to_nbits8(src, staged)
         src = staged
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # "consider pre-processing" advice, logged on the root logger
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         op_types_to_quantize=[op for op in IntegerOpsRegistry if op not in DYNAMIC_FLOAT_OPS])
+        dynamic_int8(src, dst, [op for op in IntegerOpsRegistry if op not in DYNAMIC_FLOAT_OPS])
     finally:
-        root.setLevel(level)
         staged.unlink(missing_ok=True)
 
 

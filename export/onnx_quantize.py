@@ -13,8 +13,9 @@ portable int8-dynamic.
   convert int8 activation pairs anyway, which needs one ``DequantizeLinear`` per
   ``QuantizeLinear``) calibrated on :mod:`.calibration`'s samples with MinMax, Entropy or
   Percentile. ONNX Runtime has no QDQ LSTM: the encoder's LSTM nodes get int8 weights as
-  ``com.microsoft::DynamicQuantizeLSTM`` (:func:`quantize_lstms`; float under ``--portable``).
-  ONNX Runtime dequantizes a weight on every call unless its ``DequantizeLinear`` fuses into a
+  ``com.microsoft::DynamicQuantizeLSTM`` (:func:`quantize_lstms`), and a decoder step's one-row
+  products 8-bit ``MatMulNBits`` (:func:`step_products_to_nbits8`); ``--portable`` keeps both
+  standard. ONNX Runtime dequantizes a weight on every call unless its ``DequantizeLinear`` fuses into a
   ``QLinearMatMul`` / ``QLinearConv`` (45 ms per step at the seed size before the three repairs
   here: one QDQ pair per reader, graph outputs read before their QDQ pair, the embedding's rows
   gathered before dequantizing). Each pair then gets its own scale and zero point
@@ -24,8 +25,9 @@ portable int8-dynamic.
   (:func:`fold_unfused_weights`).
 * **int4** — ``MatMulNBitsQuantizer`` (symmetric, ``block_size`` weights per scale): every
   ``MatMul`` with a constant weight whose input dim the block size divides becomes
-  ``com.microsoft::MatMulNBits``, computing in int8 (:data:`NBITS_ACCURACY_LEVEL`). tf2onnx writes the logits projection as ``Gemm``, which the
-  quantizer does not take: such a ``Gemm`` is first rewritten as ``MatMul`` + ``Add``. The
+  ``com.microsoft::MatMulNBits``, computing in int8 (:data:`NBITS_ACCURACY_LEVEL`). tf2onnx
+  writes the logits projection as ``Gemm``, which the quantizer does not take: such a ``Gemm``
+  is first rewritten as ``MatMul`` + ``Add``. The
   standard-domain alternative (int4 ``DequantizeLinear`` with ``block_size``) needs opset 21;
   tf2onnx 1.17 converts to 18 at most, so ONNX int4 is non-portable.
 * **int8-dynamic, portable** — ``quantize_dynamic`` restricted to ops with standard-domain
@@ -37,6 +39,7 @@ portable int8-dynamic.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -282,14 +285,21 @@ def to_int8_static(src: str | Path, dst: str | Path, feeds: list[dict[str, np.nd
 def quantize_lstms(path: str | Path) -> None:
     """Give the LSTM nodes of a static int8 file int8 weights, in place: ONNX Runtime has no
     QDQ (static) LSTM, so they become ``com.microsoft::DynamicQuantizeLSTM`` with the
-    int8-dynamic file's settings (per-channel, ``reduce_range``), activations quantized per call.
+    int8-dynamic file's settings (:func:`dynamic_int8`), activations quantized per call.
     Seed size, 2 threads: encoder 10.7 -> 7.2 ms, file 52.8 -> 26.7 MB; the outputs' distance
     from fp32 stays that of the static int8 activations."""
+    dynamic_int8(path, path, ["LSTM"])
+
+
+def dynamic_int8(src: str | Path, dst: str | Path, op_types: Sequence[str]) -> None:
+    """``quantize_dynamic`` of ``op_types`` with every dynamic int8 file's settings: per-channel
+    ``QInt8`` weights and ``reduce_range``
+    (:func:`storyedge.export.onnx_export.quantize_onnx_dynamic` says why)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: heavy optional runtime
 
     with quiet_root_logger():
-        quantize_dynamic(str(path), str(path), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         op_types_to_quantize=["LSTM"])
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         op_types_to_quantize=list(op_types))
 
 
 #: readers a ``DequantizeLinear`` of their input fuses into (``QLinearConv`` / ``QLinearMatMul``)
@@ -510,9 +520,4 @@ def _topological_sort(graph: Any) -> None:
 def to_int8_dynamic_portable(src: str | Path, dst: str | Path) -> None:
     """Dynamic int8 with standard-domain ops only (the LSTMs stay float); same settings as
     :func:`storyedge.export.onnx_export.quantize_onnx_dynamic` otherwise."""
-    # lazy: onnxruntime is a heavy optional runtime
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with quiet_root_logger():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         op_types_to_quantize=list(PORTABLE_DYNAMIC_OPS))
+    dynamic_int8(src, dst, PORTABLE_DYNAMIC_OPS)

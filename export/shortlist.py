@@ -32,6 +32,7 @@ import numpy as np
 
 from storyedge.config import Config
 from storyedge.errors import UserError
+from storyedge.export import onnx_quantize as oq
 from storyedge.export import tflite as tfl
 from storyedge.export import validation as val
 from storyedge.export.context import REJECTED_DIR, WORK_DIR, ExportContext, check_io, file_name, signature_infos
@@ -172,7 +173,6 @@ def _onnx_files(ctx: ExportContext, precisions: list[str], signature: Any) -> li
     import onnx
 
     from storyedge.export import onnx_export as ox
-    from storyedge.export import onnx_quantize as oq
 
     out = []
     t0 = time.perf_counter()
