@@ -11,6 +11,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from onnx_graphs import run, save_graph  # noqa: E402 - needs onnx and onnxruntime, skipped above
+
 
 def step_like(path: Path) -> None:
     """x [1, 256] -> MatMul [256, 512] -> Tanh -> Gemm [512, 2000] (+ bias) = logits; u [1, 96] ->
@@ -30,9 +32,7 @@ def step_like(path: Path) -> None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256]), helper.make_tensor_value_info("u", TensorProto.FLOAT, [1, 96])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2000]),
          helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 64])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
+    save_graph(graph, path)
 
 
 @pytest.mark.parametrize("decoder_step", [True, False])
@@ -57,8 +57,7 @@ def test_step_products_become_8bit_matmulnbits(tmp_path: Path, decoder_step: boo
     assert not list(tmp_path.glob("*.nbits8.onnx"))  # the staged file is gone
     rng = np.random.default_rng(1)
     feeds = {"x": rng.standard_normal((1, 256)).astype(np.float32), "u": rng.standard_normal((1, 96)).astype(np.float32)}
-    got = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
-    want = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got, want = run(tmp_path / "int8.onnx", feeds), run(tmp_path / "fp32.onnx", feeds)
     for g, w in zip(got, want):
         assert np.abs(g - w).max() < 0.03 * np.abs(w).max()
 
@@ -72,8 +71,7 @@ def test_no_block_divides_the_largest_product(tmp_path: Path) -> None:
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="p")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 40])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, str(tmp_path / "a.onnx"))
+    save_graph(graph, tmp_path / "a.onnx")
     assert step_products_to_nbits8(tmp_path / "a.onnx", tmp_path / "b.onnx") == ["p"]
     assert [n.op_type for n in onnx.load(str(tmp_path / "b.onnx")).graph.node] == ["MatMul"]
 
@@ -101,7 +99,6 @@ def test_static_int8_step_products(tmp_path: Path, contrib_ops: bool) -> None:
     else:
         assert not nbits and len(qdq) == 3
     assert not list(tmp_path.glob("*.prep.onnx"))
-    got = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])
-    want = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])
+    got, want = run(tmp_path / "int8.onnx", feeds[0]), run(tmp_path / "fp32.onnx", feeds[0])
     for g, w in zip(got, want):
         assert np.abs(g - w).max() < 0.05 * np.abs(w).max()

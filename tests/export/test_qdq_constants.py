@@ -5,12 +5,15 @@ pairs of a tensor that two convolutions read, so both fuse into ``QLinearConv``;
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+
+from onnx_graphs import run, save_graph  # noqa: E402 - needs onnx and onnxruntime, skipped above
 
 
 def two_readers(path: Path) -> None:
@@ -23,9 +26,7 @@ def two_readers(path: Path) -> None:
     nodes.append(helper.make_node("Add", ["y0", "y1"], ["y"], name="add"))
     graph = helper.make_graph(nodes, "two_readers", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
+    save_graph(graph, path)
 
 
 def optimized_ops(path: Path, tmp_path: Path) -> list[str]:
@@ -37,14 +38,20 @@ def optimized_ops(path: Path, tmp_path: Path) -> list[str]:
     return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
 
 
-def test_a_tensor_read_by_two_convolutions_fuses_into_both(tmp_path: Path) -> None:
+def quantized_conv_graph(build: Any, tmp_path: Path) -> tuple[list[str], list[dict[str, np.ndarray]]]:
+    """``build``'s x [1, 4, 8, 8] graph as static int8 (``int8.onnx`` beside ``fp32.onnx``,
+    calibrated on 4 random feeds): ONNX Runtime's optimized op types, and the feeds."""
     from storyedge.export.onnx_quantize import to_int8_static
 
-    two_readers(tmp_path / "fp32.onnx")
+    build(tmp_path / "fp32.onnx")
     rng = np.random.default_rng(1)
     feeds = [{"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(4)]
     to_int8_static(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", feeds, "minmax")
-    ops = optimized_ops(tmp_path / "int8.onnx", tmp_path)
+    return optimized_ops(tmp_path / "int8.onnx", tmp_path), feeds
+
+
+def test_a_tensor_read_by_two_convolutions_fuses_into_both(tmp_path: Path) -> None:
+    ops, feeds = quantized_conv_graph(two_readers, tmp_path)
     assert ops.count("QLinearConv") == 2 and "Conv" not in ops, ops
     model = onnx.load(str(tmp_path / "int8.onnx"))
     # the pair in front of each convolution's x reads a scale and zero point no other node reads
@@ -58,9 +65,7 @@ def test_a_tensor_read_by_two_convolutions_fuses_into_both(tmp_path: Path) -> No
         quant = producer[dq.input[0]]
         assert (dq.op_type, quant.op_type, quant.input[0]) == ("DequantizeLinear", "QuantizeLinear", "x")
         assert all(readers[name] == 1 for name in [*dq.input[1:], *quant.input[1:]]), conv.name
-    session = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
-    reference = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"])
-    got, want = session.run(None, feeds[0])[0], reference.run(None, feeds[0])[0]
+    got, want = run(tmp_path / "int8.onnx", feeds[0])[0], run(tmp_path / "fp32.onnx", feeds[0])[0]
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()  # int8 noise, not a different graph
 
 
@@ -76,26 +81,18 @@ def relu_then_two_readers(path: Path) -> None:
     nodes.append(helper.make_node("Add", ["y0", "y1"], ["y"], name="add"))
     graph = helper.make_graph(nodes, "relu_two_readers", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
+    save_graph(graph, path)
 
 
 def test_the_producer_of_a_tensor_two_convolutions_read_fuses_too(tmp_path: Path) -> None:
-    from storyedge.export.onnx_quantize import share_quantize_nodes, to_int8_static
+    from storyedge.export.onnx_quantize import share_quantize_nodes
 
-    relu_then_two_readers(tmp_path / "fp32.onnx")
-    rng = np.random.default_rng(1)
-    feeds = [{"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(4)]
-    to_int8_static(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", feeds, "minmax")
-    ops = optimized_ops(tmp_path / "int8.onnx", tmp_path)
+    ops, feeds = quantized_conv_graph(relu_then_two_readers, tmp_path)
     assert ops.count("QLinearConv") == 3 and "Conv" not in ops and "Transpose" not in ops, ops
     model = onnx.load(str(tmp_path / "int8.onnx"))
     assert [n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"].count("r") == 1
     assert share_quantize_nodes(model) == 0  # already one per tensor
-    session = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
-    reference = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"])
-    got, want = session.run(None, feeds[0])[0], reference.run(None, feeds[0])[0]
+    got, want = run(tmp_path / "int8.onnx", feeds[0])[0], run(tmp_path / "fp32.onnx", feeds[0])[0]
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
 
 
@@ -130,9 +127,7 @@ def one_lstm(path: Path) -> None:
     node = helper.make_node("LSTM", ["x", "W", "R", "B"], ["Y"], hidden_size=16, name="lstm")
     graph = helper.make_graph([node], "lstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 8])],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [5, 1, 1, 16])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
+    save_graph(graph, path)
 
 
 @pytest.mark.parametrize("contrib_ops", [True, False])
@@ -151,6 +146,5 @@ def test_static_int8_lstms_take_int8_weights_unless_portable(tmp_path: Path, con
         assert sorted(tuple(w.dims) for w in weights if len(w.dims) == 3) == [(1, 8, 64), (1, 16, 64)]
     else:
         assert ("", "LSTM") in ops and all(op != "DynamicQuantizeLSTM" for _, op in ops), ops
-    got = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])[0]
-    want = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])[0]
+    got, want = run(tmp_path / "int8.onnx", feeds[0])[0], run(tmp_path / "fp32.onnx", feeds[0])[0]
     assert np.abs(got - want).max() < (0.05 if contrib_ops else 1e-6)
