@@ -329,7 +329,7 @@ class ExportConfig(_Section):
     #: int4: weights per scale (must divide the logits projection's input dim).
     int4_block_size: Int4BlockSize = 32
     #: Refuse non-standard ops: no ONNX ``com.microsoft`` contrib ops (LSTMs stay float in
-    #: int8-dynamic; ONNX int4 is skipped).
+    #: int8 and int8-dynamic, the decoder steps' products MatMulInteger / QDQ; ONNX int4 is skipped).
     portable: bool = False
     #: Also export story mode's graphs (per-frame, reason and story encoders) at every precision.
     story_mode: bool = True

@@ -48,8 +48,9 @@ reference meets them teacher-forced; ONNX method --calibration-method), int4 (4-
 weights, --int4-block-size per scale: TFLite via ai-edge-quantizer, ONNX via the com.microsoft
 MatMulNBits op). Every file's manifest entry has its coverage: ops computing in integer /
 fp16 / float, weight bytes per dtype, and whether it is portable (TFLite builtins only; ONNX
-standard domain only). --portable refuses ONNX contrib ops: the int8-dynamic LSTMs stay float
-and ONNX int4 is skipped.
+standard domain only). --portable refuses ONNX contrib ops: the int8 and int8-dynamic LSTMs
+stay float, the decoder steps' products stay MatMulInteger / QDQ (not 8-bit MatMulNBits) and
+ONNX int4 is skipped.
 
 \b
 Validation: the TF reference and every exported file run the same validation windows
@@ -93,8 +94,8 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
               help=f"int4 weights per scale: {', '.join(map(str, INT4_BLOCK_SIZES))}; must divide "
                    "model.decoder_hidden_dim [export.int4_block_size].")
 @click.option("--portable", is_flag=True, default=None,
-              help="No ONNX contrib (com.microsoft) ops: int8-dynamic LSTMs stay float, ONNX int4 skipped "
-                   "[export.portable].")
+              help="No ONNX contrib (com.microsoft) ops: int8 / int8-dynamic LSTMs stay float, the steps' "
+                   "products MatMulInteger / QDQ, ONNX int4 skipped [export.portable].")
 @click.option("--validation-data", type=click.Choice(list(VALIDATION_DATA)), default=VALIDATION_DATA[0],
               show_default=True,
               help="split: windows of the dataset's validation split; synthetic: random inputs of "
