@@ -47,7 +47,7 @@ from storyedge.quiet import quiet_root_logger
 #: timed repeats per probe and round, and the wall time each repeat aims for
 PEAK_REPEATS = 2
 PEAK_REPEAT_S = 0.05
-#: rounds over every probe where they are not run between timing blocks (:func:`measure_peaks`);
+#: rounds over every probe at the least (:meth:`PeakProbes.top_up`; a bench runs one per timing block);
 #: a peak is its probe's best round. The machine's speed can move for seconds at a time (a probe
 #: timed in a slow phase only made a floor above what the graphs then ran at: an fp32 encoder at
 #: 0.83x its floor), and rounds spread each probe's samples across the whole measurement.
@@ -210,6 +210,11 @@ class PeakProbes:
         self.rounds += 1
         self.seconds += time.perf_counter() - start
 
+    def top_up(self, rounds: int = PEAK_ROUNDS) -> None:
+        """Run rounds until at least ``rounds`` have run (a bench with fewer timing blocks)."""
+        while self.rounds < rounds:
+            self.round()
+
     def peaks(self) -> list[ComputePeak]:
         """Each measured probe's peak: MACs ÷ (its best time - its runtime's call overhead)."""
         peaks: list[ComputePeak] = []
@@ -224,16 +229,6 @@ class PeakProbes:
             peaks.append(ComputePeak(runtime, precision, role, list(shape), ms, m * k * n / (kernel / 1e3),
                                      overhead_ms=overhead))
         return peaks
-
-
-def measure_peaks(cfg: Any, batch: int, threads: int, runtimes: list[str],
-                  echo: Callable[[str], Any] = print) -> list[ComputePeak]:
-    """fp32 and int8 peaks of each role in each runtime (see :class:`PeakProbes`), each the best
-    of :data:`PEAK_ROUNDS` rounds over all probes."""
-    probes = PeakProbes(cfg, batch, threads, runtimes, echo)
-    for _ in range(PEAK_ROUNDS):
-        probes.round()
-    return probes.peaks()
 
 
 def _build_probes(cfg: Any, batch: int, threads: int, runtimes: list[str], tmp: Path,

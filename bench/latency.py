@@ -43,7 +43,6 @@ be read faster than DRAM: the floor does not bind and multiples below 1 are poss
 from __future__ import annotations
 
 import dataclasses
-
 import subprocess
 import sys
 import time
@@ -268,8 +267,8 @@ def repeat_timed(call: Callable[[int], T], warmup: int, runs: int) -> list[T]:
 #: each backend's timed runs are split into this many blocks and the backends timed in turn, block
 #: by block, with a round of the floors' probes (MAC peaks, memory bandwidth) between blocks: the
 #: machine's speed moves for seconds at a time (other tenants), and a backend timed in one go could
-#: fall whole into a slow phase (seed size: one encoder's p50 read 2.30x its floor in a run where an interleaved A/B of
-#: the same file against the one before read it 3% faster than that file's 2.01x)
+#: fall whole into a slow phase (seed size: one encoder's p50 read 2.30x its floor in a run where an
+#: interleaved A/B of the same file against the one before read it 3% faster than that file's 2.01x)
 TIMING_BLOCKS = 5
 #: untimed captions at the start of every block after the first: the caches then hold the weights
 #: of the backend timed before

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storyedge import __version__
-from storyedge.bench.compute import PEAK_ROUNDS, PeakProbes
+from storyedge.bench.compute import PeakProbes
 from storyedge.bench.floors import floor_stage, peak_probes, profile_stage
 from storyedge.bench.inputs import real_tokens, synthetic_inputs, window_dict
 from storyedge.bench.latency import (
@@ -547,8 +547,7 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     for r in results:
         r.shortlist = parity.shortlist.get(r.name) if parity else None
     with clock.stage("floors"):
-        while probes.rounds < PEAK_ROUNDS:  # fewer timing blocks than that (few runs)
-            probes.round()
+        probes.top_up()  # fewer timing blocks than PEAK_ROUNDS (few runs)
         compute = floor_stage(plan, results, bandwidth, floors, probes.peaks(),
                               real_tokens(timing_inputs, plan.export.tokenizer.pad_id))
     if opts.profile:

@@ -172,3 +172,7 @@ def test_peak_probes_measure_round_by_round() -> None:
     assert probes.rounds == 2 and probes.seconds > 0
     assert {p.role for p in peaks} == set(ROLES) and {(p.runtime, p.precision) for p in peaks} == {("numpy", "fp32")}
     assert all(p.ms <= first[p.role] and p.macs_per_s > 0 for p in peaks)  # each probe's best round
+    probes.top_up(3)
+    assert probes.rounds == 3
+    probes.top_up(2)  # never fewer than already run
+    assert probes.rounds == 3
