@@ -51,7 +51,7 @@ from storyedge.export.progress import Listener, make_progress
 from storyedge.export.reference import open_context
 from storyedge.export.rejection import reject_failed
 from storyedge.export.shortlist import add_shortlist, resolve_shortlist
-from storyedge.export.story_build import story_graph_names
+from storyedge.export.story_build import frame_story_graph_name, story_graph_names
 from storyedge.export.report import format_table
 from storyedge.export.tflite_build import finish_tflite, start_tflite
 from storyedge.export.validate_backends import validate_backends
@@ -128,6 +128,7 @@ def export_model(
     check_int4_block(model, plan)
     if config.export.story_mode if story_mode is None else story_mode:
         plan.story_graphs = story_graph_names(model)
+        plan.frame_story_graph = frame_story_graph_name(model)
     out = check_out_dir(out_dir, overwrite)
     shortlist = (resolve_shortlist(vocab_shortlist, config, tokenizer, model.vocab_size)
                  if vocab_shortlist is not None else None)

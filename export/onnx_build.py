@@ -18,11 +18,12 @@ from storyedge.export.calibration import calibration_samples, graph_feeds
 from storyedge.export.coverage import onnx_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import quiet_native_output, release_memory
+from storyedge.export.onnx_frame_story import join_frame_story
 from storyedge.export.plan import ONNX_GRAPHS
 from storyedge.export.story_build import story_lstm_counts
 
 if TYPE_CHECKING:  # pragma: no cover
-    from storyedge.manifest import Coverage
+    from storyedge.manifest import Coverage, StorySpec
 
 FORMAT = "onnx"
 
@@ -41,10 +42,11 @@ def build_onnx(ctx: ExportContext) -> None:
     graphs = [*ONNX_GRAPHS, *ctx.plan.story_graphs]
     fp32_paths = {graph: build_onnx_fp32(ctx, graph, lstms[graph]) for graph in graphs}
     for precision in ctx.plan.onnx_precisions:
-        if precision == "fp32":
-            continue
-        for graph in graphs:
-            build_onnx_derived(ctx, graph, precision, fp32_paths[graph], lstms[graph])
+        if precision != "fp32":
+            for graph in graphs:
+                build_onnx_derived(ctx, graph, precision, fp32_paths[graph], lstms[graph])
+        if ctx.plan.frame_story_graph and ctx.story is not None:
+            build_onnx_frame_story(ctx, ctx.story, precision, lstms)
     shutil.rmtree(ctx.stage / WORK_DIR / FORMAT, ignore_errors=True)
 
 
@@ -150,3 +152,33 @@ def build_onnx_derived(ctx: ExportContext, graph: str, precision: str, fp32_path
     entry.coverage = coverage
     ctx.progress.done(rel, seconds)
     release_memory()
+
+
+def build_onnx_frame_story(ctx: ExportContext, story: "StorySpec", precision: str, lstms: dict[str, int]) -> None:
+    """The frame + story graph at ``precision`` from its listed frame and story files
+    (:mod:`.onnx_frame_story`), checked like a converted graph and listed."""
+    # lazy: onnx is a heavy optional runtime; onnx_export imports TensorFlow via storyedge.model
+    import onnx
+
+    from storyedge.export import onnx_export as ox
+
+    graph = str(story.frame_story_graph)
+    ctx.progress.stage(f"{FORMAT} {graph} {precision}: join the frame and story graphs")
+    t0 = time.perf_counter()
+    files = ctx.entries()
+    frame, story_file = files[(FORMAT, story.frame_graph, precision)], files[(FORMAT, story.story_graph, precision)]
+    rel = f"{FORMAT}/{file_name(graph, precision, FORMAT)}"
+    path = ctx.stage / rel
+    shared = join_frame_story(ctx.stage / frame.path, ctx.stage / story_file.path, path, story)
+    proto = onnx.load(str(path))  # the shared weights read back from the frame and story files
+    ops = ox.check_onnx(proto, graph, lstms[story.frame_graph] + lstms[story.story_graph], precision)
+    coverage = onnx_coverage(proto)
+    del proto
+    inherited = frame.coverage.notes if frame.coverage else []  # how the frame graph was quantized
+    coverage.notes = [f"{shared} weight tensor(s) read in place from {Path(frame.path).name} and "
+                      f"{Path(story_file.path).name} (no second copy)", *inherited, *coverage.notes]
+    check_io(path, ox.onnx_io(path), ctx.signatures[graph], graph)
+    seconds = time.perf_counter() - t0
+    entry = ctx.add_file(rel, FORMAT, graph, precision, (graph,), seconds, ops=ops)
+    entry.coverage = coverage
+    ctx.progress.done(rel, seconds)

@@ -40,7 +40,8 @@ TFLITE_GRAPHS: dict[str, tuple[str, ...]] = {
 #: ONNX graphs (one file each per precision).
 ONNX_GRAPHS = ("encoder", "decoder_step")
 #: The TFLite file (per precision) holding every story-mode graph as one signature each (one
-#: conversion, shared weights); ONNX has one file per story-mode graph.
+#: conversion, shared weights); ONNX has one file per story-mode graph (the frame + story graph's
+#: weights read in place from the frame and story files).
 TFLITE_STORY_FILE = "story"
 
 ListArg = str | list[str] | tuple[str, ...] | None
@@ -134,6 +135,9 @@ class ExportPlan:
     skipped: list[dict[str, str]] = field(default_factory=list)
     #: story mode's graphs (per precision one more TFLite file, one ONNX file each; :mod:`.story_build`)
     story_graphs: list[str] = field(default_factory=list)
+    #: story mode's optional frame + story graph (one more TFLite signature, one more ONNX file
+    #: per precision: :mod:`.onnx_frame_story`)
+    frame_story_graph: str | None = None
     #: static int8 (ONNX) calibration: minmax / entropy / percentile
     calibration_method: str = CALIBRATION_METHODS[0]
     #: int4: weights per scale
@@ -152,7 +156,11 @@ class ExportPlan:
         """Files listed in the manifest (or rejected) when every conversion succeeds."""
         story = len(self.story_graphs)
         return ((len(TFLITE_GRAPHS) + bool(story)) * len(self.tflite_precisions)
-                + (len(ONNX_GRAPHS) + story) * len(self.onnx_precisions))
+                + (len(ONNX_GRAPHS) + story + self._onnx_frame_story()) * len(self.onnx_precisions))
+
+    def _onnx_frame_story(self) -> int:
+        """ONNX files per precision that join the frame and story graphs (0 or 1)."""
+        return int(bool(self.story_graphs and self.frame_story_graph))
 
     def total_steps(self) -> int:
         """Progress steps: reference, SavedModels, TFLite files, ONNX conversions (fp32 is always
@@ -161,7 +169,8 @@ class ExportPlan:
         story = len(self.story_graphs)
         if self.onnx_precisions:
             derived = [p for p in self.onnx_precisions if p != "fp32"]
-            onnx_steps = (len(ONNX_GRAPHS) + story) * (1 + len(derived))
+            onnx_steps = ((len(ONNX_GRAPHS) + story) * (1 + len(derived))
+                          + self._onnx_frame_story() * len(self.onnx_precisions))
         validations = (2 + bool(story)) * len(self.tflite_precisions) + (1 + bool(story)) * len(self.onnx_precisions)
         tflite_files = (len(TFLITE_GRAPHS) + bool(story)) * len(self.tflite_precisions)
         return 1 + len(self.rnn_layouts()) + tflite_files + onnx_steps + validations

@@ -7,8 +7,9 @@ convert each at every precision next to the single encoder (which stays as it wa
 file per precision with one signature per graph, ``tflite/story.<precision>.tflite`` (one
 conversion, one copy of the shared weights), ONNX one file per graph, ``onnx/<graph>.<precision>.onnx``.
 The TFLite file also holds ``frame_story_encoder`` (the frame and story graphs in one call, for a
-window's newest frame: one runtime call per caption, no second copy of any weight); ONNX has no
-such file, which would hold a second copy of the frame and story graphs' weights.
+window's newest frame: one runtime call per caption, no second copy of any weight); ONNX has it as
+``onnx/frame_story_encoder.<precision>.onnx``, a graph that reads its weights in place from the
+frame and story files (:mod:`.onnx_frame_story`).
 
 Validation, per format and precision: each validation window is encoded frame by frame through
 the story graphs (:func:`storyedge.runtime.story_window_outputs`; where the file has the frame +
@@ -43,6 +44,13 @@ def story_graph_names(model: "StoryModel") -> list[str]:
     from storyedge.model.signatures import story_spec  # lazy: imports TensorFlow
 
     return story_spec(model).graphs
+
+
+def frame_story_graph_name(model: "StoryModel") -> str | None:
+    """The optional frame + story graph ``model`` declares (None for a one-frame window)."""
+    from storyedge.model.signatures import story_spec  # lazy: imports TensorFlow
+
+    return story_spec(model).frame_story_graph
 
 
 def story_lstm_counts(model: "StoryModel") -> dict[str, int]:
@@ -109,8 +117,8 @@ def validate_story(ctx: ExportContext, records: dict[str, dict[str, Any]], threa
         for precision in precisions:
             ctx.progress.stage(f"validate {fmt} {precision} story mode")
             t0 = time.perf_counter()
-            graphs = [TFLITE_STORY_FILE] if fmt == "tflite" else ctx.story.graphs
-            entries = [files[(fmt, g, precision)] for g in graphs]
+            graphs = [TFLITE_STORY_FILE] if fmt == "tflite" else ctx.story.all_graphs
+            entries = [files[(fmt, g, precision)] for g in graphs if (fmt, g, precision) in files]
             encoder = files[(fmt, "encoder", precision)]
             decoder = files[(fmt, "decoder_step", precision)]
             paths = {g: ctx.stage / e.path for e in entries for g in e.signatures}

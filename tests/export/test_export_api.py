@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,13 @@ def test_plan_resolves_checks_and_counts_progress_steps() -> None:
     # reference, 3 SavedModels (one per layout), 12 TFLite files, 2 ONNX fp32 + 2 x 3 derived, 8 + 4 validations
     assert full.total_steps() == 1 + 3 + 12 + 8 + 12
     assert full.calibration_windows == 64 and full.batch == cfg.export.batch
+    story = replace(full, story_graphs=["reason_encoder", "frame_encoder", "story_encoder"],
+                    frame_story_graph="frame_story_encoder")
+    # + a story file per TFLite precision; per ONNX precision 3 story graphs and the frame + story graph
+    assert story.file_count() == 20 + 4 + 4 * 4
+    # 16 TFLite files, ONNX (2 + 3 graphs) x (fp32 + 3 derived) + 4 joins, 12 + 8 validations
+    assert story.total_steps() == 1 + 3 + 16 + 24 + 20
+    assert replace(story, frame_story_graph=None).file_count() == 20 + 4 + 4 * 3
     assert (full.calibration_method, full.int4_block_size, full.portable) == ("minmax", 32, False)
     effective = full.effective_config(cfg)
     assert effective.export.quantize == ["none", "fp16", "int8-dynamic", "int8"]

@@ -16,11 +16,12 @@ from storyedge.runtime import backend_specs
 ALL_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int4")
 ONNX_PRECISIONS = ALL_PRECISIONS
 STORY_GRAPHS = ("reason_encoder", "frame_encoder", "story_encoder")
-FRAME_STORY = "frame_story_encoder"  # TFLite only
+FRAME_STORY = "frame_story_encoder"  # a signature of the TFLite story file, an ONNX file of its own
 #: Every file the full export lists: 3 TFLite graphs + the story-mode file x 5 precisions, 2 ONNX
-#: graphs + 3 story-mode graphs x 5.
+#: graphs + 3 story-mode graphs + the frame + story graph x 5.
 TFLITE_FILES = {f"tflite/{g}.{p}.tflite" for g in ("encoder", "decoder_step", "multi", "story") for p in ALL_PRECISIONS}
-ONNX_FILES = {f"onnx/{g}.{p}.onnx" for g in ("encoder", "decoder_step", *STORY_GRAPHS) for p in ONNX_PRECISIONS}
+ONNX_FILES = {f"onnx/{g}.{p}.onnx" for g in ("encoder", "decoder_step", *STORY_GRAPHS, FRAME_STORY)
+              for p in ONNX_PRECISIONS}
 ALL_FILES = TFLITE_FILES | ONNX_FILES
 
 
@@ -38,10 +39,10 @@ def test_layout_and_manifest(full_export: Path, manifest, export_env) -> None:
     assert manifest.reference == {"weights": "reference/model.weights.h5", "config": "reference/config.yaml"}
     assert not manifest.rejected and not (full_export / "rejected").exists()
     assert not list(full_export.parent.glob("full.tmp-*"))
-    assert len(ALL_FILES) == 45 and {f.path for f in manifest.files} == ALL_FILES
+    assert len(ALL_FILES) == 50 and {f.path for f in manifest.files} == ALL_FILES
     assert {(f.format, f.graph, f.precision) for f in manifest.files} == {
         ("tflite", g, p) for g in ("encoder", "decoder_step", "multi", "story") for p in ALL_PRECISIONS
-    } | {("onnx", g, p) for g in ("encoder", "decoder_step", *STORY_GRAPHS) for p in ONNX_PRECISIONS}
+    } | {("onnx", g, p) for g in ("encoder", "decoder_step", *STORY_GRAPHS, FRAME_STORY) for p in ONNX_PRECISIONS}
     top = ["manifest.json", "onnx", "reference", "tflite", "tokenizer"]
     assert sorted(p.name for p in full_export.iterdir()) == top
     on_disk = {f"{d}/{p.name}" for d in ("tflite", "onnx") for p in (full_export / d).iterdir()}
@@ -163,7 +164,8 @@ def test_onnx_checker_lstm_nodes_no_leftovers(full_export: Path, manifest) -> No
         int8_lstms = entry.precision in ("int8-dynamic", "int8")  # static int8 too: ONNX Runtime has no QDQ LSTM
         lstm = ops.get("com.microsoft.DynamicQuantizeLSTM" if int8_lstms else "LSTM", 0)
         # caption fwd/bwd + reason fwd/bwd + temporal: five Keras LSTM layers, split in story mode
-        assert lstm == {"encoder": 5, "frame_encoder": 2, "reason_encoder": 2, "story_encoder": 1}.get(entry.graph, 0), ops
+        lstms = {"encoder": 5, "frame_encoder": 2, "reason_encoder": 2, "story_encoder": 1, FRAME_STORY: 3}
+        assert lstm == lstms.get(entry.graph, 0), ops
         assert [i.name for i in model.graph.input] == [t.name for t in entry.signatures[entry.graph].inputs]
         assert [o.name for o in model.graph.output] == [t.name for t in entry.signatures[entry.graph].outputs]
         ort.InferenceSession(str(full_export / entry.path), providers=["CPUExecutionProvider"])
@@ -177,7 +179,7 @@ def test_manifest_validation_within_tolerance(manifest) -> None:
         assert v["windows"] == 4
         assert (v["decoder_steps"] > 0) == (entry.graph in ("decoder_step", "multi"))
         outputs = {"encoder": {"h0", "c0", "context_gates"}, "decoder_step": {"logits", "h_out", "c_out"}}
-        outputs.update({g: outputs["encoder"] for g in (*STORY_GRAPHS, "story")})
+        outputs.update({g: outputs["encoder"] for g in (*STORY_GRAPHS, FRAME_STORY, "story")})
         want = outputs.get(entry.graph, outputs["encoder"] | outputs["decoder_step"])
         assert set(v["max_abs_diff"]) == want
         for name, diff in v["max_abs_diff"].items():

@@ -17,7 +17,7 @@ from storyedge.runtime import StoryEncoder, backend_specs, greedy_decode, load_b
 from storyedge.runtime.story import caption_story
 
 STORY_GRAPHS = ["reason_encoder", "frame_encoder", "story_encoder"]
-#: TFLite only: the frame and story graphs in one call
+#: the frame and story graphs in one call (a TFLite signature, an ONNX file)
 FRAME_STORY = "frame_story_encoder"
 
 
@@ -81,7 +81,7 @@ def test_story_state_equals_full_window_state(full_export: Path, manifest, expor
                for p in ("fp32", "fp16", "int8-dynamic", "int8", "int4"))
     assert specs["tflite-fp32-multi"].story is not None
     assert specs["tflite-fp32"].story.frame_story_graph == FRAME_STORY
-    assert specs["onnx-fp32"].story.frame_story_graph is None  # ONNX: the frame and story graphs
+    assert specs["onnx-fp32"].story.frame_story_graph == FRAME_STORY
     for name in ("tflite-fp32", "onnx-fp32"):
         backend = load_backend(specs[name], threads=1)
         for i in range(len(windows)):
@@ -94,11 +94,12 @@ def test_story_state_equals_full_window_state(full_export: Path, manifest, expor
                     assert np.max(np.abs(story[key] - full[key])) < STORY_PARITY_ATOL, (name, key, one_call)
 
 
-def test_next_frame_is_one_runtime_call(full_export: Path, manifest, export_env) -> None:
-    """TFLite: once k-1 frames are cached, a new frame and the window's story outputs are one
-    call of the frame + story graph; the first k-1 frames go through the frame graph alone."""
+@pytest.mark.parametrize("name", ["tflite-fp32", "onnx-int8"])
+def test_next_frame_is_one_runtime_call(name: str, full_export: Path, manifest, export_env) -> None:
+    """Once k-1 frames are cached, a new frame and the window's story outputs are one call of
+    the frame + story graph; the first k-1 frames go through the frame graph alone."""
     windows = _windows(full_export, export_env, 1)
-    spec = next(s for s in backend_specs(full_export, manifest) if s.name == "tflite-fp32")
+    spec = next(s for s in backend_specs(full_export, manifest) if s.name == name)
     backend = load_backend(spec, threads=1)
     calls: list[str] = []
     run_graph = backend.run_graph
@@ -212,5 +213,43 @@ def test_bench_reports_story_mode_latency(full_export: Path, capsys, tmp_path: P
         assert 0 < story["frame"]["p50_ms"] <= story["encoder"]["p50_ms"] <= story["caption"]["p50_ms"]
         assert story["encoder_vs_full"] == pytest.approx(story["encoder"]["p50_ms"] / b["latency"]["encoder"]["p50_ms"])
         assert story["reason_ms"] > 0
-        assert story["one_call"] == (b["format"] == "tflite")  # ONNX: the frame and story graphs
+        assert story["one_call"] is True
     assert "Story mode" in out and "### Story mode" in (out_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_onnx_frame_story_reads_the_frame_and_story_files_weights(precision: str, full_export: Path, manifest,
+                                                                    export_env) -> None:
+    """The ONNX frame + story file holds a graph, not a third copy of the weights: its large
+    initializers point into the frame and story files, and one call of it gives the two files'
+    outputs bit for bit."""
+    import onnx
+    import onnxruntime as ort
+
+    files = {f.graph: f for f in manifest.files if f.format == "onnx" and f.precision == precision}
+    joined, frame, story = (full_export / files[g].path for g in (FRAME_STORY, "frame_encoder", "story_encoder"))
+    from storyedge.export.onnx_frame_story import MIN_SHARED_BYTES
+
+    proto = onnx.load(str(joined), load_external_data=False)
+    external = [dict((e.key, e.value) for e in t.external_data) for t in proto.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert {e["location"] for e in external} == {frame.name, story.name}
+    assert max(len(t.raw_data) for t in proto.graph.initializer) < MIN_SHARED_BYTES  # nothing large inline
+    assert sum(int(e["length"]) for e in external) > 0
+    assert any("read in place" in note for note in files[FRAME_STORY].coverage.notes)
+    windows = _windows(full_export, export_env, 1)
+    sessions = {p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (joined, frame, story)}
+    rng = np.random.default_rng(0)
+    dim = sessions[story].get_inputs()[0].shape[2]
+    earlier = rng.standard_normal((1, windows.k - 1, dim)).astype(np.float32)
+    heads = rng.standard_normal(sessions[story].get_inputs()[1].shape).astype(np.float32)
+    frame_feeds = {"frame": windows.frames[:1, 0], "caption": windows.captions[:1, 0]}
+    one = dict(zip([o.name for o in sessions[joined].get_outputs()], sessions[joined].run(
+        None, {**frame_feeds, "earlier_fused_frames": earlier, "reason_heads": heads})))
+    fused = sessions[frame].run(None, frame_feeds)[0]
+    two = dict(zip([o.name for o in sessions[story].get_outputs()], sessions[story].run(
+        None, {"fused_frames": np.concatenate([earlier, fused[:, None]], axis=1), "reason_heads": heads})))
+    assert np.array_equal(one.pop("fused_frame"), fused)
+    assert set(one) == set(two) == {"h0", "c0", "context_gates"}
+    for key in two:
+        assert np.array_equal(one[key], two[key]), key
