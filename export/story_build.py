@@ -90,6 +90,9 @@ class _Recorder:
         self.samples.append((graph, {k: np.ascontiguousarray(v) for k, v in feeds.items()}))
         return self.backend.run_graph(graph, feeds)
 
+    def graph_input_shape(self, graph: str, name: str) -> tuple[int, ...] | None:
+        return self.backend.graph_input_shape(graph, name)
+
 
 def _max_diffs(a: list[dict[str, np.ndarray]], b: list[dict[str, np.ndarray]]) -> dict[str, float]:
     out: dict[str, float] = {}

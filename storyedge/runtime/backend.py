@@ -61,6 +61,11 @@ class Backend(ABC):
         """Run one story-mode graph (``frame_encoder`` ...) by name: inputs → outputs by name."""
         raise UserError(f"backend {self.name}: no story-mode graph {graph!r} (this export has none)")
 
+    def graph_input_shape(self, graph: str, name: str) -> tuple[int, ...] | None:
+        """The static shape of story-mode graph ``graph``'s input ``name`` where the backend reads
+        it from the graph file, else None (the default)."""
+        return None
+
     def encode(self, inputs: dict[str, np.ndarray]) -> State:
         """Run the encoder → the decoder's initial state."""
         return self.decoder.initial_state(self.run_encoder(inputs))

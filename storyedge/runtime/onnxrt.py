@@ -54,15 +54,28 @@ class OnnxBackend(Backend):
 
     def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A story-mode graph; its session is created on first use."""
+        if graph not in self._story_paths:
+            return super().run_graph(graph, feeds)
+        session, io = self._story_session(graph)
+        return _run(session, io, feeds)
+
+    def graph_input_shape(self, graph: str, name: str) -> tuple[int, ...] | None:
+        """The input's shape as the story-mode graph's session reads it (None: no such graph or
+        input, or a dimension left symbolic)."""
+        if graph not in self._story_paths:
+            return None
+        session, _ = self._story_session(graph)
+        dims = next((i.shape for i in session.get_inputs() if _strip_port(i.name) == name), None)
+        return tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None
+
+    def _story_session(self, graph: str) -> tuple[Any, Any]:
+        """The session of a story-mode graph in this backend's files, created on first use."""
         if graph not in self._story_sessions:
-            if graph not in self._story_paths:
-                return super().run_graph(graph, feeds)
             import onnxruntime as ort  # lazy: ONNX Runtime is optional (checked in __init__)
 
             session = self._session(ort, self._story_paths[graph], self._options)
             self._story_sessions[graph] = (session, _io(session))
-        session, io = self._story_sessions[graph]
-        return _run(session, io, feeds)
+        return self._story_sessions[graph]
 
     def _session(self, ort: Any, path: Path, options: Any) -> Any:
         try:

@@ -69,24 +69,45 @@ class StoryEncoder:
         encoder's input names with the frame axis dropped (``frames`` [B,S,S,3], ``captions`` [B,L]).
 
         With ``one_call`` and k-1 frames already cached, the frame + story graph encodes it and
-        the window's story outputs in the same call (:meth:`outputs` then returns those)."""
+        the window's story outputs in the same call (:meth:`outputs` then returns those). With
+        fewer cached, it encodes the frame too where the backend reads the earlier frames' input
+        shape from its file (zeros stand in for the missing frames; those story outputs are not
+        kept), so that backend never loads the frame graph's weights a second time."""
         spec = self.spec
         feeds = {name: frame_inputs[src] for name, src in spec.frame_inputs.items()}
         if spec.frame_reason:
             feeds[spec.frame_reason] = self._reason_output(spec.frame_reason)
         self._outputs = None
-        if self.one_call and len(self._fused) >= spec.window - 1:
-            earlier = list(self._fused)[-(spec.window - 1):]  # the window's other k-1 frames
-            feeds[str(spec.earlier_fused)] = np.ascontiguousarray(np.stack(earlier, axis=1))
+        earlier = self._earlier_frames() if self.one_call else None
+        if earlier is not None:
+            feeds[str(spec.earlier_fused)] = earlier
             if spec.story_reason:
                 feeds[spec.story_reason] = self._reason_output(spec.story_reason)
             outputs = dict(self.backend.run_graph(str(spec.frame_story_graph), feeds))
             fused = outputs.pop(spec.fused)
-            self._outputs = outputs
+            if len(self._fused) >= spec.window - 1:
+                self._outputs = outputs
         else:
             fused = self.backend.run_graph(spec.frame_graph, feeds)[spec.fused]
         self._fused.append(fused)
         return fused
+
+    def _earlier_frames(self) -> np.ndarray | None:
+        """The frame + story graph's earlier frames: the window's other k-1 cached vectors stacked
+        on axis 1; with fewer cached, those after zeros where the backend knows the input's shape,
+        else None (the frame graph encodes the frame)."""
+        spec = self.spec
+        need = spec.window - 1
+        cached = list(self._fused)[-need:]
+        if len(cached) == need:
+            return np.ascontiguousarray(np.stack(cached, axis=1))
+        shape = self.backend.graph_input_shape(str(spec.frame_story_graph), str(spec.earlier_fused))
+        if shape is None:
+            return None
+        earlier = np.zeros(shape, np.float32)
+        if cached:
+            earlier[:, need - len(cached):] = np.stack(cached, axis=1)
+        return earlier
 
     def push_window(self, window_inputs: dict[str, np.ndarray]) -> None:
         """Begin a story with a full window's k frames (encoder inputs ``[B, k, ...]``)."""
