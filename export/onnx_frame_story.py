@@ -46,9 +46,11 @@ def join_frame_story(frame_path: Path, story_path: Path, dst: Path, spec: StoryS
 
     if spec.earlier_fused is None or dst.parent != frame_path.parent or dst.parent != story_path.parent:
         raise ValueError("the frame + story graph needs earlier_fused and one folder for the three files")
-    frame = onnx.load(str(frame_path))
-    story = compose.add_prefix(onnx.load(str(story_path)), STORY_PREFIX, rename_inputs=False, rename_outputs=False)
-    shared = _point_at(frame, frame_path) + _point_at(story, story_path)
+    frame_bytes, story_bytes = frame_path.read_bytes(), story_path.read_bytes()
+    frame = onnx.load_model_from_string(frame_bytes)
+    story = compose.add_prefix(onnx.load_model_from_string(story_bytes), STORY_PREFIX, rename_inputs=False,
+                               rename_outputs=False)
+    shared = _point_at(frame, frame_bytes, frame_path.name) + _point_at(story, story_bytes, story_path.name)
     model = _joined(frame, story, spec)
     onnx.save(model, str(dst))
     return shared
@@ -87,13 +89,12 @@ def _joined(frame: Any, story: Any, spec: StorySpec) -> Any:
     return model
 
 
-def _point_at(model: Any, path: Path) -> int:
+def _point_at(model: Any, data: bytes, location: str) -> int:
     """Turn ``model``'s initializers of :data:`MIN_SHARED_BYTES` or more into external data that
-    points at their bytes inside the file ``path`` it was loaded from; returns how many."""
+    points at their bytes inside ``data``, the file ``location`` it was parsed from; returns how many."""
     # lazy: onnx is a heavy optional runtime
     from onnx import TensorProto
 
-    data = path.read_bytes()
     count = 0
     for tensor in model.graph.initializer:
         raw = tensor.raw_data
@@ -101,11 +102,11 @@ def _point_at(model: Any, path: Path) -> int:
             continue
         offset = data.find(raw)
         if offset < 0:  # cannot happen for a file onnx wrote; checked all the same
-            raise CheckFailed(f"ONNX frame + story graph: {tensor.name} not found in {path.name}")
+            raise CheckFailed(f"ONNX frame + story graph: {tensor.name} not found in {location}")
         tensor.ClearField("raw_data")
         tensor.data_location = TensorProto.EXTERNAL
         del tensor.external_data[:]
-        for key, value in (("location", path.name), ("offset", str(offset)), ("length", str(len(raw)))):
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
             entry = tensor.external_data.add()
             entry.key, entry.value = key, value
         count += 1
