@@ -10,7 +10,8 @@ so the runtime-only bench path can use it.
 What is counted: every matrix product of the graph (Dense, Conv2D as ``out_pixels x k² x Cin x
 Cout`` including the zero padding of ``same`` convolutions, LSTM gate products
 ``steps x 4h x (in + h)`` (for the padding-exact Bi-LSTMs, given the inputs' real tokens
-(:class:`RealTokens`), over those only: the work they need), attention scores and weighted sums, the 0/1 batched matmuls that
+(:class:`RealTokens`), over those only: the work they need), attention scores and weighted sums (the
+frame fusion's after its mean over tokens), the 0/1 batched matmuls that
 reverse the real tokens for the backward LSTM, and the decoder's attention over its whole static
 cache). Not counted: element-wise work (activations, BatchNorm / LayerNorm, softmax, adds), which
 is O(activations) and small next to the products; embedding gathers (no arithmetic).
@@ -175,10 +176,12 @@ def encoder_macs(cfg: Any, batch: int = 1, real: RealTokens | None = None) -> Ma
     mix_in += text_dim if (m.use_reason and m.use_reason_in_fusion) else 0
     dim = m.multimodal_dim
     count.add("fusion", frames * mix_in * dim, mix_in * dim)
-    if with_patches:
+    if with_patches:  # storyedge.model.layers.CrossModalAttention: values after the mean over tokens
+        heads = m.attention_heads
         w = text_dim * dim + 2 * patch_dim * dim + dim * dim
-        macs = frames * (length * text_dim * dim + 2 * patches * patch_dim * dim + length * dim * dim)
-        count.add("fusion", macs + frames * 2 * length * patches * dim, w)
+        projections = length * text_dim * dim + patches * patch_dim * dim + heads * patch_dim * dim + dim * dim
+        weights = length * patches * dim + heads * length * patches + heads * patches * patch_dim
+        count.add("fusion", frames * (projections + weights), w)
     count.add("temporal_lstm", *lstm_macs(k, batch, dim, m.temporal_hidden_dim),
               sequential=recurrent_macs(k, batch, m.temporal_hidden_dim), rows=batch)
     ctx = context_width(m)

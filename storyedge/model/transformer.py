@@ -38,20 +38,24 @@ def merge_heads(x: Any) -> Any:
     return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, steps, heads * depth))
 
 
-def attend(q: Any, k: Any, v: Any, mask: Any = None) -> Any:
-    """Scaled dot-product attention; ``mask`` (0/1 float, broadcast to the scores) zeroes slots.
+def attention_weights(q: Any, k: Any, mask: Any = None) -> Any:
+    """Scaled dot-product attention weights ``[B, h, Tq, Tk]``; ``mask`` (0/1 float, broadcast to
+    the scores) zeroes slots.
 
     Masked softmax without a large constant: ``s = scores * mask``, ``e = exp(s - max s) * mask``,
     weights ``e / sum e`` (the row always holds at least one unmasked slot).
     """
     scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(q.shape[-1])
     if mask is None:
-        weights = ops.softmax(scores, axis=-1)
-    else:
-        masked = scores * mask
-        e = ops.exp(masked - ops.max(masked, axis=-1, keepdims=True)) * mask
-        weights = e / ops.sum(e, axis=-1, keepdims=True)
-    return ops.matmul(weights, v)
+        return ops.softmax(scores, axis=-1)
+    masked = scores * mask
+    e = ops.exp(masked - ops.max(masked, axis=-1, keepdims=True)) * mask
+    return e / ops.sum(e, axis=-1, keepdims=True)
+
+
+def attend(q: Any, k: Any, v: Any, mask: Any = None) -> Any:
+    """Scaled dot-product attention (:func:`attention_weights` applied to ``v``)."""
+    return ops.matmul(attention_weights(q, k, mask), v)
 
 
 def write_cache(cache: Any, new: Any, position: Any) -> Any:

@@ -32,12 +32,13 @@ def test_encoder_and_lstm_step_macs_equal_a_hand_count() -> None:
     # CNN: stem 16²x27x2 per frame; stage1 8² px x (9·2·2 + 9·2·2 + 2·2); stage2 4² px x (9·2·4 + 9·4·4 + 2·4);
     # global 4x3; patches 16 cells x 4x5 — each for 2 frames
     assert enc.macs["image_encoder"] == 2 * (256 * 54 + 64 * 76 + 16 * 224 + 12 + 16 * 20) == 45208
-    # mix 11x8; attention q 4x8x8, k/v 2x16x5x8, out 4x8x8 per frame; scores + weighted 2x4x16x8 per frame
-    assert enc.macs["fusion"] == 2 * 88 + 2 * (256 + 1280 + 256) + 2 * 2 * 4 * 16 * 8 == 5808
+    # mix 11x8; per frame: attention q 4x8x8, k 16x5x8, v of 2 heads' patches 2x5x8 and out 8x8 (after
+    # the mean over tokens); scores 4x16x8, the mean of 2 heads' weights 2x4x16, their patches 2x16x5
+    assert enc.macs["fusion"] == 2 * 88 + 2 * (256 + 640 + 80 + 64) + 2 * (512 + 128 + 160) == 3856
     assert enc.macs["temporal_lstm"] == 2 * 4 * 6 * (8 + 6) == 672
     # init_h, init_c over C = T + 2h = 14, and the context's share of the cell's 4h gates
     assert enc.macs["decoder_init"] == 2 * 14 * 10 + 14 * 40 == 840
-    assert enc.total == 3456 + 2120 + 45208 + 5808 + 672 + 840 == 58104
+    assert enc.total == 3456 + 2120 + 45208 + 3856 + 672 + 840 == 56152
     # recurrent h U products: directions x steps x rows x 4h·h (caption 2 rows, reason and temporal 1)
     assert enc.sequential == {"caption_encoder": 2 * 4 * 2 * 64, "reason_encoder": 2 * 5 * 64,
                               "temporal_lstm": 2 * 4 * 6 * 6}

@@ -14,7 +14,6 @@ from storyedge.model.layers import (
     ImageEncoder,
     cnn_num_stages,
     gather_step,
-    masked_mean,
     reverse_real_tokens,
 )
 
@@ -86,15 +85,11 @@ def test_reverse_real_tokens_matches_reverse_sequence_and_is_involution() -> Non
     np.testing.assert_array_equal(np.asarray(reverse_real_tokens(got, lengths)), x)
 
 
-def test_gather_step_and_masked_mean() -> None:
+def test_gather_step() -> None:
     x = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
     got = np.asarray(gather_step(x, np.array([2, -1], np.int32)))
     np.testing.assert_array_equal(got[0], x[0, 2])
     np.testing.assert_array_equal(got[1], np.zeros(3))
-    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0]], np.float32)
-    mean = np.asarray(masked_mean(x, mask))
-    np.testing.assert_allclose(mean[0], x[0, :2].mean(0))
-    np.testing.assert_array_equal(mean[1], np.zeros(3))
 
 
 def test_caption_encoder_padding_invariance_8_vs_12() -> None:
@@ -161,13 +156,18 @@ def _numpy_attention(att: CrossModalAttention, q_in: np.ndarray, kv: np.ndarray)
 def test_cross_modal_attention_matches_numpy_and_ignores_padding() -> None:
     rng = np.random.default_rng(0)
     att = CrossModalAttention(dim=8, heads=2)
-    tokens = rng.normal(size=(2, 5, 6)).astype(np.float32)
-    patches = rng.normal(size=(2, 4, 3)).astype(np.float32)
-    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
+    tokens = rng.normal(size=(3, 5, 6)).astype(np.float32)
+    patches = rng.normal(size=(3, 4, 3)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], np.float32)
+    att.build(tokens.shape, patches.shape)
+    for layer in (att.value, att.output_proj):  # non-zero biases: the mean must keep them exactly once
+        layer.bias.assign(rng.normal(size=layer.bias.shape).astype(np.float32))
     got = np.asarray(att(tokens, patches, mask))
+    # the per-token attention, projected, then averaged over the real tokens
     per_token = _numpy_attention(att, tokens, patches)
-    expected = (per_token * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    expected = (per_token * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_array_equal(got[2], np.zeros(8))  # an all-pad caption adds nothing
     # junk features at padded positions change nothing
     junk = tokens.copy()
     junk[0, 3:] = 100.0
