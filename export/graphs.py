@@ -37,6 +37,8 @@ switch below changes what the graph computes beyond float rounding (export valid
   temporal LSTM at ``--batch 1``) then does not match and stays an ONNX ``Loop`` (the caption
   LSTMs run at batch B·k and were fused). The switch makes ``ops.add`` of two same-rank tensors a
   plain ``AddV2`` while tracing, so every LSTM layer becomes an ``LSTM`` node.
+  :func:`onnx_plain_gathers` traces ``keras.ops.take`` (the token embeddings' lookup) as a bare
+  ``GatherV2``: ONNX's ``Gather`` counts negative indices from the back itself.
 """
 
 from __future__ import annotations
@@ -332,3 +334,32 @@ def onnx_fusable_lstms() -> Iterator[None]:
         yield
     finally:
         tf_numpy.add = original
+
+
+@contextlib.contextmanager
+def onnx_plain_gathers() -> Iterator[None]:
+    """Trace ``keras.ops.take`` of dense indices as a bare ``GatherV2``.
+
+    Keras' TensorFlow ``take`` first maps each negative index ``i`` to ``i + n`` (``Less``,
+    ``AddV2``, ``SelectV2``), which tf2onnx lowers to 9 nodes in front of the ``Gather``: a third
+    of the nodes of the LSTM decoder step, which looks up one token embedding a step. ONNX's
+    ``Gather`` already counts negative indices from the back, so the ONNX graph computes the same
+    for every index without them."""
+    # lazy: Keras internals, only touched while tracing for ONNX
+    from keras.src.backend.tensorflow import numpy as tf_numpy
+
+    original = tf_numpy.take
+
+    def take(x: Any, indices: Any, axis: int | None = None) -> Any:
+        if isinstance(indices, (tf.SparseTensor, tf.RaggedTensor)):
+            return original(x, indices, axis=axis)
+        x, indices = tf_numpy.convert_to_tensor(x), tf_numpy.convert_to_tensor(indices)
+        if axis is None:
+            return tf.gather(tf.reshape(x, (-1,)), indices)
+        return tf.gather(x, indices, axis=axis)
+
+    tf_numpy.take = take
+    try:
+        yield
+    finally:
+        tf_numpy.take = original

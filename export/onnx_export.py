@@ -50,7 +50,7 @@ def convert_onnx(model: Any, graph: str, batch: int, opset: int) -> Any:
     # lazy: tf2onnx and the graph switches import TensorFlow
     import tf2onnx
 
-    from storyedge.export.graphs import onnx_fusable_lstms
+    from storyedge.export.graphs import onnx_fusable_lstms, onnx_plain_gathers
 
     if graph == "encoder":
         fn, specs, outputs = encoder_fn(model, batch), encoder_input_specs(model, batch), encoder_output_names(model)
@@ -69,7 +69,7 @@ def convert_onnx(model: Any, graph: str, batch: int, opset: int) -> Any:
     previous = os.environ.get(CATCH_ERRORS_ENV)
     os.environ[CATCH_ERRORS_ENV] = "FALSE"
     try:
-        with onnx_fusable_lstms():
+        with onnx_fusable_lstms(), onnx_plain_gathers():
             proto, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset)
     finally:
         if previous is None:

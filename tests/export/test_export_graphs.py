@@ -12,7 +12,12 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from storyedge.export.graphs import hoisted_lstm_inputs, lstm_layers, steps_per_iteration  # noqa: E402
+from storyedge.export.graphs import (  # noqa: E402
+    hoisted_lstm_inputs,
+    lstm_layers,
+    onnx_plain_gathers,
+    steps_per_iteration,
+)
 from storyedge.export.tflite import _builtin_names, _schema, op_name  # noqa: E402
 
 #: steps, rows, input width, hidden width of the probe model (the caption Bi-LSTM's layout, tiny)
@@ -209,3 +214,29 @@ def test_pooled_only_bi_lstm_loops_keep_one_state_per_row_with_the_same_pooled_v
     assert ops[0]["BATCH_MATMUL"] == 1  # the backward input's reversal; no reversal of its outputs
     got = Interpreter(model_content=content).get_signature_runner("serve")(t=tokens)["pooled"]
     assert np.abs(got - want).max() < 1e-5 and not got[2].any() and got[[0, 1, 3]].all(axis=1).all()
+
+
+def _lookup_ops(table: np.ndarray) -> tuple[Any, set[str]]:
+    """An embedding-style ``keras.ops.take`` traced for [2, 3] int32 ids, and its TF op types."""
+    fn = tf.function(lambda ids: keras.ops.take(table, ids, axis=0),
+                     input_signature=[tf.TensorSpec((2, 3), tf.int32, name="ids")])
+    return fn, {op.type for op in fn.get_concrete_function().graph.get_operations()}
+
+
+def test_onnx_plain_gathers_trace_take_as_one_gather_that_onnx_wraps_like_keras(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    tf2onnx = pytest.importorskip("tf2onnx")
+    table = np.arange(12, dtype=np.float32).reshape(6, 2)
+    ids = np.array([[0, 5, 2], [-1, -6, 3]], np.int32)  # negative ids count from the back in Keras
+    _, keras_ops = _lookup_ops(table)
+    assert {"Less", "SelectV2", "GatherV2"} <= keras_ops
+    with onnx_plain_gathers():
+        fn, plain_ops = _lookup_ops(table)
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
+    assert "GatherV2" in plain_ops and not plain_ops & {"Less", "SelectV2", "AddV2"}
+    assert [n.op_type for n in proto.graph.node] == ["Gather"]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: ids})[0]
+    np.testing.assert_array_equal(got, np.asarray(keras.ops.take(table, ids, axis=0)))
+    _, restored = _lookup_ops(table)
+    assert restored == keras_ops  # Keras' own take again after the switch
