@@ -365,10 +365,10 @@ class CrossModalAttention(HeadProjections):
         k = split_heads(self.key(patches), self.heads)
         weights = attention_weights(q, k)  # [N, h, L, P]: softmax over patches; every patch is real
         count = ops.sum(mask, axis=1, keepdims=True)  # [N, 1] real tokens
+        divisor = ops.maximum(count, 1.0)
         # the mean over real tokens of each head's weights [N, h, P] (zeros for an all-pad row)
-        token_mean = (mask / ops.maximum(count, 1.0))[:, None, None, :]
-        pooled = ops.squeeze(ops.matmul(token_mean, weights), axis=2)
-        share = count / ops.maximum(count, 1.0)  # 1, or 0 for an all-pad row (its output stays zero)
+        pooled = ops.squeeze(ops.matmul((mask / divisor)[:, None, None, :], weights), axis=2)
+        share = count / divisor  # 1, or 0 for an all-pad row (its output stays zero)
         return self.pooled_values(pooled, patches, share)
 
     def pooled_values(self, pooled: Any, patches: Any, share: Any) -> Any:
