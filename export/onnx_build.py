@@ -17,7 +17,8 @@ from storyedge.export import onnx_quantize as oq
 from storyedge.export.calibration import calibration_samples, graph_feeds
 from storyedge.export.coverage import onnx_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
-from storyedge.export.native import quiet_native_output, release_memory
+from storyedge.export.native import release_memory
+from storyedge.quiet import quiet_native_output
 from storyedge.export.onnx_frame_story import join_frame_story
 from storyedge.export.plan import ONNX_GRAPHS
 from storyedge.export.story_build import story_lstm_counts

@@ -22,7 +22,8 @@ from storyedge.export import tflite as tfl
 from storyedge.export.calibration import calibration_samples
 from storyedge.export.coverage import tflite_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
-from storyedge.export.native import quiet_native_output, release_memory
+from storyedge.export.native import release_memory
+from storyedge.quiet import quiet_native_output
 from storyedge.export.tflite_int4 import quantize_int4
 from storyedge.export.tflite_pool import Conversions, auto_workers, convert_to_file
 from storyedge.export.plan import TFLITE_GRAPHS, TFLITE_STORY_FILE, rnn_layout

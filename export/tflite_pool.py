@@ -17,7 +17,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from storyedge.export import tflite as tfl
-from storyedge.export.native import quiet_native_output, release_memory
+from storyedge.export.native import release_memory
+from storyedge.quiet import quiet_native_output, quiet_tensorflow_import
 
 #: Worker processes at most when the config leaves it open (each holds TensorFlow and one
 #: conversion's peak: about 2-3 GB at the seed size).
@@ -54,6 +55,7 @@ def convert_to_file(saved: str, keys: tuple[str, ...], precision: str, samples: 
 def _quiet_worker() -> None:
     """Worker start-up: TensorFlow's C++ logging off before it is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow_import()
 
 
 class Conversions:

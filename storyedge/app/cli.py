@@ -18,6 +18,7 @@ from storyedge import __version__
 from storyedge.constants import DEVICES
 from storyedge.devices import device_report, select_device
 from storyedge.errors import CheckFailed, UserError
+from storyedge.quiet import quiet_tensorflow_import
 
 #: command name → (module, attribute, one-line help shown before the module is imported)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not {"-v", "--verbose"} & set(args):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read by TensorFlow at import
+        quiet_tensorflow_import()
     try:
         code = cli.main(args=args, prog_name="storyedge", standalone_mode=False)
     except click.exceptions.Abort:
