@@ -85,10 +85,10 @@ def load_bundle(path: str | Path, expected_config: Config | None = None) -> Mode
     ``expected_config``: when given, its model and data shapes must match the bundle's, else
     :class:`UserError` naming the first differing key (a checkpoint of a different config).
     """
+    bundle = resolve_bundle(path)  # a wrong path fails before TensorFlow is imported
     # lazy: storyedge.model imports TensorFlow
     from storyedge.model.story_model import build_model
 
-    bundle = resolve_bundle(path)
     config = load_config(bundle / CONFIG_FILE)
     if expected_config is not None:
         check_compatible(config, expected_config, str(bundle))

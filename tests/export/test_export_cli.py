@@ -91,7 +91,10 @@ def test_forced_validation_failure_rejects_files(export_env, tmp_path: Path, cap
     verify_files(out, read_manifest(out))
 
 
-def test_missing_checkpoint_is_exit_2(tmp_path: Path, capsys) -> None:
+def test_missing_checkpoint_is_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "storyedge.model.story_model", None)  # no model (TensorFlow) needed for that
     out = tmp_path / "x"
     code, _, err = run_cli(["--checkpoint", str(tmp_path / "nope"), "--out", str(out)], capsys)
     assert code == 2 and "checkpoint not found" in err
