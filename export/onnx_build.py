@@ -18,10 +18,10 @@ from storyedge.export.calibration import calibration_samples, graph_feeds
 from storyedge.export.coverage import onnx_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import release_memory
-from storyedge.quiet import quiet_native_output
 from storyedge.export.onnx_frame_story import join_frame_story
 from storyedge.export.plan import ONNX_GRAPHS
 from storyedge.export.story_build import story_lstm_counts
+from storyedge.quiet import quiet_native_output
 
 if TYPE_CHECKING:  # pragma: no cover
     from storyedge.manifest import Coverage, StorySpec

@@ -37,8 +37,8 @@ from storyedge.export import tflite as tfl
 from storyedge.export import validation as val
 from storyedge.export.context import REJECTED_DIR, WORK_DIR, ExportContext, check_io, file_name, signature_infos
 from storyedge.export.native import release_memory
-from storyedge.quiet import quiet_native_output
 from storyedge.manifest import ExportedFile, Manifest, sha256_file
+from storyedge.quiet import quiet_native_output
 from storyedge.runtime import load_backend
 from storyedge.runtime.specs import SHORTLIST_GRAPH, BackendSpec, backend_name
 

@@ -23,10 +23,10 @@ from storyedge.export.calibration import calibration_samples
 from storyedge.export.coverage import tflite_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import release_memory
-from storyedge.quiet import quiet_native_output
 from storyedge.export.tflite_int4 import quantize_int4
 from storyedge.export.tflite_pool import Conversions, auto_workers, convert_to_file
 from storyedge.export.plan import TFLITE_GRAPHS, TFLITE_STORY_FILE, rnn_layout
+from storyedge.quiet import quiet_native_output
 
 FORMAT = "tflite"
 #: How much of a converter error's last line the :class:`CheckFailed` quotes.
