@@ -105,14 +105,18 @@ RNN_LAYOUTS = (*LOOP_STEPS, UNROLLED_LAYOUT)
 #: direction, LiteRT, 2 threads, 24 real tokens: int8-dynamic 1.00 -> 0.89 ms at 3 rows, 0.60 ->
 #: 0.58 at 1; fp32 3.26 -> 2.99 at 3 rows but 1.11 -> 1.42 at 1).
 IN_LOOP_PROJECTION_LAYOUTS = (CHUNKED_LAYOUT,)
-#: the layout of each TFLite precision: the float files ``loop``, int8-dynamic ``chunked``, full
-#: int8 ``unrolled`` (TF 2.21's calibrator cannot run a Keras LSTM WHILE body)
-PRECISION_LAYOUTS = {"fp32": LOOP_LAYOUT, "fp16": LOOP_LAYOUT, "int8-dynamic": CHUNKED_LAYOUT, "int8": UNROLLED_LAYOUT}
+#: the layout of each TFLite precision: the float files ``loop``, int8-dynamic and full int8
+#: ``chunked`` (full int8 is calibrated inside the loops by :mod:`~storyedge.export.tflite_loops`)
+PRECISION_LAYOUTS = {"fp32": LOOP_LAYOUT, "fp16": LOOP_LAYOUT, "int8-dynamic": CHUNKED_LAYOUT, "int8": CHUNKED_LAYOUT}
 
 
-def rnn_layout(precision: str) -> str:
+def rnn_layout(precision: str, portable: bool = False) -> str:
     """How a TFLite precision's SavedModel traces the LSTMs (:data:`PRECISION_LAYOUTS`; ``loop``
-    for any other, such as int4, which quantizes the fp32 file's graph)."""
+    for any other, such as int4, which quantizes the fp32 file's graph). ``portable`` full int8
+    is ``unrolled``: no ``WHILE`` (whose carried tensors the quantizer leaves float), integer
+    kernels only, for delegates that run nothing else."""
+    if portable and precision == "int8":
+        return UNROLLED_LAYOUT
     return PRECISION_LAYOUTS.get(precision, LOOP_LAYOUT)
 
 
@@ -142,14 +146,14 @@ class ExportPlan:
     calibration_method: str = CALIBRATION_METHODS[0]
     #: int4: weights per scale
     int4_block_size: int = INT4_BLOCK_SIZES[0]
-    #: no ONNX contrib (``com.microsoft``) ops
+    #: no ONNX contrib (``com.microsoft``) ops; TFLite full int8 without loops (:func:`rnn_layout`)
     portable: bool = False
 
     def rnn_layouts(self) -> dict[str, list[str]]:
         """``{layout: [TFLite precisions]}``: one SavedModel per LSTM layout in use."""
         needed: dict[str, list[str]] = {}
         for precision in self.tflite_precisions:
-            needed.setdefault(rnn_layout(precision), []).append(precision)
+            needed.setdefault(rnn_layout(precision, self.portable), []).append(precision)
         return needed
 
     def file_count(self) -> int:

@@ -16,7 +16,7 @@ kept (``QUANTIZE`` / ``DEQUANTIZE`` at the edges). Never ``SELECT_TF_OPS`` (Flex
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import flatbuffers
 import numpy as np
 
 from storyedge.errors import CheckFailed
+from storyedge.export.tflite_loops import LoopReplay
 
 #: One representative sample: (signature key, {input name: array}).
 Sample = tuple[str, dict[str, np.ndarray]]
@@ -186,15 +187,17 @@ MIN_CALIBRATED_RANGE = 1e-3
 
 
 def _convert_full_int8(converter: Any, signature_keys: list[str], representative: Callable[[], Iterable[Sample]]) -> bytes:
-    """Full-integer conversion in three explicit steps instead of ``convert()``'s one.
+    """Full-integer conversion in three explicit steps instead of ``convert()``'s one, without
+    TF's calibrator.
 
-    1. ``_experimental_calibrate_only``: the float model the quantizer works on (with its own
-       statistics, which we replace).
+    1. The float model (the converter as it is: builtins, no optimization).
     2. :func:`_calibration_ranges`: min / max of every float activation observed by LiteRT
-       (no delegate, all tensors preserved) over the representative samples, per signature.
-       TF 2.21's calibrator recorded ``[0, 1e-38]`` for a live conv output of our encoder
-       (a ResNet shortcut whose zero bias buffer is shared with two other convs) in some runs,
-       which zeroes that path and trips XNNPACK; LiteRT's own forward pass has no such problem.
+       (no delegate, all tensors preserved) over the representative samples, per signature,
+       and inside the LSTMs' ``WHILE`` loops at every iteration (:mod:`.tflite_loops`).
+       TF 2.21's calibrator segfaults on a ``WHILE`` body, and recorded ``[0, 1e-38]`` for a
+       live conv output of our encoder (a ResNet shortcut whose zero bias buffer is shared with
+       two other convs) in some runs, which zeroes that path and trips XNNPACK; LiteRT's own
+       forward pass has neither problem.
     3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with :data:`INT8_DENYLISTED_OPS`
        kept float, float32 inputs / outputs, then read-only buffer de-duplication.
     """
@@ -205,19 +208,7 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
     samples = [(k, v) for k, v in representative() if k in signature_keys]
     if not samples:
         raise ValueError(f"no representative samples for {signature_keys}")
-    multi = len(signature_keys) > 1
-    first = {key: next(v for k, v in samples if k == key) for key in signature_keys}
-
-    def few() -> Iterator[Any]:  # the calibrator's statistics are replaced below: one sample each
-        for key, inputs in first.items():
-            yield (key, inputs) if multi else inputs
-
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.representative_dataset = few
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger path
-    calibrated = converter.convert()
-    calibrated = _calibration_ranges(calibrated, samples)
+    calibrated = _calibration_ranges(converter.convert(), samples)  # the float model, its ranges ours
     quantized = tfl_convert.mlir_quantize(
         calibrated,
         disable_per_channel=False,
@@ -279,24 +270,33 @@ def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
         return (buf.data is None or len(buf.data) == 0) and not getattr(buf, "size", 0)
 
     ranges: dict[tuple[int, int], list[float]] = {}
+
+    def wanted(sg: int, index: int) -> bool:
+        return is_activation(model.subgraphs[sg].tensors[index])
+
+    def observe(sg: int, index: int, value: np.ndarray) -> None:
+        if value.size == 0:
+            return
+        lo, hi = float(np.min(value)), float(np.max(value))
+        seen = ranges.get((sg, index))
+        ranges[(sg, index)] = [lo, hi] if seen is None else [min(seen[0], lo), max(seen[1], hi)]
+
+    loops = LoopReplay(model, schema, _builtin_names(), wanted)
     runners: dict[str, Any] = {}
     for key, inputs in samples:
         runner = runners.get(key) or runners.setdefault(key, interpreter.get_signature_runner(key))
         feeds = {n: np.asarray(inputs[n], d["dtype"]) for n, d in runner.get_input_details().items()}
         runner(**feeds)
         sg = runner._subgraph_index  # noqa: SLF001
-        for index, tensor in enumerate(model.subgraphs[sg].tensors):
-            if not is_activation(tensor):
+        for index in range(len(model.subgraphs[sg].tensors)):
+            if not wanted(sg, index):
                 continue
             try:
                 value = interpreter.get_tensor(index, sg)
             except ValueError:
                 continue
-            if value.size == 0:
-                continue
-            lo, hi = float(np.min(value)), float(np.max(value))
-            seen = ranges.get((sg, index))
-            ranges[(sg, index)] = [lo, hi] if seen is None else [min(seen[0], lo), max(seen[1], hi)]
+            observe(sg, index, value)
+        loops.observe(interpreter, sg, observe)  # every iteration of the loops' bodies
     _table_ranges(model, schema, ranges)
     for (sg, index), (lo, hi) in ranges.items():
         if not (np.isfinite(lo) and np.isfinite(hi)):

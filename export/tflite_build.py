@@ -31,9 +31,10 @@ from storyedge.quiet import quiet_native_output
 FORMAT = "tflite"
 #: How much of a converter error's last line the :class:`CheckFailed` quotes.
 ERROR_CHARS = 400
-#: The LSTM layout whose conversions take longest (full int8: calibration and quantization,
-#: 3-4x an fp32 file at the seed size): started first, so the workers finish together.
-SLOWEST_LAYOUT = rnn_layout("int8")
+#: The precision whose conversions take longest (full int8: calibration and quantization, 3-4x
+#: an fp32 file at the seed size): its layout's SavedModel is written and converted first, so
+#: the workers finish together.
+SLOWEST_PRECISION = "int8"
 
 
 @dataclass
@@ -83,7 +84,8 @@ def start_tflite(ctx: ExportContext) -> TFLiteBuild:
     if not ctx.plan.tflite_precisions:
         return build
     (ctx.stage / FORMAT).mkdir()
-    layouts = sorted(ctx.plan.rnn_layouts().items(), key=lambda item: item[0] != SLOWEST_LAYOUT)
+    slowest = rnn_layout(SLOWEST_PRECISION, ctx.plan.portable)
+    layouts = sorted(ctx.plan.rnn_layouts().items(), key=lambda item: item[0] != slowest)
     try:
         for layout, precisions in layouts:
             saved = write_saved_model(ctx, layout)

@@ -50,7 +50,9 @@ MatMulNBits op). Every file's manifest entry has its coverage: ops computing in 
 fp16 / float, weight bytes per dtype, and whether it is portable (TFLite builtins only; ONNX
 standard domain only). --portable refuses ONNX contrib ops: the int8 and int8-dynamic LSTMs
 stay float, the decoder steps' products stay MatMulInteger / QDQ (not 8-bit MatMulNBits) and
-ONNX int4 is skipped.
+ONNX int4 is skipped; TFLite full int8 unrolls its LSTMs (no WHILE loops, whose carried state
+stays float: integer kernels only, for accelerators that run nothing else, at about twice the
+loops' CPU time).
 
 \b
 Validation: the TF reference and every exported file run the same validation windows
@@ -95,7 +97,8 @@ file the runtime cannot run): it moves to rejected/, the table is printed, exit 
                    "model.decoder_hidden_dim [export.int4_block_size].")
 @click.option("--portable", is_flag=True, default=None,
               help="No ONNX contrib (com.microsoft) ops: int8 / int8-dynamic LSTMs stay float, the steps' "
-                   "products MatMulInteger / QDQ, ONNX int4 skipped [export.portable].")
+                   "products MatMulInteger / QDQ, ONNX int4 skipped; TFLite int8 LSTMs unrolled, no "
+                   "WHILE loops [export.portable].")
 @click.option("--validation-data", type=click.Choice(list(VALIDATION_DATA)), default=VALIDATION_DATA[0],
               show_default=True,
               help="split: windows of the dataset's validation split; synthetic: random inputs of "

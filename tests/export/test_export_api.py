@@ -78,17 +78,17 @@ def test_plan_resolves_checks_and_counts_progress_steps() -> None:
     assert full.tflite_precisions == ["fp32", "fp16", "int8-dynamic", "int8"]
     assert full.onnx_precisions == ["fp32", "fp16", "int8-dynamic", "int8"]
     assert full.skipped == []
-    assert full.rnn_layouts() == {"loop": ["fp32", "fp16"], "chunked": ["int8-dynamic"], "unrolled": ["int8"]}
+    assert full.rnn_layouts() == {"loop": ["fp32", "fp16"], "chunked": ["int8-dynamic", "int8"]}
     assert full.file_count() == 20
-    # reference, 3 SavedModels (one per layout), 12 TFLite files, 2 ONNX fp32 + 2 x 3 derived, 8 + 4 validations
-    assert full.total_steps() == 1 + 3 + 12 + 8 + 12
+    # reference, 2 SavedModels (one per layout), 12 TFLite files, 2 ONNX fp32 + 2 x 3 derived, 8 + 4 validations
+    assert full.total_steps() == 1 + 2 + 12 + 8 + 12
     assert full.calibration_windows == 64 and full.batch == cfg.export.batch
     story = replace(full, story_graphs=["reason_encoder", "frame_encoder", "story_encoder"],
                     frame_story_graph="frame_story_encoder")
     # + a story file per TFLite precision; per ONNX precision 3 story graphs and the frame + story graph
     assert story.file_count() == 20 + 4 + 4 * 4
     # 16 TFLite files, ONNX (2 + 3 graphs) x (fp32 + 3 derived) + 4 joins, 12 + 8 validations
-    assert story.total_steps() == 1 + 3 + 16 + 24 + 20
+    assert story.total_steps() == 1 + 2 + 16 + 24 + 20
     assert replace(story, frame_story_graph=None).file_count() == 20 + 4 + 4 * 3
     assert (full.calibration_method, full.int4_block_size, full.portable) == ("minmax", 32, False)
     effective = full.effective_config(cfg)
@@ -96,6 +96,9 @@ def test_plan_resolves_checks_and_counts_progress_steps() -> None:
     # --portable: no ONNX int4 (MatMulNBits is a contrib op), said why
     portable = make_plan(cfg, formats="all", quantize="none,int4", portable=True)
     assert portable.onnx_precisions == ["fp32"] and portable.tflite_precisions == ["fp32", "int4"]
+    # --portable full int8: LSTMs unrolled (no WHILE, whose carried state stays float)
+    assert make_plan(cfg, formats="tflite", quantize="int8,int8-dynamic", portable=True).rnn_layouts() == {
+        "chunked": ["int8-dynamic"], "unrolled": ["int8"]}
     assert [(s["format"], s["precision"]) for s in portable.skipped] == [("onnx", "int4")]
     assert "opset 21" in portable.skipped[0]["reason"]
     assert effective.export.formats == ["tflite", "onnx"]

@@ -133,12 +133,14 @@ def test_tflite_builtins_only(full_export: Path, manifest) -> None:
         assert not [op for op in info.ops if op.startswith("Flex")]
         assert entry.ops == info.ops
         if entry.precision == "int8":
-            # full integer: the heavy ops run in int8, what stayed float is recorded
+            # full integer: the heavy ops run in int8, inside the LSTM loops too; what stayed float
+            # is recorded (the loops, whose carried state the quantizer leaves float, and data moves)
             assert info.quantized_ops.get("FULLY_CONNECTED", 0) > 0
-            assert "WHILE" not in info.ops  # LSTMs unrolled for the calibrator
             assert entry.float_ops == sorted(info.float_ops)
             assert "FULLY_CONNECTED" not in entry.float_ops
-        elif entry.graph not in ("decoder_step", "story"):
+            if entry.graph in ("encoder", "story"):  # the step's cell stays float by design
+                assert not set(entry.float_ops) & {"CONV_2D", "BATCH_MATMUL", "LOGISTIC", "TANH", "MUL", "ADD"}
+        if entry.graph not in ("decoder_step", "story"):
             assert "WHILE" in info.ops  # LSTM loops as builtin WHILE
         elif entry.graph == "story":
             # the encoder's 5 LSTM loops split over the signatures, and the frame + story graph's 3 again
@@ -300,8 +302,9 @@ def test_litert_runs_once_a_caption_graphs_compiled_and_the_step_interpreted(
         "reason": rng.integers(5, 50, (1, d["max_reason_len"])).astype(np.int32),
     }
     # int8-dynamic: the same float math on the same weights, packed once or per op, bit for bit;
-    # full int8: the two set-ups' integer kernels may round an output one quantization step apart
-    atol = 0.0 if precision == "int8-dynamic" else 2 / 128
+    # full int8: the two set-ups' integer kernels may round an output one quantization step apart,
+    # and the LSTM loops carry such a step on through the time steps (3 steps of 1/128 seen)
+    atol = 0.0 if precision == "int8-dynamic" else 4 / 128
     a, b = compiled.encode(inputs), interpreted.encode(inputs)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol)

@@ -270,3 +270,20 @@ def test_portable_keeps_lstms_float_and_skips_onnx_int4(export_env, tmp_path: Pa
     assert all(f.validation["passed"] for f in manifest.files)
     assert [(s["format"], s["precision"]) for s in manifest.source["skipped"]] == [("onnx", "int4")]
     assert manifest.config["export"]["portable"] is True
+
+
+def test_portable_tflite_int8_unrolls_the_lstms(export_env, tmp_path: Path, capsys) -> None:
+    """Default full int8 keeps the LSTM loops (calibrated inside them); --portable unrolls them:
+    no WHILE, every LSTM op in int8, for delegates that run integer kernels only."""
+    from storyedge.export.tflite import inspect_tflite
+
+    out = tmp_path / "portable"
+    code, err = _cli(["--checkpoint", str(export_env.run_dir), "--out", str(out), "--format", "tflite",
+                      "--quantize", "int8", "--portable", "--validation-windows", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    manifest = read_manifest(out)
+    encoder = next(f for f in manifest.files if f.graph == "encoder")
+    info = inspect_tflite((out / encoder.path).read_bytes())
+    assert "WHILE" not in info.ops and info.subgraphs == 1 and encoder.validation["passed"]
+    assert not {"WHILE", "DYNAMIC_UPDATE_SLICE", "LOGISTIC", "TANH"} & set(encoder.float_ops)
+    assert all(f.validation["passed"] for f in manifest.files)
