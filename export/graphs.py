@@ -7,11 +7,13 @@ switch below changes what the graph computes beyond float rounding (export valid
 * **TFLite** — :func:`tflite_rnn_layout`. By default the converter keeps the loop as a builtin
   ``WHILE`` op (Keras 3 no longer tags its LSTM with ``tf._implements``, so there is no fused
   ``UNIDIRECTIONAL_SEQUENCE_LSTM``): builtins only, and the fp32 / fp16 / dynamic-range files use
-  it (``loop`` / ``chunked``). Full-integer int8 cannot: TF 2.21's calibrator *segfaults* on a Keras LSTM
-  ``WHILE`` body (reproduced on a bare ``keras.layers.LSTM``). Every sequence length is static,
-  so for int8 the LSTMs are traced with ``unroll=True`` (``unrolled``): straight-line
-  ``FULLY_CONNECTED`` / ``LOGISTIC`` / ``TANH`` / ``MUL`` / ``ADD`` ops sharing one copy of the
-  weights, calibratable, and fully delegated to XNNPACK. The fused kernel *can* be had: a ``tf.function`` with the
+  it (``loop`` / ``chunked``), full-integer int8 too (``chunked``), calibrated without TF 2.21's
+  calibrator, which *segfaults* on a Keras LSTM ``WHILE`` body (reproduced on a bare
+  ``keras.layers.LSTM``; :mod:`storyedge.export.tflite_loops` replays the loops instead). Every
+  sequence length is static, so ``--portable`` int8 traces the LSTMs with ``unroll=True``
+  (``unrolled``): straight-line ``FULLY_CONNECTED`` / ``LOGISTIC`` / ``TANH`` / ``MUL`` / ``ADD``
+  ops sharing one copy of the weights, no ``WHILE`` (whose carried tensors the quantizer leaves
+  float), all in integer kernels. The fused kernel *can* be had: a ``tf.function`` with the
   Keras-2 composite contract (``experimental_attributes={"api_implements": "lstm_<id>",
   "time_major": False, "go_backwards": False}``, Keras 2's ``standard_lstm`` argument order and
   5 outputs) converts to one builtin ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (parity 2e-7), but LiteRT

@@ -1,7 +1,8 @@
 """TFLite conversion (builtins only), quantization variants and flatbuffer inspection.
 
 The SavedModel comes from :func:`storyedge.model.signatures.make_export_archive` (endpoints
-``encoder`` / ``decoder_step``), traced with the LSTMs unrolled (see :mod:`.graphs`). Each file
+``encoder`` / ``decoder_step``), its LSTMs traced in its precision's layout
+(:func:`storyedge.export.plan.rnn_layout`, :mod:`.graphs`). Each file
 is converted from it with ``signature_keys``: one key for the separate files, both for the
 multi-signature file, whose signatures share one copy of the weights.
 
