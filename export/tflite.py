@@ -26,7 +26,7 @@ import flatbuffers
 import numpy as np
 
 from storyedge.errors import CheckFailed
-from storyedge.export.tflite_loops import LoopReplay
+from storyedge.export.tflite_loops import LoopReplay, builtin_op_name
 
 #: One representative sample: (signature key, {input name: array}).
 Sample = tuple[str, dict[str, np.ndarray]]
@@ -330,9 +330,7 @@ def _table_ranges(model: Any, schema: Any, ranges: dict[tuple[int, int], list[fl
     names = _builtin_names()
     for sg_index, graph in enumerate(model.subgraphs):
         for op in graph.operators or []:
-            code = model.operatorCodes[op.opcodeIndex]
-            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            if names.get(builtin) != "GATHER" or op.inputs is None or len(op.inputs) < 1:
+            if builtin_op_name(model, op, names) != "GATHER" or op.inputs is None or len(op.inputs) < 1:
                 continue
             table = graph.tensors[op.inputs[0]]
             buf = model.buffers[table.buffer] if 0 <= table.buffer < len(model.buffers) else None

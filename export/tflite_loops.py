@@ -25,6 +25,13 @@ MAX_ITERATIONS = 100_000
 Observer = Callable[[int, int, np.ndarray], None]
 
 
+def builtin_op_name(model: Any, op: Any, names: dict[int, str]) -> str | None:
+    """The builtin name of ``op`` in an object-API ``model`` (``ModelT``); None for custom ops
+    (the flatbuffer reader's twin: :func:`storyedge.export.tflite.op_name`)."""
+    code = model.operatorCodes[op.opcodeIndex]
+    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+
+
 def subgraph_model(model: Any, schema: Any, index: int) -> bytes:
     """Subgraph ``index`` of ``model`` (a flatbuffer object-API ``ModelT`` of ``schema``) as a
     model of its own: its tensor indices unchanged, only the buffers it reads kept (the others
@@ -54,13 +61,8 @@ class LoopReplay:
 
     def loops(self, subgraph: int) -> list[Any]:
         """The ``WHILE`` ops of ``subgraph``."""
-        codes = self.model.operatorCodes
-        found = []
-        for op in self.model.subgraphs[subgraph].operators or []:
-            code = codes[op.opcodeIndex]
-            if self.names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) == "WHILE":
-                found.append(op)
-        return found
+        ops = self.model.subgraphs[subgraph].operators or []
+        return [op for op in ops if builtin_op_name(self.model, op, self.names) == "WHILE"]
 
     def observe(self, interpreter: Any, subgraph: int, observe: Observer) -> int:
         """Replay every loop ``subgraph`` ran in ``interpreter`` (all tensors kept), observing
