@@ -11,7 +11,7 @@ The Bi-LSTMs' nodes get the rows' real-token counts as ``sequence_lens``
 
 ``int8-dynamic``: ``onnxruntime.quantization.quantize_dynamic`` (7-bit int8 weights, see
 :func:`quantize_onnx_dynamic`; ``MatMulInteger``, ``DynamicQuantizeLSTM``, int8 ``Gather`` for
-the embedding; convolutions stay float: :data:`DYNAMIC_FLOAT_OPS`).
+the embedding; the convolutions become int8 patch products: :mod:`.onnx_conv_int8`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from storyedge.errors import CheckFailed
+from storyedge.export.onnx_conv_int8 import int8_convs_in_file
 from storyedge.export.onnx_lengths import bound_bilstm_lengths
 from storyedge.export.onnx_quantize import dynamic_int8, step_products_to_nbits8
 from storyedge.model.signatures import (
@@ -177,15 +178,17 @@ def check_onnx(proto: Any, graph: str, expected_lstms: int, precision: str = "fp
     return ops
 
 
-#: Op types dynamic int8 leaves float: ONNX Runtime's ``ConvInteger`` is slower than its fp32
-#: ``Conv``. Seed size, 2 threads: frame graph 21.9 ms with the convolutions quantized, 9.8 ms
-#: without (fp32 file: 13.4 ms); encoder 45.5 → 21.7 ms (fp32: 22.9), file 23.4 → 27.5 MB.
+#: Op types ``quantize_dynamic`` leaves float: its ``ConvInteger`` ran slower than ONNX Runtime's
+#: fp32 ``Conv`` (seed size, 2 threads: frame graph 21.9 ms against 9.8 ms, encoder 45.5 against
+#: 21.7 ms), so the convolutions are then made int8 patch products instead
+#: (:mod:`storyedge.export.onnx_conv_int8`).
 DYNAMIC_FLOAT_OPS = ("Conv",)
 
 
 def quantize_onnx_dynamic(src: str | Path, dst: str | Path, decoder_step: bool = False) -> None:
     """Dynamic-range int8 of an fp32 ONNX file: per-channel ``QInt8`` weights, ``reduce_range``,
-    every op type ONNX Runtime's dynamic quantizer knows but :data:`DYNAMIC_FLOAT_OPS`.
+    every op type ONNX Runtime's dynamic quantizer knows but :data:`DYNAMIC_FLOAT_OPS`, then the
+    convolutions as int8 patch products (:func:`storyedge.export.onnx_conv_int8.convs_to_int8`).
     ``decoder_step``: the one-row products first become 8-bit ``MatMulNBits``
     (:func:`storyedge.export.onnx_quantize.step_products_to_nbits8`, a contrib op: not under
     ``--portable``), which ONNX Runtime runs faster.
@@ -205,6 +208,7 @@ def quantize_onnx_dynamic(src: str | Path, dst: str | Path, decoder_step: bool =
         src = staged
     try:
         dynamic_int8(src, dst, [op for op in IntegerOpsRegistry if op not in DYNAMIC_FLOAT_OPS])
+        int8_convs_in_file(dst)
     finally:
         staged.unlink(missing_ok=True)
 

@@ -31,8 +31,8 @@ portable int8-dynamic.
   standard-domain alternative (int4 ``DequantizeLinear`` with ``block_size``) needs opset 21;
   tf2onnx 1.17 converts to 18 at most, so ONNX int4 is non-portable.
 * **int8-dynamic, portable** — ``quantize_dynamic`` restricted to ops with standard-domain
-  integer forms (``MatMulInteger``, int8 ``Gather``; convolutions stay float in every
-  int8-dynamic file, ONNX Runtime's ``ConvInteger`` being slower than its ``Conv``): the LSTMs stay float
+  integer forms (``MatMulInteger``, int8 ``Gather``; the convolutions become standard-domain
+  int8 patch products in every int8-dynamic file, :mod:`.onnx_conv_int8`): the LSTMs stay float
   instead of becoming ``com.microsoft::DynamicQuantizeLSTM``.
 """
 
@@ -47,13 +47,15 @@ import numpy as np
 
 from storyedge.constants import ONNX_OPSET_MAX, ONNX_STANDARD_INT4_OPSET
 from storyedge.export.calibration import ort_data_reader, ort_method
+from storyedge.export.onnx_conv_int8 import int8_convs_in_file
+from storyedge.export.onnx_graph import drop_unread_initializers
 from storyedge.quiet import quiet_root_logger
 
 #: Ops kept float32 in fp16 files: onnxconverter-common's defaults, the LSTM (ONNX Runtime's
 #: CPU provider has no float16 LSTM kernel) and the comparisons on the int masks.
 FP16_EXTRA_BLOCKED = ("LSTM", "Less", "Greater", "Equal", "LessOrEqual", "GreaterOrEqual")
-#: Dynamic int8 op types with a standard-domain integer form (``--portable``); ``Conv``
-#: (``ConvInteger``) is left float as in the default file (``onnx_export.DYNAMIC_FLOAT_OPS``).
+#: Dynamic int8 op types with a standard-domain integer form (``--portable``); ``Conv`` is left to
+#: :func:`storyedge.export.onnx_conv_int8.convs_to_int8`, as in the default file.
 PORTABLE_DYNAMIC_OPS = ("MatMul", "Gather")
 #: Why ONNX int4 is not portable (recorded in the manifest's coverage notes).
 INT4_NOTE = (
@@ -345,7 +347,7 @@ def dedicate_qdq_constants(proto: Any) -> int:
                     copies.append(copy)
                     node.input[slot] = copy.name
     graph.initializer.extend(copies)
-    _drop_unread_initializers(graph)
+    drop_unread_initializers(graph)
     return len(copies)
 
 
@@ -387,16 +389,8 @@ def share_quantize_nodes(proto: Any) -> int:
             if name in renamed:
                 node.input[slot] = renamed[name]
     if renamed:
-        _drop_unread_initializers(graph)
+        drop_unread_initializers(graph)
     return len(renamed)
-
-
-def _drop_unread_initializers(graph: Any) -> None:
-    """Remove the initializers no node of ``graph`` reads."""
-    used = {name for node in graph.node for name in node.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
 
 
 def fold_unfused_weights(path: str | Path) -> list[str]:
@@ -431,7 +425,7 @@ def fold_unfused_weights(path: str | Path) -> list[str]:
         proto.graph.node.remove(node)
         folded.append(node.input[0])
     if folded:
-        _drop_unread_initializers(proto.graph)
+        drop_unread_initializers(proto.graph)
         onnx.save(proto, str(path))
     return folded
 
@@ -521,3 +515,4 @@ def to_int8_dynamic_portable(src: str | Path, dst: str | Path) -> None:
     """Dynamic int8 with standard-domain ops only (the LSTMs stay float); same settings as
     :func:`storyedge.export.onnx_export.quantize_onnx_dynamic` otherwise."""
     dynamic_int8(src, dst, PORTABLE_DYNAMIC_OPS)
+    int8_convs_in_file(dst)

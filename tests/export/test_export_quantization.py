@@ -72,15 +72,31 @@ def test_onnx_int8_dynamic_step_products_are_8bit_matmulnbits(full_export: Path,
     assert entry.validation["passed"]
 
 
-def test_onnx_int8_dynamic_keeps_the_convolutions_float(manifest: Manifest) -> None:
+def test_onnx_int8_dynamic_convolutions_are_integer_patch_products(full_export: Path, manifest: Manifest) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from storyedge.export.onnx_conv_int8 import MIN_PATCH
     from storyedge.export.onnx_export import DYNAMIC_FLOAT_OPS
 
-    assert DYNAMIC_FLOAT_OPS == ("Conv",)
-    fp32 = _entry(manifest, "onnx", "encoder", "fp32")
-    dynamic = _entry(manifest, "onnx", "encoder", "int8-dynamic")
-    assert dynamic.ops.get("Conv", 0) == fp32.ops["Conv"] > 0 and "ConvInteger" not in dynamic.ops
-    assert dynamic.coverage.compute["float"]["Conv"] == fp32.ops["Conv"]
-    assert dynamic.ops.get("MatMulInteger", 0) > 0  # the matmuls are still quantized
+    assert DYNAMIC_FLOAT_OPS == ("Conv",)  # never ConvInteger
+    fp32 = onnx.load(str(full_export / _entry(manifest, "onnx", "encoder", "fp32").path))
+    inits = {i.name: numpy_helper.to_array(i) for i in fp32.graph.initializer}
+    patches = [int(np.prod(inits[n.input[1]].shape[1:])) for n in fp32.graph.node if n.op_type == "Conv"]
+    narrow = sum(p < MIN_PATCH for p in patches)
+    assert 0 < narrow < len(patches)  # the tiny CNN's narrow layers (and the RGB stem) stay float
+    for graph in ("encoder", "frame_encoder"):
+        fp32_entry, dynamic = _entry(manifest, "onnx", graph, "fp32"), _entry(manifest, "onnx", graph, "int8-dynamic")
+        assert dynamic.ops.get("Conv", 0) == narrow == dynamic.coverage.compute["float"]["Conv"]
+        assert "ConvInteger" not in dynamic.ops
+        model = onnx.load(str(full_export / dynamic.path))
+        products = [n for n in model.graph.node if n.op_type == "MatMulInteger" and n.name.endswith("/int8/matmul")]
+        # one integer product per rewritten convolution, its int8 weights [kh * kw * C, out]
+        assert len(products) == fp32_entry.ops["Conv"] - narrow > 0
+        weights = {i.name: i for i in model.graph.initializer}
+        assert all(weights[n.input[1]].data_type == onnx.TensorProto.INT8 for n in products)
+        assert dynamic.coverage.compute["integer"]["MatMulInteger"] == dynamic.ops["MatMulInteger"]
+        assert dynamic.validation["passed"]
 
 
 def test_qdq_pairs_around_the_weights_they_claim(full_export: Path, manifest: Manifest) -> None:
