@@ -57,13 +57,14 @@ def convs_to_int8(proto: Any) -> list[str]:
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
     sizes = _spatial_sizes(proto)
+    quantized: dict[str, str] = {}  # input -> the prefix of its quantized tensors (shared by its readers)
     rewritten: list[str] = []
     for conv in [n for n in graph.node if n.op_type == "Conv"]:
         weight = _weights(conv, inits)
         if weight is None or conv.input[0] not in sizes:
             continue
         index = list(graph.node).index(conv)
-        nodes, tensors = _patch_product(conv, weight, _bias(conv, inits), sizes[conv.input[0]])
+        nodes, tensors = _patch_product(conv, weight, _bias(conv, inits), sizes[conv.input[0]], quantized)
         graph.node.remove(conv)
         for offset, node in enumerate(nodes):
             graph.node.insert(index + offset, node)
@@ -131,9 +132,11 @@ def quantize_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return quantized, scales
 
 
-def _patch_product(conv: Any, weight: np.ndarray, bias: np.ndarray | None, size: tuple[int, int]
-                   ) -> tuple[list[Any], list[Any]]:
-    """The nodes and initializers replacing ``conv`` (same input and output names)."""
+def _patch_product(conv: Any, weight: np.ndarray, bias: np.ndarray | None, size: tuple[int, int],
+                   quantized: dict[str, str]) -> tuple[list[Any], list[Any]]:
+    """The nodes and initializers replacing ``conv`` (same input and output names); its input is
+    quantized once for all its rewritten readers (``quantized``: input -> prefix of ``q``,
+    ``q_scale``, ``q_zero``, updated)."""
     # lazy: onnx is a heavy optional runtime
     from onnx import TensorProto, helper, numpy_helper
 
@@ -144,14 +147,23 @@ def _patch_product(conv: Any, weight: np.ndarray, bias: np.ndarray | None, size:
         tensors.append(numpy_helper.from_array(value, prefix + suffix))
         return prefix + suffix
 
-    nodes = _patches(conv, weight.shape, size, prefix, const)
-    quantized, scales = quantize_weights(weight)
+    nodes = []
+    if conv.input[0] not in quantized:
+        quantized[conv.input[0]] = prefix
+        nodes += [
+            helper.make_node("Transpose", [conv.input[0]], [prefix + "nhwc"], perm=[0, 2, 3, 1], name=prefix + "to_nhwc"),
+            helper.make_node("DynamicQuantizeLinear", [prefix + "nhwc"], [prefix + x for x in ("q", "q_scale", "q_zero")],
+                             name=prefix + "quantize"),
+        ]
+    source = quantized[conv.input[0]]
+    nodes += _patches(conv, weight.shape, size, prefix, source, const)
+    matrix, scales = quantize_weights(weight)
     t = prefix.__add__
     nodes += [
-        helper.make_node("MatMulInteger", [t("patches"), const("weight", quantized), t("q_zero")], [t("int32")],
+        helper.make_node("MatMulInteger", [t("patches"), const("weight", matrix), source + "q_zero"], [t("int32")],
                          name=t("matmul")),
         helper.make_node("Cast", [t("int32")], [t("float")], to=TensorProto.FLOAT, name=t("cast")),
-        helper.make_node("Mul", [t("q_scale"), const("weight_scale", scales)], [t("scale")], name=t("scale")),
+        helper.make_node("Mul", [source + "q_scale", const("weight_scale", scales)], [t("scale")], name=t("scale")),
         helper.make_node("Mul", [t("float"), t("scale")], [t("scaled")], name=t("rescale")),
     ]
     out = t("scaled")
@@ -163,9 +175,10 @@ def _patch_product(conv: Any, weight: np.ndarray, bias: np.ndarray | None, size:
     return nodes, tensors
 
 
-def _patches(conv: Any, shape: tuple[int, ...], size: tuple[int, int], prefix: str, const: Any) -> list[Any]:
-    """Nodes quantizing ``conv``'s input channels-last to ``prefix + "q"`` (with ``"q_scale"``,
-    ``"q_zero"``) and gathering its patches as ``prefix + "patches"`` ``[N, rows, cols, kh * kw * C]``."""
+def _patches(conv: Any, shape: tuple[int, ...], size: tuple[int, int], prefix: str, source: str, const: Any
+             ) -> list[Any]:
+    """Nodes gathering ``conv``'s patches from its quantized channels-last input ``source + "q"``
+    as ``prefix + "patches"`` ``[N, rows, cols, kh * kw * C]``."""
     # lazy: onnx is a heavy optional runtime
     from onnx import helper
 
@@ -174,15 +187,12 @@ def _patches(conv: Any, shape: tuple[int, ...], size: tuple[int, int], prefix: s
     sh, sw = attrs.get("strides", [1, 1])
     top, left, bottom, right = attrs.get("pads", [0, 0, 0, 0])
     t = prefix.__add__
-    nodes = [
-        helper.make_node("Transpose", [conv.input[0]], [t("nhwc")], perm=[0, 2, 3, 1], name=t("to_nhwc")),
-        helper.make_node("DynamicQuantizeLinear", [t("nhwc")], [t("q"), t("q_scale"), t("q_zero")], name=t("quantize")),
-    ]
-    grid = t("q")
+    nodes = []
+    grid = source + "q"
     if any((top, left, bottom, right)):
         # padded with the zero point: the quantized zero, as the float padding was
         pads = const("pads", np.array([0, top, left, 0, 0, bottom, right, 0], np.int64))
-        nodes.append(helper.make_node("Pad", [grid, pads, t("q_zero")], [t("padded")], name=t("pad")))
+        nodes.append(helper.make_node("Pad", [grid, pads, source + "q_zero"], [t("padded")], name=t("pad")))
         grid = t("padded")
     height, width = size[0] + top + bottom, size[1] + left + right
     rows, cols = (height - kh) // sh + 1, (width - kw) // sw + 1
