@@ -52,7 +52,7 @@ def int8_convs_in_file(path: str | Path) -> list[str]:
 
 def convs_to_int8(proto: Any) -> list[str]:
     """Rewrite each eligible float ``Conv`` of ``proto`` (2-D, ``group`` 1, no dilation, constant
-    weights, at least :data:`MIN_PATCH` inputs per output) as a dynamic-range int8 patch product.
+    weights and bias, at least :data:`MIN_PATCH` inputs per output, a known input size) as a dynamic-range int8 patch product.
     Returns the rewritten nodes' names."""
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
@@ -106,6 +106,8 @@ def _weights(conv: Any, inits: dict[str, Any]) -> np.ndarray | None:
         return None
     if any(d != 1 for d in attrs.get("dilations", [1, 1])):
         return None
+    if len(conv.input) > 2 and conv.input[2] and conv.input[2] not in inits:
+        return None  # a computed bias
     weight = numpy_helper.to_array(inits[conv.input[1]])
     if weight.ndim != 4 or weight.dtype != np.float32 or int(np.prod(weight.shape[1:])) < MIN_PATCH:
         return None
@@ -118,7 +120,7 @@ def _bias(conv: Any, inits: dict[str, Any]) -> np.ndarray | None:
 
     if len(conv.input) < 3 or not conv.input[2]:
         return None
-    return numpy_helper.to_array(inits[conv.input[2]]) if conv.input[2] in inits else None
+    return numpy_helper.to_array(inits[conv.input[2]])
 
 
 def quantize_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -110,6 +110,11 @@ def test_what_cannot_be_rewritten_stays_float(tmp_path: Path) -> None:
     conv_graph(tmp_path / "stem.onnx", narrow, channels=3)
     conv_graph(tmp_path / "grouped.onnx", CONVS[:1], group=2)
     conv_graph(tmp_path / "any_size.onnx", CONVS[:1], size="side")  # the patch indices need the grid
-    for name in ("stem", "grouped", "any_size"):
+    conv_graph(tmp_path / "computed_bias.onnx", CONVS[1:2])
+    computed = onnx.load(str(tmp_path / "computed_bias.onnx"))
+    bias = computed.graph.initializer.pop()  # the bias becomes an input the graph computes
+    computed.graph.input.append(onnx.helper.make_tensor_value_info(bias.name, onnx.TensorProto.FLOAT, [24]))
+    onnx.save(computed, str(tmp_path / "computed_bias.onnx"))
+    for name in ("stem", "grouped", "any_size", "computed_bias"):
         model = onnx.load(str(tmp_path / f"{name}.onnx"))
-        assert convs_to_int8(model) == [] and [n.op_type for n in model.graph.node] == ["Conv"]
+        assert convs_to_int8(model) == [] and [n.op_type for n in model.graph.node] == ["Conv"], name
