@@ -139,11 +139,13 @@ def convert_tflite(
     signature_keys: list[str],
     precision: str,
     representative: Callable[[], Iterable[Sample]] | None = None,
+    integer_only: bool = False,
 ) -> bytes:
     """Convert signatures of a SavedModel to a builtins-only ``.tflite`` at ``precision``.
 
     ``representative`` (``int8`` only) yields ``(signature_key, inputs)`` samples; samples of
-    keys not converted here are skipped.
+    keys not converted here are skipped. ``integer_only`` (``int8``, ``--portable``): the
+    activation products run on integer kernels too (:data:`INT8_FLOAT_PRODUCT_OPS`).
     """
     # lazy: tensorflow
     import tensorflow as tf
@@ -162,7 +164,8 @@ def convert_tflite(
     elif precision == "int8":
         if representative is None:
             raise ValueError("int8 (full integer) needs a representative dataset")
-        return _convert_full_int8(converter, signature_keys, representative)
+        float_ops = INT8_DENYLISTED_OPS + ([] if integer_only else INT8_FLOAT_PRODUCT_OPS)
+        return _convert_full_int8(converter, signature_keys, representative, float_ops)
     else:
         raise ValueError(f"unknown TFLite precision {precision!r}")
     return converter.convert()
@@ -172,6 +175,12 @@ def convert_tflite(
 #: permutation from it): the quantizer leaves its on/off values unquantized, so the int8 kernel
 #: writes raw 0/1 that dequantize to 0.50 / 0.51 and scramble the reversed sequence.
 INT8_DENYLISTED_OPS = ["ONE_HOT"]
+#: Ops full-int8 files keep float unless ``--portable``: ``BATCH_MATMUL`` (the products of two
+#: activations: the cross-modal attention's and the Bi-LSTMs' token reversal). LiteRT's int8
+#: kernel, which XNNPACK does not take, ran them about 6x slower than float: seed-size encoder,
+#: op by op, 1.13 ms against 0.18 ms for its six; whole encoder in an interleaved A/B (both
+#: orders) 6.79 / 7.18 -> 5.90 / 6.66 ms, story mode 2.31 / 2.34 -> 2.01 / 2.17 ms.
+INT8_FLOAT_PRODUCT_OPS = ["BATCH_MATMUL"]
 #: In a full-int8 decoder step only these ops compute in integer; every other op of the step's
 #: signature (the recurrent cell's gates, products and sums) stays float32. The step's state is
 #: carried from call to call: an LSTM cell state reaches |c| ~ 57 on trained seed-size weights, where
@@ -187,7 +196,8 @@ INT8_FLOAT_STATE_SIGNATURES = ("decoder_step",)
 MIN_CALIBRATED_RANGE = 1e-3
 
 
-def _convert_full_int8(converter: Any, signature_keys: list[str], representative: Callable[[], Iterable[Sample]]) -> bytes:
+def _convert_full_int8(converter: Any, signature_keys: list[str], representative: Callable[[], Iterable[Sample]],
+                       float_ops: list[str]) -> bytes:
     """Full-integer conversion in three explicit steps instead of ``convert()``'s one, without
     TF's calibrator.
 
@@ -199,8 +209,8 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
        live conv output of our encoder (a ResNet shortcut whose zero bias buffer is shared with
        two other convs) in some runs, which zeroes that path and trips XNNPACK; LiteRT's own
        forward pass has neither problem.
-    3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with :data:`INT8_DENYLISTED_OPS`
-       kept float, float32 inputs / outputs, then read-only buffer de-duplication.
+    3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with ``float_ops`` kept float,
+       float32 inputs / outputs, then read-only buffer de-duplication.
     """
     # lazy: tensorflow
     import tensorflow as tf
@@ -215,7 +225,7 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
         disable_per_channel=False,
         input_data_type=tf.float32,
         output_data_type=tf.float32,
-        denylisted_ops=list(INT8_DENYLISTED_OPS),
+        denylisted_ops=list(float_ops),
         denylisted_nodes=float_state_nodes(calibrated, signature_keys),
     )
     try:

@@ -98,7 +98,8 @@ def start_tflite(ctx: ExportContext) -> TFLiteBuild:
                     mine = [(k, v) for k, v in samples if k in keys] if samples is not None else None
                     path = ctx.stage / _rel(graph, precision)
                     build.pending.append(PendingFile(graph, keys, precision,
-                                                     build.conversions.submit(saved, keys, precision, mine, path)))
+                                                     build.conversions.submit(saved, keys, precision, mine, path,
+                                                                              ctx.plan.portable)))
     except BaseException:
         build.conversions.close()
         raise

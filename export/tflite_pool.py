@@ -33,8 +33,9 @@ def auto_workers(configured: int | None, jobs: int) -> int:
 
 
 def convert_to_file(saved: str, keys: tuple[str, ...], precision: str, samples: list[tfl.Sample] | None,
-                    path: str) -> float:
-    """Convert ``keys`` of the SavedModel ``saved`` at ``precision`` into ``path``; the seconds it took.
+                    path: str, integer_only: bool = False) -> float:
+    """Convert ``keys`` of the SavedModel ``saved`` at ``precision`` into ``path``
+    (``integer_only``: see :func:`storyedge.export.tflite.convert_tflite`); the seconds it took.
 
     Runs in a worker (or in the export process). A converter error comes back as a
     :class:`RuntimeError` with the converter's message: its own exception types need not
@@ -43,7 +44,7 @@ def convert_to_file(saved: str, keys: tuple[str, ...], precision: str, samples: 
     representative = (lambda: iter(samples)) if samples is not None else None
     try:
         with quiet_native_output():
-            content = tfl.convert_tflite(saved, list(keys), precision, representative)
+            content = tfl.convert_tflite(saved, list(keys), precision, representative, integer_only)
     except Exception as exc:  # noqa: BLE001 - ConverterError & co, re-raised picklable
         raise RuntimeError(str(exc) or type(exc).__name__) from None
     Path(path).write_bytes(content)
@@ -66,9 +67,9 @@ class Conversions:
         self._pool: ProcessPoolExecutor | None = None
 
     def submit(self, saved: Path, keys: tuple[str, ...], precision: str, samples: list[tfl.Sample] | None,
-               path: Path) -> "Future[float]":
+               path: Path, integer_only: bool = False) -> "Future[float]":
         """Start converting (in this process when there is one worker: done on return)."""
-        args = (str(saved), keys, precision, samples, str(path))
+        args = (str(saved), keys, precision, samples, str(path), integer_only)
         if self.workers <= 1:
             future: Future[float] = Future()
             try:

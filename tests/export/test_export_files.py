@@ -139,7 +139,9 @@ def test_tflite_builtins_only(full_export: Path, manifest) -> None:
             assert entry.float_ops == sorted(info.float_ops)
             assert "FULLY_CONNECTED" not in entry.float_ops
             if entry.graph in ("encoder", "story"):  # the step's cell stays float by design
-                assert not set(entry.float_ops) & {"CONV_2D", "BATCH_MATMUL", "LOGISTIC", "TANH", "MUL", "ADD"}
+                assert not set(entry.float_ops) & {"CONV_2D", "LOGISTIC", "TANH", "MUL", "ADD"}
+                # the products of two activations stay float (LiteRT's int8 kernel is the slower)
+                assert "BATCH_MATMUL" in entry.float_ops and "BATCH_MATMUL" not in info.quantized_ops
         if entry.graph not in ("decoder_step", "story"):
             assert "WHILE" in info.ops  # LSTM loops as builtin WHILE
         elif entry.graph == "story":

@@ -290,7 +290,8 @@ def test_portable_keeps_lstms_float_and_skips_onnx_int4(export_env, tmp_path: Pa
 
 def test_portable_tflite_int8_unrolls_the_lstms(export_env, tmp_path: Path, capsys) -> None:
     """Default full int8 keeps the LSTM loops (calibrated inside them); --portable unrolls them:
-    no WHILE, every LSTM op in int8, for delegates that run integer kernels only."""
+    no WHILE, every LSTM op and activation product in int8, for delegates that run integer
+    kernels only."""
     from storyedge.export.tflite import inspect_tflite
 
     out = tmp_path / "portable"
@@ -301,5 +302,6 @@ def test_portable_tflite_int8_unrolls_the_lstms(export_env, tmp_path: Path, caps
     encoder = next(f for f in manifest.files if f.graph == "encoder")
     info = inspect_tflite((out / encoder.path).read_bytes())
     assert "WHILE" not in info.ops and info.subgraphs == 1 and encoder.validation["passed"]
-    assert not {"WHILE", "DYNAMIC_UPDATE_SLICE", "LOGISTIC", "TANH"} & set(encoder.float_ops)
+    assert not {"WHILE", "DYNAMIC_UPDATE_SLICE", "LOGISTIC", "TANH", "BATCH_MATMUL"} & set(encoder.float_ops)
+    assert info.quantized_ops.get("BATCH_MATMUL", 0) > 0  # the activation products too, unlike the default
     assert all(f.validation["passed"] for f in manifest.files)
