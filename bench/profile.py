@@ -8,11 +8,12 @@
   The JSON files are kept next to the report.
 * LiteRT: ai-edge-litert 2.3's Python ``Interpreter`` has no op profiler, and no registry package
   ships TFLite's ``benchmark_model`` with op profiling (the LiteRT CLI downloads that binary at
-  run time, which nothing here may do). What can be measured are the graph's pieces: the step's
-  logits projection ``[B, H] x [H, V]`` is timed alone as a one-matmul LiteRT model of the same
-  shape and precision class (random weights; XNNPACK; same threads), and the rest of the step is
-  the difference to the step's p50. The encoder's ops are not measurable this way (its pieces
-  are not separable graphs in the file) and are reported as not measured.
+  run time, which nothing here may do). What can be measured are the graph's pieces. The
+  encoder's ops are each timed alone (:mod:`.litert_ops`: each op packed as a model of its own,
+  fed what the whole graph gave it, XNNPACK, same threads), the sum of their medians next to the
+  encoder's p50 (``covered``). The step's logits projection ``[B, H] x [H, V]`` is timed alone as
+  a one-matmul LiteRT model of the same shape and precision class (random weights), and the rest
+  of the step is the difference to the step's p50.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from storyedge.bench.compute import best_ms, litert_probe, precision_class
 from storyedge.bench.latency import measure_latency
+from storyedge.bench.litert_ops import OP_ROUNDS, op_times
 from storyedge.bench.results import GraphProfile, OpProfile, OpShare
 from storyedge.runtime.onnxrt import OnnxBackend
 from storyedge.runtime.specs import BackendSpec
@@ -38,10 +40,15 @@ ORT_SOURCE = "onnxruntime enable_profiling (median kernel time per node, summed 
 LITERT_SOURCE = "litert: graph pieces timed alone"
 LITERT_NOTE = (
     "ai-edge-litert's Python Interpreter exposes no op profiler and no installed or registry package ships "
-    "TFLite's benchmark_model with op profiling: the encoder's ops were not measured. The step's logits "
-    "projection was timed alone as a one-matmul LiteRT model of the same shape and precision class (int8 "
-    "kinds: dynamic-range int8; fp16: fp32, as XNNPACK runs it); 'rest of the step' = step p50 - that."
+    "TFLite's benchmark_model with op profiling. Encoder: each op timed alone, as a model of its own fed the "
+    "inputs the whole encoder gave it (XNNPACK, same threads; ops of constants, which LiteRT computes once, "
+    "left out); covered = the ops' sum / the encoder's p50 (below 1: the time between ops; above: ops that "
+    "overlap or lose their neighbours' packing when alone). Step: the logits projection timed alone as a "
+    "one-matmul LiteRT model of the same shape and precision class (int8 kinds: dynamic-range int8; fp16: "
+    "fp32, as XNNPACK runs it); 'rest of the step' = step p50 - that."
 )
+#: graph the per-op LiteRT profile times (the signature key in separate and multi files alike)
+LITERT_PROFILED_SIGNATURE = "encoder"
 KERNEL_SUFFIX = "_kernel_time"
 #: precisions whose logits projection the one-matmul LiteRT probe reproduces
 PROBED_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -102,17 +109,36 @@ def profile_onnx(spec: BackendSpec, threads: int, providers: list[str] | None, i
                           "little time per node.")
 
 
+def litert_encoder_profile(path: Path, inputs: dict[str, np.ndarray], threads: int,
+                           encoder_p50_ms: float) -> GraphProfile | None:
+    """The encoder's ops timed alone (:func:`storyedge.bench.litert_ops.op_times`), per op type."""
+    times = op_times(path, LITERT_PROFILED_SIGNATURE, inputs, threads)
+    if not times:
+        return None
+    per_op: dict[str, float] = defaultdict(float)
+    nodes: dict[str, int] = defaultdict(int)
+    for t in times:
+        per_op[t.op] += t.ms
+        nodes[t.op] += 1
+    total = sum(per_op.values())
+    scale = max(encoder_p50_ms, total, 1e-9)  # never a share sum above 1
+    shares = sorted((OpShare(op, ms, ms / scale, nodes[op]) for op, ms in per_op.items()), key=lambda o: -o.ms_per_call)
+    return GraphProfile(calls=OP_ROUNDS, ms_per_call=encoder_p50_ms, top=shares[:TOP_OPS],
+                        covered=total / encoder_p50_ms if encoder_p50_ms > 0 else 0.0)
+
+
 def profile_litert(precision: str, hidden: int, logits: int, batch: int, threads: int, step_p50_ms: float,
-                   cache: dict[tuple[int, int, int, str], float]) -> OpProfile:
-    """The LiteRT pieces that can be measured (see the module doc): the step's logits projection."""
+                   cache: dict[tuple[int, int, int, str], float], encoder: GraphProfile | None = None) -> OpProfile:
+    """The LiteRT pieces that can be measured (see the module doc): ``encoder``'s ops (from
+    :func:`litert_encoder_profile`) and the step's logits projection."""
     if precision not in PROBED_PRECISIONS:
-        return OpProfile(source=LITERT_SOURCE, encoder=None, step=None,
+        return OpProfile(source=LITERT_SOURCE, encoder=encoder, step=None,
                          note=LITERT_NOTE + f" The probe has no {precision} form (blockwise weights): the "
                          "step's pieces were not measured for this precision.")
     if "tensorflow" not in sys.modules:
-        return OpProfile(source=LITERT_SOURCE, encoder=None, step=None,
+        return OpProfile(source=LITERT_SOURCE, encoder=encoder, step=None,
                          note=LITERT_NOTE + " This run did not import TensorFlow (--latency-only), which "
-                         "converts the probe: nothing was measured.")
+                         "converts the probe: the step was not measured.")
     cls = precision_class(precision, "tflite")
     key = (batch, hidden, logits, cls)
     if key not in cache:
@@ -124,7 +150,7 @@ def profile_litert(precision: str, hidden: int, logits: int, batch: int, threads
     top = [OpShare(f"FULLY_CONNECTED logits [{batch},{hidden}]x[{hidden},{logits}]", proj, share, 1),
            OpShare("rest of the step", rest, 1.0 - share, 0)]
     step = GraphProfile(calls=1, ms_per_call=step_p50_ms, top=top, covered=1.0)
-    return OpProfile(source=LITERT_SOURCE, encoder=None, step=step, note=LITERT_NOTE)
+    return OpProfile(source=LITERT_SOURCE, encoder=encoder, step=step, note=LITERT_NOTE)
 
 
 def run_profiles(
@@ -145,5 +171,7 @@ def run_profiles(
         elif result.format == "tflite":
             ids = getattr(spec, "vocab_ids", None)
             logits = len(ids) if ids is not None else vocab_size
+            encoder = litert_encoder_profile(spec.encoder_path, inputs, threads, result.latency.encoder.p50_ms) \
+                if spec is not None else None
             result.profile = profile_litert(result.precision, hidden, logits, batch, threads,
-                                            result.latency.step.p50_ms, cache)
+                                            result.latency.step.p50_ms, cache, encoder)

@@ -42,7 +42,12 @@ def test_litert_profile_says_what_was_measured(profiled: tuple[BenchReport, Path
     report, _ = profiled
     lite = report.backend("tflite-fp32")
     assert lite is not None and lite.profile is not None
-    assert lite.profile.encoder is None and "not measured" in lite.profile.note
+    encoder = lite.profile.encoder  # each op timed alone on what the whole encoder gave it
+    assert encoder is not None and encoder.top and encoder.ms_per_call == lite.latency.encoder.p50_ms
+    assert {"CONV_2D", "WHILE"} <= {o.op for o in encoder.top}  # the CNN and the LSTM loops
+    assert 0 < sum(o.share for o in encoder.top) <= 1 + 1e-9 and encoder.covered > 0
+    assert all(o.ms_per_call > 0 and o.nodes >= 1 for o in encoder.top)
+    assert "each op timed alone" in lite.profile.note
     step = lite.profile.step
     assert step is not None and step.top[0].op.startswith("FULLY_CONNECTED logits")
     assert abs(sum(o.share for o in step.top) - 1) < 1e-9
@@ -107,3 +112,45 @@ def test_wall_time_adds_up_per_share(profiled: tuple[BenchReport, Path], bench_e
     assert _share_of_backend("tflite-int8-dynamic-multi", [("tflite", "int8"), ("tflite", "int8-dynamic")]) \
         == "tflite int8-dynamic"
     assert "Wall time" in (out / "report.md").read_text()
+
+
+def test_litert_ops_alone_add_up_to_the_graph(tmp_path: Path) -> None:
+    """On a hand-built graph: every non-constant op is timed, a weight's DEQUANTIZE (computed
+    once by LiteRT) is not, and the ops' sum is of the order of the whole graph's time."""
+    tf = pytest.importorskip("tensorflow")
+    import time
+
+    import numpy as np
+
+    from storyedge.bench.litert_ops import op_times
+
+    class Net(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.constant(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([64, 256], tf.float32, name="x")])
+        def encoder(self, x):
+            return {"y": tf.nn.relu(tf.matmul(tf.nn.relu(tf.matmul(x, self.w)), self.w)) + 1.0}
+
+    net = Net()
+    tf.saved_model.save(net, str(tmp_path / "saved"), signatures={"encoder": net.encoder})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved"), signature_keys=["encoder"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]  # fp16 weights, each behind a DEQUANTIZE
+    path = tmp_path / "net.tflite"
+    path.write_bytes(converter.convert())
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert "DEQUANTIZE" in {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+    x = np.random.default_rng(1).standard_normal((64, 256)).astype(np.float32)
+    times = op_times(path, "encoder", {"x": x}, threads=1)
+    assert [t.op for t in times].count("FULLY_CONNECTED") == 2 and "DEQUANTIZE" not in {t.op for t in times}
+    assert all(t.ms > 0 for t in times)
+
+    runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner("encoder")
+    runner(x=x)
+    start = time.perf_counter()
+    for _ in range(50):
+        runner(x=x)
+    whole = (time.perf_counter() - start) / 50 * 1e3
+    assert 0.2 * whole < sum(t.ms for t in times) < 5 * whole + 0.05
