@@ -78,16 +78,21 @@ def parse_ort_profile(path: Path, skip_runs: int = 0, top: int = TOP_OPS) -> Gra
         node = name[: -len(KERNEL_SUFFIX)]
         per_node[node].append(float(e["dur"]))
         op_of[node] = str(e.get("args", {}).get("op_name", "?"))
-    per_op: dict[str, float] = defaultdict(float)
-    nodes: dict[str, int] = defaultdict(int)
-    for node, durations in per_node.items():
-        per_op[op_of[node]] += float(np.median(durations))
-        nodes[op_of[node]] += 1
-    scale = max(run_us, sum(per_op.values()), 1e-9)  # never a share sum above 1
-    shares = sorted((OpShare(op, us / 1e3, us / scale, nodes[op]) for op, us in per_op.items()),
-                    key=lambda o: -o.ms_per_call)
+    shares = op_shares([(op_of[node], float(np.median(d)) / 1e3) for node, d in per_node.items()], run_us / 1e3)
     return GraphProfile(calls=len(kept), ms_per_call=run_us / 1e3, top=shares[:top],
                         covered=sum(o.share for o in shares))
+
+
+def op_shares(node_ms: list[tuple[str, float]], graph_ms: float) -> list[OpShare]:
+    """Per op type, its nodes' summed ms and share of the graph's ``graph_ms`` (scaled so that
+    shares never sum above 1), largest first."""
+    per_op: dict[str, float] = defaultdict(float)
+    nodes: dict[str, int] = defaultdict(int)
+    for op, ms in node_ms:
+        per_op[op] += ms
+        nodes[op] += 1
+    scale = max(graph_ms, sum(per_op.values()), 1e-9)
+    return sorted((OpShare(op, ms, ms / scale, nodes[op]) for op, ms in per_op.items()), key=lambda o: -o.ms_per_call)
 
 
 def profile_onnx(spec: BackendSpec, threads: int, providers: list[str] | None, inputs: dict[str, np.ndarray],
@@ -115,15 +120,9 @@ def litert_encoder_profile(path: Path, inputs: dict[str, np.ndarray], threads: i
     times = op_times(path, LITERT_PROFILED_SIGNATURE, inputs, threads)
     if not times:
         return None
-    per_op: dict[str, float] = defaultdict(float)
-    nodes: dict[str, int] = defaultdict(int)
-    for t in times:
-        per_op[t.op] += t.ms
-        nodes[t.op] += 1
-    total = sum(per_op.values())
-    scale = max(encoder_p50_ms, total, 1e-9)  # never a share sum above 1
-    shares = sorted((OpShare(op, ms, ms / scale, nodes[op]) for op, ms in per_op.items()), key=lambda o: -o.ms_per_call)
-    return GraphProfile(calls=OP_ROUNDS, ms_per_call=encoder_p50_ms, top=shares[:TOP_OPS],
+    total = sum(t.ms for t in times)
+    return GraphProfile(calls=OP_ROUNDS, ms_per_call=encoder_p50_ms,
+                        top=op_shares([(t.op, t.ms) for t in times], encoder_p50_ms)[:TOP_OPS],
                         covered=total / encoder_p50_ms if encoder_p50_ms > 0 else 0.0)
 
 
