@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import flatbuffers
 import numpy as np
 
 
@@ -48,9 +49,6 @@ def _op_name(model: Any, op: Any, names: dict[int, str]) -> str:
 
 
 def _pack(model: Any) -> bytes:
-    # lazy: flatbuffers comes with ai_edge_litert
-    import flatbuffers
-
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
