@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import flatbuffers
 import numpy as np
+
+from storyedge.tflite_schema import builtin_names, builtin_op_name, pack_model, schema as tflite_schema
 
 
 #: timed calls per op (after one untimed)
@@ -36,24 +37,6 @@ class OpTime:
     ms: float
 
 
-def _schema() -> Any:
-    # lazy: ai_edge_litert is a heavy optional runtime
-    from ai_edge_litert import schema_py_generated
-
-    return schema_py_generated
-
-
-def _op_name(model: Any, op: Any, names: dict[int, str]) -> str:
-    code = model.operatorCodes[op.opcodeIndex]
-    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-
-
-def _pack(model: Any) -> bytes:
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def op_times(path: Path, signature: str, feeds: dict[str, np.ndarray], threads: int,
              rounds: int = OP_ROUNDS) -> list[OpTime]:
     """Each op of ``signature``'s subgraph in the file at ``path`` timed alone (see the module doc)."""
@@ -61,8 +44,8 @@ def op_times(path: Path, signature: str, feeds: dict[str, np.ndarray], threads: 
     from ai_edge_litert.interpreter import Interpreter
 
     content = Path(path).read_bytes()
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if isinstance(v, int)}
+    schema = tflite_schema()
+    names = builtin_names()
     model = schema.ModelT.InitFromPackedBuf(content, 0)
     sg, values = _signature_values(content, model, signature, feeds)
     graph = model.subgraphs[sg]
@@ -76,7 +59,7 @@ def op_times(path: Path, signature: str, feeds: dict[str, np.ndarray], threads: 
         packed = _one_op_model(model, schema, graph, op, inputs, baked)
         ms = _time_alone(Interpreter, packed, [values[i] for i in inputs], threads, rounds)
         if ms is not None:
-            times.append(OpTime(index, _op_name(model, op, names), ms))
+            times.append(OpTime(index, builtin_op_name(model, op, names) or "CUSTOM", ms))
     return times
 
 
@@ -100,7 +83,7 @@ def _one_op_model(model: Any, schema: Any, graph: Any, op: Any, inputs: list[int
     model.subgraphs, model.signatureDefs = [one, *subgraphs[1:]], []
     model.buffers = kept
     try:
-        return _pack(model)
+        return pack_model(model)
     finally:
         model.subgraphs, model.signatureDefs, model.buffers = subgraphs, signatures, buffers
 

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import flatbuffers
 import numpy as np
 
 from storyedge.errors import CheckFailed
-from storyedge.export.tflite_loops import LoopReplay, builtin_op_name
+from storyedge.export.tflite_loops import LoopReplay
+from storyedge.tflite_schema import builtin_names as _builtin_names
+from storyedge.tflite_schema import builtin_op_name, pack_model
+from storyedge.tflite_schema import schema as _schema
 
 #: One representative sample: (signature key, {input name: array}).
 Sample = tuple[str, dict[str, np.ndarray]]
@@ -45,24 +47,6 @@ class TFLiteInfo:
     #: ops whose outputs are int8 / int16 (quantized kernels).
     quantized_ops: dict[str, int] = field(default_factory=dict)
     subgraphs: int = 1
-
-
-def _schema() -> Any:
-    """The TFLite flatbuffer schema module (ai-edge-litert's, else TensorFlow's copy)."""
-    try:
-        from ai_edge_litert import schema_py_generated as schema  # lazy: heavy optional runtime
-    except ImportError:  # older ai-edge-litert
-        from tensorflow.lite.python import schema_py_generated as schema  # lazy: imports TensorFlow
-    return schema
-
-
-def _builtin_names() -> dict[int, str]:
-    schema = _schema()
-    return {
-        value: name
-        for name, value in vars(schema.BuiltinOperator).items()
-        if not name.startswith("_") and isinstance(value, int)
-    }
 
 
 def op_name(schema: Any, model: Any, op: Any, names: dict[int, str]) -> tuple[str, bool]:
@@ -323,9 +307,7 @@ def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
             tensor.quantization = schema.QuantizationParametersT()
         tensor.quantization.min = [lo]
         tensor.quantization.max = [hi]
-    builder = flatbuffers.Builder(max(1024, len(calibrated)))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack_model(model, max(1024, len(calibrated)))
 
 
 def _table_ranges(model: Any, schema: Any, ranges: dict[tuple[int, int], list[float]]) -> None:

@@ -13,23 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import flatbuffers
 import numpy as np
 
 from storyedge.errors import CheckFailed
+from storyedge.tflite_schema import builtin_op_name, pack_model
 
 #: A loop that has not ended after this many iterations is a bug, not a long sequence.
 MAX_ITERATIONS = 100_000
 
 #: ``observe(subgraph index, tensor index, value)``
 Observer = Callable[[int, int, np.ndarray], None]
-
-
-def builtin_op_name(model: Any, op: Any, names: dict[int, str]) -> str | None:
-    """The builtin name of ``op`` in an object-API ``model`` (``ModelT``); None for custom ops
-    (the flatbuffer reader's twin: :func:`storyedge.export.tflite.op_name`)."""
-    code = model.operatorCodes[op.opcodeIndex]
-    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
 
 
 def subgraph_model(model: Any, schema: Any, index: int) -> bytes:
@@ -42,9 +35,7 @@ def subgraph_model(model: Any, schema: Any, index: int) -> bytes:
     model.subgraphs, model.signatureDefs = [graph], []
     model.buffers = [b if i in used else schema.BufferT() for i, b in enumerate(buffers or [])]
     try:
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
+        return pack_model(model)
     finally:
         model.subgraphs, model.signatureDefs, model.buffers = subgraphs, signatures, buffers
 
