@@ -26,8 +26,9 @@ import numpy as np
 
 from storyedge.errors import CheckFailed
 from storyedge.export.tflite_loops import LoopReplay
+from storyedge.export.tflite_ranges import separate_disagreeing_weights, shared_weight_ranges, table_ranges
 from storyedge.tflite_schema import builtin_names as _builtin_names
-from storyedge.tflite_schema import builtin_op_name, pack_model
+from storyedge.tflite_schema import pack_model
 from storyedge.tflite_schema import schema as _schema
 
 #: One representative sample: (signature key, {input name: array}).
@@ -192,9 +193,11 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
        TF 2.21's calibrator segfaults on a ``WHILE`` body, and recorded ``[0, 1e-38]`` for a
        live conv output of our encoder (a ResNet shortcut whose zero bias buffer is shared with
        two other convs) in some runs, which zeroes that path and trips XNNPACK; LiteRT's own
-       forward pass has neither problem.
+       forward pass has neither problem. Then :mod:`.tflite_ranges`' rules: a table lookup gets
+       the table's range, and the inputs of products over the same weights one range.
     3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with ``float_ops`` kept float,
-       float32 inputs / outputs, then read-only buffer de-duplication.
+       float32 inputs / outputs, then read-only buffer de-duplication and a buffer of its own for
+       each quantization of a shared weight that still differs (:mod:`.tflite_ranges`).
     """
     # lazy: tensorflow
     import tensorflow as tf
@@ -216,6 +219,9 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
         quantized = tfl_convert.deduplicate_readonly_buffers(quantized)
     except Exception:  # noqa: BLE001 - an optimisation only
         pass
+    model = _schema().ModelT.InitFromPackedBuf(bytes(quantized), 0)
+    if separate_disagreeing_weights(model):
+        return pack_model(model, len(quantized))
     return bytes(quantized)
 
 
@@ -292,7 +298,8 @@ def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
                 continue
             observe(sg, index, value)
         loops.observe(interpreter, sg, observe)  # every iteration of the loops' bodies
-    _table_ranges(model, schema, ranges)
+    table_ranges(model, schema, ranges)
+    shared_weight_ranges(model, ranges)
     for (sg, index), (lo, hi) in ranges.items():
         if not (np.isfinite(lo) and np.isfinite(hi)):
             continue
@@ -308,30 +315,6 @@ def _calibration_ranges(calibrated: bytes, samples: list[Sample]) -> bytes:
         tensor.quantization.min = [lo]
         tensor.quantization.max = [hi]
     return pack_model(model, max(1024, len(calibrated)))
-
-
-def _table_ranges(model: Any, schema: Any, ranges: dict[tuple[int, int], list[float]]) -> None:
-    """A ``GATHER`` from a constant float table (the shared token embedding) gets the whole
-    table's range, not the range of the rows the samples happened to look up.
-
-    The quantizer gives the table the range of the gather's output, so with observed ranges
-    each lookup (captions, reason, decoder token) gets its own int8 copy of the embedding
-    (3 x 9.2 MB at the seed size). With one range the copies are byte-identical and buffer
-    de-duplication keeps one.
-    """
-    names = _builtin_names()
-    for sg_index, graph in enumerate(model.subgraphs):
-        for op in graph.operators or []:
-            if builtin_op_name(model, op, names) != "GATHER" or op.inputs is None or len(op.inputs) < 1:
-                continue
-            table = graph.tensors[op.inputs[0]]
-            buf = model.buffers[table.buffer] if 0 <= table.buffer < len(model.buffers) else None
-            if table.type != schema.TensorType.FLOAT32 or buf is None or buf.data is None or len(buf.data) == 0:
-                continue
-            values = np.frombuffer(bytes(np.asarray(buf.data, np.uint8)), dtype=np.float32)
-            for out in op.outputs:
-                if (sg_index, out) in ranges:
-                    ranges[(sg_index, out)] = [float(values.min()), float(values.max())]
 
 
 def tflite_io(path: str | Path) -> dict[str, dict[str, dict[str, tuple[list[int], str]]]]:

@@ -1,12 +1,14 @@
 """The TFLite flatbuffer schema and its object API, shared by the export (conversion,
-calibration, coverage) and the bench (per-op profile): the schema module, builtin op names,
-and packing a ``ModelT`` back into a file's bytes."""
+calibration, coverage), the bench (per-op profile) and the runtime (whether a file is safe for
+XNNPACK's weight cache): the schema module, builtin op names, packing a ``ModelT`` back into a
+file's bytes, and the readers of each weight buffer."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import flatbuffers
+import numpy as np
 
 
 def schema() -> Any:
@@ -39,3 +41,47 @@ def pack_model(model: Any, size: int = 1024) -> bytes:
     builder = flatbuffers.Builder(size)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+#: Ops whose input 0 is the activation and input 1 the weights XNNPACK packs (and its weight cache
+#: shares between the ops reading one weight buffer).
+PACKED_WEIGHT_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL"})
+
+
+def quantization_key(tensor: Any) -> tuple:
+    """A tensor's scales and zero points as a hashable tuple (empty when it has none)."""
+    q = tensor.quantization
+    if q is None:
+        return ()
+    return tuple(tuple(np.asarray(v if v is not None else []).ravel().tolist()) for v in (q.scale, q.zeroPoint))
+
+
+def weight_readers(model: Any) -> dict[int, dict[tuple, list[tuple[Any, Any]]]]:
+    """Per constant weight buffer of an object-API ``model`` read by :data:`PACKED_WEIGHT_OPS`:
+    its readers (subgraph, op) grouped by their input's and output's quantization.
+
+    XNNPACK packs an int8 product's requantization scales (input scale x weight scale / output
+    scale) with its weights, and its weight cache packs a buffer once for all its readers: a
+    buffer with readers in more than one group computes wrong for some of them through the cache.
+    """
+    names = builtin_names()
+    readers: dict[int, dict[tuple, list[tuple[Any, Any]]]] = {}
+    for graph in model.subgraphs:
+        for op in graph.operators or []:
+            inputs = list(op.inputs) if op.inputs is not None else []
+            if builtin_op_name(model, op, names) not in PACKED_WEIGHT_OPS or len(inputs) < 2 or min(inputs[:2]) < 0:
+                continue
+            weights = graph.tensors[inputs[1]]
+            data = model.buffers[weights.buffer].data if 0 <= weights.buffer < len(model.buffers) else None
+            if data is None or len(data) == 0:
+                continue
+            key = (quantization_key(graph.tensors[inputs[0]]), quantization_key(graph.tensors[op.outputs[0]]))
+            readers.setdefault(weights.buffer, {}).setdefault(key, []).append((graph, op))
+    return readers
+
+
+def weight_cache_safe(content: bytes) -> bool:
+    """Whether every weight buffer of a ``.tflite`` file is read by products quantized alike
+    (see :func:`weight_readers`), so XNNPACK's weight cache computes what the file says."""
+    model = schema().ModelT.InitFromPackedBuf(content, 0)
+    return all(len(groups) == 1 for groups in weight_readers(model).values())

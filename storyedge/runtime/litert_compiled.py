@@ -11,6 +11,11 @@ encoder runs 7-11% faster that way and the full-int8 one (unrolled LSTMs: one co
 step) 42% faster (see the README's *Latency*). The decoder step is left to the ``Interpreter``
 (:mod:`storyedge.runtime.litert`): a ``CompiledModel`` run costs more per call.
 
+The cache packs a weight once for *all* its readers, and an int8 product's packing holds its
+requantization scales: a file whose readers of one weight are quantized differently (a
+full-int8 export made before the exporter made them agree) is loaded without the cache, so it
+computes what the ``Interpreter`` does (:func:`storyedge.tflite_schema.weight_cache_safe`).
+
 :class:`CompiledSignature` calls one signature by name with numpy arrays like
 :class:`~storyedge.runtime.litert_signature.FastSignature` does an ``Interpreter``'s; LiteRT's
 environment and compiler-plugin discovery log to the process's stderr, which
@@ -33,6 +38,7 @@ import numpy as np
 
 from storyedge.errors import UserError
 from storyedge.runtime.litert_signature import open_interpreter
+from storyedge.tflite_schema import weight_cache_safe
 
 #: XNNPACK's weight cache in memory (``xnnpack_weight_cache_path``): each weight packed once.
 IN_MEMORY_WEIGHT_CACHE = ":memory:"
@@ -89,7 +95,8 @@ def _shared_environment() -> Any:
 
 
 def load_compiled_model(path: Path, threads: int | None) -> Any:
-    """A CPU ``CompiledModel`` of the ``.tflite`` at ``path`` with the in-memory weight cache;
+    """A CPU ``CompiledModel`` of the ``.tflite`` at ``path`` with the in-memory weight cache
+    (without it where the file is not :func:`~storyedge.tflite_schema.weight_cache_safe`);
     :class:`UserError` naming the file when LiteRT cannot load it."""
     from ai_edge_litert.compiled_model import CompiledModel  # lazy: optional runtime
     from ai_edge_litert.options import Options  # lazy: optional runtime
@@ -99,7 +106,8 @@ def load_compiled_model(path: Path, threads: int | None) -> Any:
     open_interpreter(path, threads)
     options = Options()
     options.cpu_options.num_threads = threads or 0  # 0: LiteRT chooses
-    options.cpu_options.xnnpack_weight_cache_path = IN_MEMORY_WEIGHT_CACHE
+    if weight_cache_safe(Path(path).read_bytes()):
+        options.cpu_options.xnnpack_weight_cache_path = IN_MEMORY_WEIGHT_CACHE
     model = error = None
     with native_stderr_captured() as log:
         try:
