@@ -71,21 +71,28 @@ def _random_feeds(runner, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.skipif(not compiled_model_available(), reason="ai-edge-litert without the CompiledModel API")
-@pytest.mark.parametrize(("name", "signature"), [("encoder.int8.tflite", "encoder"),
-                                                 ("story.int8.tflite", "frame_story_encoder"),
-                                                 ("story.int8.tflite", "story_encoder")])
-def test_weight_cached_compiled_model_matches_the_interpreter(full_export: Path, name: str, signature: str) -> None:
-    path = full_export / "tflite" / name
-    interpreter = open_interpreter(path, 2)
-    interpreter.allocate_tensors()
-    plain = interpreter.get_signature_runner(signature)
-    compiled = CompiledSignature(load_compiled_model(path, 2), signature)
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8-dynamic", "int8", "int4"])
+def test_weight_cached_compiled_model_matches_the_interpreter(full_export: Path, precision: str) -> None:
+    """Every signature the runtime runs through ``CompiledModel`` (all but the decoder step) of
+    every TFLite file of a precision gives the ``Interpreter``'s outputs."""
     rng = np.random.default_rng(0)
-    for _ in range(3):
-        feeds = _random_feeds(plain, rng)
-        expected, got = plain(**feeds), compiled(feeds)
-        for output, value in expected.items():
-            np.testing.assert_allclose(got[output], value, rtol=0, atol=1e-6, err_msg=output)
+    checked = []
+    for path in sorted((full_export / "tflite").glob(f"*.{precision}.tflite")):
+        interpreter = open_interpreter(path, 2)
+        model = load_compiled_model(path, 2)
+        for signature in interpreter.get_signature_list():
+            if signature == "decoder_step":
+                continue
+            plain = interpreter.get_signature_runner(signature)
+            compiled = CompiledSignature(model, signature)
+            for _ in range(2):
+                feeds = _random_feeds(plain, rng)
+                expected, got = plain(**feeds), compiled(feeds)
+                for output, value in expected.items():
+                    np.testing.assert_allclose(got[output], value, rtol=0, atol=1e-6, err_msg=f"{path.name} {output}")
+            checked.append((path.name, signature))
+    # encoder, multi's encoder, story's frame / reason / story / frame_story graphs
+    assert len(checked) == 6, checked
 
 
 def _shift_one_reader(model) -> tuple[int, list, object]:
