@@ -194,7 +194,7 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
        live conv output of our encoder (a ResNet shortcut whose zero bias buffer is shared with
        two other convs) in some runs, which zeroes that path and trips XNNPACK; LiteRT's own
        forward pass has neither problem. Then :mod:`.tflite_ranges`' rules: a table lookup gets
-       the table's range, and the inputs of products over the same weights one range.
+       the table's range, and the products over one weight one input and one output range.
     3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with ``float_ops`` kept float,
        float32 inputs / outputs, then read-only buffer de-duplication and a buffer of its own for
        each quantization of a shared weight that still differs (:mod:`.tflite_ranges`).

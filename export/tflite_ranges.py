@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from storyedge.tflite_schema import PACKED_WEIGHT_OPS, builtin_names, builtin_op_name, weight_readers
+from storyedge.tflite_schema import builtin_names, builtin_op_name, packed_weight_reads, weight_readers
 
 #: (subgraph, tensor) -> observed [min, max]
 Ranges = dict[tuple[int, int], list[float]]
@@ -77,19 +77,10 @@ def shared_weight_groups(model: Any) -> list[list[tuple[int, int]]]:
     a loop body unrolls, or a layer every signature of a multi-graph file runs), its readers'
     inputs, and their outputs. Weights are matched by content, as the buffer de-duplication
     after quantization merges them."""
-    names = builtin_names()
     readers: dict[tuple[bytes, tuple[int, ...]], list[tuple[int, Any]]] = {}
-    for sg_index, graph in enumerate(model.subgraphs):
-        for op in graph.operators or []:
-            inputs = list(op.inputs) if op.inputs is not None else []
-            if builtin_op_name(model, op, names) not in PACKED_WEIGHT_OPS or len(inputs) < 2 or min(inputs[:2]) < 0:
-                continue
-            weights = graph.tensors[inputs[1]]
-            data = _constant_bytes(model, weights)
-            if data is None:
-                continue
-            key = (hashlib.sha1(data).digest(), tuple(weights.shape))
-            readers.setdefault(key, []).append((sg_index, op))
+    for sg_index, op, weights in packed_weight_reads(model):
+        data = bytes(np.asarray(model.buffers[weights.buffer].data, np.uint8))
+        readers.setdefault((hashlib.sha1(data).digest(), tuple(weights.shape)), []).append((sg_index, op))
     groups = []
     for ops in readers.values():
         if len(ops) > 1:

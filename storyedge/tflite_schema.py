@@ -5,6 +5,7 @@ file's bytes, and the readers of each weight buffer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import flatbuffers
@@ -56,6 +57,21 @@ def quantization_key(tensor: Any) -> tuple:
     return tuple(tuple(np.asarray(v if v is not None else []).ravel().tolist()) for v in (q.scale, q.zeroPoint))
 
 
+def packed_weight_reads(model: Any) -> Iterator[tuple[int, Any, Any]]:
+    """(subgraph index, op, weight tensor) for every op of an object-API ``model`` in
+    :data:`PACKED_WEIGHT_OPS` whose weights (input 1) are a constant: a buffer with data."""
+    names = builtin_names()
+    for sg_index, graph in enumerate(model.subgraphs):
+        for op in graph.operators or []:
+            inputs = list(op.inputs) if op.inputs is not None else []
+            if builtin_op_name(model, op, names) not in PACKED_WEIGHT_OPS or len(inputs) < 2 or min(inputs[:2]) < 0:
+                continue
+            weights = graph.tensors[inputs[1]]
+            data = model.buffers[weights.buffer].data if 0 <= weights.buffer < len(model.buffers) else None
+            if data is not None and len(data) > 0:
+                yield sg_index, op, weights
+
+
 def weight_readers(model: Any) -> dict[int, dict[tuple, list[tuple[Any, Any]]]]:
     """Per constant weight buffer of an object-API ``model`` read by :data:`PACKED_WEIGHT_OPS`:
     its readers (subgraph, op) grouped by their input's and output's quantization.
@@ -64,19 +80,11 @@ def weight_readers(model: Any) -> dict[int, dict[tuple, list[tuple[Any, Any]]]]:
     scale) with its weights, and its weight cache packs a buffer once for all its readers: a
     buffer with readers in more than one group computes wrong for some of them through the cache.
     """
-    names = builtin_names()
     readers: dict[int, dict[tuple, list[tuple[Any, Any]]]] = {}
-    for graph in model.subgraphs:
-        for op in graph.operators or []:
-            inputs = list(op.inputs) if op.inputs is not None else []
-            if builtin_op_name(model, op, names) not in PACKED_WEIGHT_OPS or len(inputs) < 2 or min(inputs[:2]) < 0:
-                continue
-            weights = graph.tensors[inputs[1]]
-            data = model.buffers[weights.buffer].data if 0 <= weights.buffer < len(model.buffers) else None
-            if data is None or len(data) == 0:
-                continue
-            key = (quantization_key(graph.tensors[inputs[0]]), quantization_key(graph.tensors[op.outputs[0]]))
-            readers.setdefault(weights.buffer, {}).setdefault(key, []).append((graph, op))
+    for sg_index, op, weights in packed_weight_reads(model):
+        graph = model.subgraphs[sg_index]
+        key = (quantization_key(graph.tensors[op.inputs[0]]), quantization_key(graph.tensors[op.outputs[0]]))
+        readers.setdefault(weights.buffer, {}).setdefault(key, []).append((graph, op))
     return readers
 
 
