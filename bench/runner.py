@@ -301,6 +301,11 @@ def load_backends(plan: Plan, inputs: dict[str, Any], echo: Callable[[str], Any]
     return loaded
 
 
+def backend_notes(loaded: list[LoadedBackend]) -> list[str]:
+    """What each backend noted about how it ran its files (:attr:`Backend.notes`), its name first."""
+    return [f"{item.backend.name}: {note}" for item in loaded for note in item.backend.notes]
+
+
 def parity_stage(plan: Plan, loaded: list[LoadedBackend], windows: dict[str, Any],
                  echo: Callable[[str], Any]) -> ParityOutcome:
     """Teacher-forced parity of every exported backend against the reference, gates applied."""
@@ -558,5 +563,8 @@ def run_bench(opts: BenchOptions, echo: Callable[[str], Any] = print) -> BenchRe
     report.data_floor = data_floor
     report.wall = wall_time(plan.export.manifest, results, report.parity, clock.stages, clock.elapsed)
     report.notes.append(f"baseline_rss_mb measured in {baseline_how}.")
+    for note in backend_notes(loaded):
+        echo(f"note: {note}")
+        report.notes.append(note)
     write_and_check(report, opts.out, echo)
     return report

@@ -41,6 +41,9 @@ class Backend(ABC):
     threads: int | None = None
     #: A vocabulary-shortlist step: the vocabulary id of each logit (None: logit i is token i).
     vocab_ids: np.ndarray | None = None
+    #: What a reader of this backend's figures should know about how it runs its files (one line
+    #: each, filled as files load), e.g. a runtime feature a file could not use.
+    notes: tuple[str, ...] = ()
 
     def token_ids(self, indices: np.ndarray) -> np.ndarray:
         """Vocabulary ids (int32) of logit indices, e.g. an argmax (identity without a shortlist)."""

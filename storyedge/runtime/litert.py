@@ -21,7 +21,12 @@ import numpy as np
 from storyedge.constants import DECODER_STEP
 from storyedge.errors import UserError
 from storyedge.runtime.backend import Backend
-from storyedge.runtime.litert_compiled import CompiledSignature, compiled_model_available, load_compiled_model
+from storyedge.runtime.litert_compiled import (
+    CompiledSignature,
+    compiled_model_available,
+    load_compiled_model,
+    runs_without_weight_cache,
+)
 from storyedge.runtime.litert_signature import FastSignature, open_interpreter
 from storyedge.runtime.specs import BackendSpec
 
@@ -55,10 +60,19 @@ class TFLiteBackend(Backend):
         compiled unless it is the decoder step (see the module docstring)."""
         compiled = self.compiled and key != DECODER_STEP
         if (path, compiled) not in self._files:
-            self._files[path, compiled] = (load_compiled_model(path, self.threads) if compiled
-                                           else open_interpreter(path, self.threads))
+            self._files[path, compiled] = self._compiled(path) if compiled else open_interpreter(path, self.threads)
         model = self._files[path, compiled]
         return CompiledSignature(model, key) if compiled else FastSignature(model, key)
+
+    def _compiled(self, path: Path) -> Any:
+        """``path`` as a ``CompiledModel`` (:func:`load_compiled_model`); a note where it runs
+        without XNNPACK's weight cache."""
+        model = load_compiled_model(path, self.threads)
+        if runs_without_weight_cache(model):
+            self.notes += (f"{path.name} ran without XNNPACK's weight cache, slower: its int8 products over one "
+                           "weight are quantized differently, which the cache computes wrong (a file exported "
+                           "before storyedge quantized them alike; export it again to run it with the cache)",)
+        return model
 
     def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A story-mode graph; its file is loaded on first use."""

@@ -47,6 +47,8 @@ _environment: Any = None
 #: at exit (see :func:`_close_quietly`)
 _models: weakref.WeakSet[Any] = weakref.WeakSet()
 _signatures: "weakref.WeakSet[CompiledSignature]" = weakref.WeakSet()
+#: the models :func:`load_compiled_model` made without the weight cache
+_uncached: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def compiled_model_available() -> bool:
@@ -96,8 +98,9 @@ def _shared_environment() -> Any:
 
 def load_compiled_model(path: Path, threads: int | None) -> Any:
     """A CPU ``CompiledModel`` of the ``.tflite`` at ``path`` with the in-memory weight cache
-    (without it where the file is not :func:`~storyedge.tflite_schema.weight_cache_safe`);
-    :class:`UserError` naming the file when LiteRT cannot load it."""
+    (without it where the file is not :func:`~storyedge.tflite_schema.weight_cache_safe`: see
+    :func:`runs_without_weight_cache`); :class:`UserError` naming the file when LiteRT cannot
+    load it."""
     from ai_edge_litert.compiled_model import CompiledModel  # lazy: optional runtime
     from ai_edge_litert.options import Options  # lazy: optional runtime
 
@@ -106,7 +109,8 @@ def load_compiled_model(path: Path, threads: int | None) -> Any:
     open_interpreter(path, threads)
     options = Options()
     options.cpu_options.num_threads = threads or 0  # 0: LiteRT chooses
-    if weight_cache_safe(Path(path).read_bytes()):
+    cached = weight_cache_safe(Path(path).read_bytes())
+    if cached:
         options.cpu_options.xnnpack_weight_cache_path = IN_MEMORY_WEIGHT_CACHE
     model = error = None
     with native_stderr_captured() as log:
@@ -118,7 +122,15 @@ def load_compiled_model(path: Path, threads: int | None) -> Any:
         detail = str(error).splitlines()[0][:160] or (log[0].strip().splitlines() or ["unknown error"])[-1][:160]
         raise UserError(f"{path}: LiteRT cannot load this file ({detail})")
     _models.add(model)
+    if not cached:
+        _uncached.add(model)
     return model
+
+
+def runs_without_weight_cache(model: Any) -> bool:
+    """Whether :func:`load_compiled_model` made ``model`` without the weight cache (its file's
+    int8 products over one weight are quantized differently)."""
+    return model in _uncached
 
 
 @atexit.register

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from storyedge.bench.runner import backend_notes
 from storyedge.export.tflite_ranges import separate_disagreeing_weights
+from storyedge.runtime import find_spec, load_backend, open_export
 from storyedge.runtime.litert_compiled import CompiledSignature, compiled_model_available, load_compiled_model
 from storyedge.runtime.litert_signature import open_interpreter
 from storyedge.tflite_schema import PACKED_WEIGHT_OPS, builtin_names, builtin_op_name, pack_model, schema, weight_cache_safe
@@ -149,3 +153,24 @@ def test_a_file_whose_readers_disagree_runs_without_the_weight_cache(full_export
     expected, got = plain(**feeds), compiled(feeds)
     for output, value in expected.items():
         np.testing.assert_allclose(got[output], value, rtol=0, atol=1e-6, err_msg=output)
+
+
+@pytest.mark.skipif(not compiled_model_available(), reason="ai-edge-litert without the CompiledModel API")
+def test_the_backend_notes_a_file_it_runs_without_the_weight_cache(full_export: Path, tmp_path: Path) -> None:
+    older = tmp_path / "older"
+    shutil.copytree(full_export, older)
+    encoder = older / "tflite" / "encoder.int8.tflite"
+    content = encoder.read_bytes()
+    model = schema().ModelT.InitFromPackedBuf(content, 0)
+    _shift_one_reader(model)
+    encoder.write_bytes(pack_model(model, len(content)))
+
+    backend = load_backend(find_spec(open_export(older, verify=False), "tflite", "int8", "separate"), threads=2)
+    assert len(backend.notes) == 1
+    assert backend.notes[0].startswith("encoder.int8.tflite ran without XNNPACK's weight cache")
+    assert backend_notes([SimpleNamespace(backend=backend)]) == [f"{backend.name}: {backend.notes[0]}"]
+    current = load_backend(find_spec(open_export(full_export), "tflite", "int8", "separate"), threads=2)
+    current.run_graph("frame_story_encoder", _random_feeds(
+        open_interpreter(full_export / "tflite" / "story.int8.tflite", 1).get_signature_runner("frame_story_encoder"),
+        np.random.default_rng(2)))
+    assert current.notes == ()  # its encoder and the story file it loaded on use run with the cache
