@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from storyedge.tflite_schema import builtin_names, builtin_op_name, pack_model, schema as tflite_schema
+from storyedge.tflite_schema import builtin_names, builtin_op_name, constant_data, pack_variant
+from storyedge.tflite_schema import schema as tflite_schema
 
 
 #: timed calls per op (after one untimed)
@@ -68,11 +69,10 @@ def _one_op_model(model: Any, schema: Any, graph: Any, op: Any, inputs: list[int
     """``op`` of ``graph`` as the primary subgraph of a model of its own (``inputs`` its inputs,
     ``baked`` tensors made constants with these values, the loop bodies it calls kept at their
     index, only the buffers they and it read)."""
-    subgraphs, signatures, buffers = model.subgraphs, model.signatureDefs, model.buffers
     one = copy.copy(graph)
     one.operators, one.inputs, one.outputs = [op], inputs, list(op.outputs)
     read = {graph.tensors[i].buffer for i in op.inputs if i >= 0} | _called_buffers(model, op)
-    kept = [b if k in read else schema.BufferT() for k, b in enumerate(buffers or [])]
+    kept = [b if k in read else schema.BufferT() for k, b in enumerate(model.buffers or [])]
     one.tensors = list(graph.tensors)
     for tensor, value in baked.items():
         buffer = schema.BufferT()
@@ -80,12 +80,7 @@ def _one_op_model(model: Any, schema: Any, graph: Any, op: Any, inputs: list[int
         one.tensors[tensor] = copy.copy(graph.tensors[tensor])
         one.tensors[tensor].buffer = len(kept)
         kept.append(buffer)
-    model.subgraphs, model.signatureDefs = [one, *subgraphs[1:]], []
-    model.buffers = kept
-    try:
-        return pack_model(model)
-    finally:
-        model.subgraphs, model.signatureDefs, model.buffers = subgraphs, signatures, buffers
+    return pack_variant(model, [one, *model.subgraphs[1:]], kept)
 
 
 def _called_buffers(model: Any, op: Any) -> set[int]:
@@ -112,8 +107,7 @@ def _folded(model: Any, graph: Any) -> set[int]:
 
 
 def _constant(model: Any, graph: Any, tensor: int) -> bool:
-    buffer = model.buffers[graph.tensors[tensor].buffer]
-    return buffer.data is not None and len(buffer.data) > 0
+    return constant_data(model, graph.tensors[tensor]) is not None
 
 
 def _signature_values(content: bytes, model: Any, signature: str, feeds: dict[str, np.ndarray]

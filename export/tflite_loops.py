@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from storyedge.errors import CheckFailed
-from storyedge.tflite_schema import builtin_op_name, pack_model
+from storyedge.tflite_schema import builtin_op_name, pack_variant
 
 #: A loop that has not ended after this many iterations is a bug, not a long sequence.
 MAX_ITERATIONS = 100_000
@@ -29,15 +29,9 @@ def subgraph_model(model: Any, schema: Any, index: int) -> bytes:
     """Subgraph ``index`` of ``model`` (a flatbuffer object-API ``ModelT`` of ``schema``) as a
     model of its own: its tensor indices unchanged, only the buffers it reads kept (the others
     left empty)."""
-    subgraphs, signatures, buffers = model.subgraphs, model.signatureDefs, model.buffers
-    graph = subgraphs[index]
+    graph = model.subgraphs[index]
     used = {t.buffer for t in graph.tensors or []}
-    model.subgraphs, model.signatureDefs = [graph], []
-    model.buffers = [b if i in used else schema.BufferT() for i, b in enumerate(buffers or [])]
-    try:
-        return pack_model(model)
-    finally:
-        model.subgraphs, model.signatureDefs, model.buffers = subgraphs, signatures, buffers
+    return pack_variant(model, [graph], [b if i in used else schema.BufferT() for i, b in enumerate(model.buffers or [])])
 
 
 class LoopReplay:

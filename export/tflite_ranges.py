@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from storyedge.tflite_schema import builtin_names, builtin_op_name, packed_weight_reads, weight_readers
+from storyedge.tflite_schema import builtin_names, builtin_op_name, constant_data, packed_weight_reads, weight_readers
 
 #: (subgraph, tensor) -> observed [min, max]
 Ranges = dict[tuple[int, int], list[float]]
@@ -37,14 +37,6 @@ SAME_SCALE_OPS = frozenset({
 #: The data inputs of :data:`SAME_SCALE_OPS` other than input 0 alone.
 SAME_SCALE_INPUTS = {"CONCATENATION": slice(None), "PACK": slice(None), "MAXIMUM": slice(None),
                      "MINIMUM": slice(None), "SELECT": slice(1, 3), "SELECT_V2": slice(1, 3), "SPLIT": slice(1, 2)}
-
-
-def _constant_bytes(model: Any, tensor: Any) -> bytes | None:
-    """The bytes of a constant tensor's buffer; None for an activation."""
-    buf = model.buffers[tensor.buffer] if 0 <= tensor.buffer < len(model.buffers) else None
-    if buf is None or buf.data is None or len(buf.data) == 0:
-        return None
-    return bytes(np.asarray(buf.data, np.uint8))
 
 
 def table_ranges(model: Any, schema: Any, ranges: Ranges) -> None:
@@ -62,10 +54,10 @@ def table_ranges(model: Any, schema: Any, ranges: Ranges) -> None:
             if builtin_op_name(model, op, names) != "GATHER" or op.inputs is None or len(op.inputs) < 1:
                 continue
             table = graph.tensors[op.inputs[0]]
-            data = _constant_bytes(model, table)
+            data = constant_data(model, table)
             if table.type != schema.TensorType.FLOAT32 or data is None:
                 continue
-            values = np.frombuffer(data, dtype=np.float32)
+            values = np.frombuffer(bytes(np.asarray(data, np.uint8)), dtype=np.float32)
             for out in op.outputs:
                 if (sg_index, out) in ranges:
                     ranges[(sg_index, out)] = [float(values.min()), float(values.max())]
@@ -79,7 +71,7 @@ def shared_weight_groups(model: Any) -> list[list[tuple[int, int]]]:
     after quantization merges them."""
     readers: dict[tuple[bytes, tuple[int, ...]], list[tuple[int, Any]]] = {}
     for sg_index, op, weights in packed_weight_reads(model):
-        data = bytes(np.asarray(model.buffers[weights.buffer].data, np.uint8))
+        data = bytes(np.asarray(constant_data(model, weights), np.uint8))
         readers.setdefault((hashlib.sha1(data).digest(), tuple(weights.shape)), []).append((sg_index, op))
     groups = []
     for ops in readers.values():

@@ -44,6 +44,24 @@ def pack_model(model: Any, size: int = 1024) -> bytes:
     return bytes(builder.Output())
 
 
+def pack_variant(model: Any, subgraphs: list[Any], buffers: list[Any]) -> bytes:
+    """``model`` packed with these ``subgraphs`` and ``buffers`` instead of its own and no
+    signatures (a piece of it as a model of its own); ``model`` is left as it was."""
+    kept = model.subgraphs, model.signatureDefs, model.buffers
+    model.subgraphs, model.signatureDefs, model.buffers = subgraphs, [], buffers
+    try:
+        return pack_model(model)
+    finally:
+        model.subgraphs, model.signatureDefs, model.buffers = kept
+
+
+def constant_data(model: Any, tensor: Any) -> Any | None:
+    """The bytes (uint8 array) of a tensor's buffer in an object-API ``model``; None for an
+    activation (no buffer, or an empty one)."""
+    data = model.buffers[tensor.buffer].data if 0 <= tensor.buffer < len(model.buffers) else None
+    return data if data is not None and len(data) > 0 else None
+
+
 #: Ops whose input 0 is the activation and input 1 the weights XNNPACK packs (and its weight cache
 #: shares between the ops reading one weight buffer).
 PACKED_WEIGHT_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL"})
@@ -67,8 +85,7 @@ def packed_weight_reads(model: Any) -> Iterator[tuple[int, Any, Any]]:
             if builtin_op_name(model, op, names) not in PACKED_WEIGHT_OPS or len(inputs) < 2 or min(inputs[:2]) < 0:
                 continue
             weights = graph.tensors[inputs[1]]
-            data = model.buffers[weights.buffer].data if 0 <= weights.buffer < len(model.buffers) else None
-            if data is not None and len(data) > 0:
+            if constant_data(model, weights) is not None:
                 yield sg_index, op, weights
 
 
