@@ -16,15 +16,25 @@ is in it too):
   fewer rows reuses each weight less: at the seed size (LiteRT int8) it ran at 173 GMAC/s against
   230 for the caption's 3 rows;
 * ``step`` role: ``[B, H] x [H, 4H]``, the decoder cell's recurrent product at the step's batch
-  (a GEMV whose weights stay in cache: the rate a batch-1 step can reach when bytes do not bind).
+  (a GEMV whose weights stay in cache: the rate a batch-1 step can reach when bytes do not bind);
+* ``weights`` role: ``[B, H] x [H, N]`` with ``H·N`` the matrix weights one step reads: the step's
+  weights in one product, read from wherever a working set of that size lives, by the runtime's
+  own kernel. Its rate in weights per second prices the *weight-read floor* of the encoder and the
+  step (their weights ÷ that rate). A last-level cache that holds the weights is not free: on a
+  2-core slice of an Intel Xeon whose 480 MiB L3 holds every step's weights, one product over the
+  seed-size step's 17.3M int8 weights ran at 41 GB/s in LiteRT (0.42 ms), where the ``step`` role's
+  cache-resident probe ran at 150 GB/s; the int8 step (0.41-0.47 ms) read as 4.3x its compute floor
+  and 1.0-1.1x this one.
 
 Runtimes: ONNX Runtime (a one-``MatMul`` graph built with ``onnx.helper``; int8 through
 ``onnxruntime.quantization.quantize_dynamic``, the exporter's int8-dynamic path) and LiteRT (a
 one-matmul ``tf.function`` converted by the TFLite converter, int8 with dynamic-range
 quantisation) where TensorFlow is importable (a ``--latency-only`` run never imports it: its
 TFLite backends then use numpy's rate, said so in the report). Each graph is judged against its
-*binding* floor: the bytes floor (weight bytes ÷ DRAM read bandwidth) where its weights exceed
-the last-level cache — then the larger of the two — else the compute floor. A probe's MAC rate
+*binding* floor, the largest of: the compute floor; the bytes floor (weight bytes ÷ DRAM read
+bandwidth) where its weights exceed the last-level cache; the weight-read floor where its runtime
+measured one (a ``weights`` peak of the graph's precision class: numpy's fp32 rate never prices
+int8 weights). A probe's MAC rate
 leaves out the runtime's fixed cost per call (the time of a 1x1 product in the same runtime),
 so the peak is the kernel's; the graph's own per-op overheads stay in its multiple.
 """
@@ -41,7 +51,7 @@ import numpy as np
 
 from storyedge.bench.latency import BYTES_PER_WEIGHT, roofline_floor_ms
 from storyedge.bench.results import BackendFloors, ComputeFloors, ComputePeak, GraphFloor, Roofline
-from storyedge.macs import RealTokens, encoder_macs, step_macs
+from storyedge.macs import MacCount, RealTokens, encoder_macs, step_macs
 from storyedge.quiet import quiet_root_logger
 
 #: timed repeats per probe and round, and the wall time each repeat aims for
@@ -54,7 +64,9 @@ PEAK_REPEAT_S = 0.05
 PEAK_ROUNDS = 3
 #: the kernel's share of a probe call is never taken below this (the overhead estimate is noisy)
 MIN_KERNEL_SHARE = 0.1
-ROLES = ("encoder", "recurrent", "recurrent_row", "step")
+ROLES = ("encoder", "recurrent", "recurrent_row", "step", "weights")
+#: the role whose probe reads as many weights as a step: its rate prices the weight-read floor
+READ_ROLE = "weights"
 #: the roles an encoder LSTM's recurrent products are priced at, by their row count (the probe's M)
 RECURRENT_ROLES = ("recurrent", "recurrent_row")
 #: the key of a runtime's 1x1 probe, its fixed cost per call
@@ -73,20 +85,25 @@ COMPUTE_NOTE = (
     "int8 -> int8 dynamic-range), same threads; encoder role [B*k*L, E]x[E, 4h], recurrent role "
     "[B*k, h]x[h, 4h] and recurrent_row role [B, h]x[h, 4h] (the encoder LSTMs' recurrent products, which "
     "run one time step at a time, are priced at the role of their rows: the caption Bi-LSTM's B*k, the "
-    "reason and temporal LSTMs' B), step role [B, H]x[H, 4H]. "
-    "Binding floor: the bytes floor where the graph's weights exceed the last-level cache (then the larger "
-    "of bytes and compute), else the compute floor. Multiples use p50."
+    "reason and temporal LSTMs' B), step role [B, H]x[H, 4H], weights role [B, H]x[H, N] with H*N the "
+    "matrix weights one step reads (the step's weights in one product, wherever they live). Read floor: "
+    "the graph's matrix weights at the weights role's rate (weights per second, same precision class). "
+    "Binding floor: the largest of the compute floor, the bytes floor (where the graph's weights exceed the "
+    "last-level cache) and the read floor. Multiples use p50."
 )
 
 
-def peak_shapes(cfg: Any, batch: int) -> dict[str, tuple[int, int, int]]:
-    """(M, K, N) of each role's probe matmul (see the module doc)."""
+def peak_shapes(cfg: Any, batch: int, vocab: int) -> dict[str, tuple[int, int, int]]:
+    """(M, K, N) of each role's probe matmul (see the module doc); ``vocab``: the export's
+    vocabulary size (the step's logits projection)."""
     m, d = cfg.model, cfg.dataset
+    hidden = m.decoder_hidden_dim
     return {
         "encoder": (batch * d.seq_len * d.max_caption_len, m.text_embed_dim, 4 * m.text_hidden_dim),
         "recurrent": (batch * d.seq_len, m.text_hidden_dim, 4 * m.text_hidden_dim),
         "recurrent_row": (batch, m.text_hidden_dim, 4 * m.text_hidden_dim),
-        "step": (batch, m.decoder_hidden_dim, 4 * m.decoder_hidden_dim),
+        "step": (batch, hidden, 4 * hidden),
+        READ_ROLE: (batch, hidden, -(-step_macs(cfg, vocab, batch).total_weights // hidden)),
     }
 
 
@@ -193,11 +210,11 @@ class PeakProbes:
     between its timing blocks, so the peaks see the same phases of the machine as the graphs
     they price. A peak is its probe's best round."""
 
-    def __init__(self, cfg: Any, batch: int, threads: int, runtimes: list[str],
+    def __init__(self, cfg: Any, batch: int, vocab: int, threads: int, runtimes: list[str],
                  echo: Callable[[str], Any] = print) -> None:
-        self.cfg, self.batch = cfg, batch
+        self.shapes = peak_shapes(cfg, batch, vocab)
         with tempfile.TemporaryDirectory(prefix="storyedge_peak_") as tmp:  # loaded: the files can go
-            self.probes = _build_probes(cfg, batch, threads, runtimes, Path(tmp), echo)
+            self.probes = _build_probes(self.shapes, threads, runtimes, Path(tmp), echo)
         self.best = {key: float("inf") for key in self.probes}
         #: rounds run, and their wall seconds
         self.rounds, self.seconds = 0, 0.0
@@ -218,12 +235,11 @@ class PeakProbes:
     def peaks(self) -> list[ComputePeak]:
         """Each measured probe's peak: MACs ÷ (its best time - its runtime's call overhead)."""
         peaks: list[ComputePeak] = []
-        shapes = peak_shapes(self.cfg, self.batch)
         for (runtime, precision, role), ms in self.best.items():
             if role == OVERHEAD_ROLE or ms == float("inf"):
                 continue
             overhead = self.best.get((runtime, precision, OVERHEAD_ROLE), 0.0)
-            m, k, n = shape = shapes[role]
+            m, k, n = shape = self.shapes[role]
             # the call's fixed cost (a 1x1 product) is the runtime's, not the kernel's: left out
             kernel = max(ms - overhead, ms * MIN_KERNEL_SHARE)
             peaks.append(ComputePeak(runtime, precision, role, list(shape), ms, m * k * n / (kernel / 1e3),
@@ -231,7 +247,7 @@ class PeakProbes:
         return peaks
 
 
-def _build_probes(cfg: Any, batch: int, threads: int, runtimes: list[str], tmp: Path,
+def _build_probes(shapes: dict[str, tuple[int, int, int]], threads: int, runtimes: list[str], tmp: Path,
                   echo: Callable[[str], Any]) -> dict[tuple[str, str, str], Callable[[], Any]]:
     """``{(runtime, precision, role): probe}``, with each runtime and precision's 1x1 call-overhead
     probe under :data:`OVERHEAD_ROLE`; a probe a runtime cannot build is left out, said so."""
@@ -244,7 +260,7 @@ def _build_probes(cfg: Any, batch: int, threads: int, runtimes: list[str], tmp: 
                 probes[(runtime, precision, OVERHEAD_ROLE)] = PROBES[runtime]((1, 1, 1), "fp32", threads, tmp)
             except Exception:  # noqa: BLE001 - the probes below then fail and say why
                 pass
-            for role, shape in peak_shapes(cfg, batch).items():
+            for role, shape in shapes.items():
                 try:
                     probe = PROBES[runtime](shape, precision, threads, tmp)
                     probe()
@@ -264,7 +280,8 @@ def compute_floors(cfg: Any, vocab: int, batch: int, peaks: list[ComputePeak],
     d, real = cfg.dataset, real or RealTokens()
     return ComputeFloors(
         encoder_macs=dict(enc.macs), encoder_total_macs=enc.total, encoder_weights=enc.total_weights,
-        step_macs=dict(step.macs), step_total_macs=step.total, peaks=peaks, note=COMPUTE_NOTE,
+        step_macs=dict(step.macs), step_total_macs=step.total, step_weights=step.total_weights, peaks=peaks,
+        note=COMPUTE_NOTE,
         encoder_sequential_macs=dict(enc.sequential), encoder_sequential_rows=dict(enc.sequential_rows),
         caption_tokens=real.captions, caption_slots=batch * d.seq_len * d.max_caption_len,
         reason_tokens=real.reason if cfg.model.use_reason else None, reason_slots=batch * d.max_reason_len,
@@ -287,27 +304,50 @@ def _peak_for(floors: ComputeFloors, fmt: str, precision: str, role: str) -> Com
         or floors.peak(NUMPY, "fp32", role)
 
 
+def read_floor_ms(weights: int, peak: ComputePeak) -> float:
+    """The time ``weights`` matrix weights take at the rate of ``peak`` (a product of M rows reads
+    each of its weights once per call, so it reads MACs / M weights)."""
+    return weights / (peak.macs_per_s / peak.shape[0]) * 1e3
+
+
 def graph_floor(macs: int, peak: ComputePeak | None, weight_bytes: int, read_gbps: float,
                 llc_bytes: int | None, p50_ms: float,
-                sequential: Sequence[tuple[int, ComputePeak | None]] = ()) -> GraphFloor | None:
+                sequential: Sequence[tuple[int, ComputePeak | None]] = (),
+                read: tuple[int, ComputePeak | None] | None = None) -> GraphFloor | None:
     """One graph's binding floor and its p50 as a multiple of it (None without a peak).
 
     ``sequential``: (MACs, peak) pairs, parts of ``macs`` priced at their own peak (at ``peak``
-    where it is None)."""
+    where it is None). ``read``: (the graph's matrix weights, the ``weights`` peak) for the
+    weight-read floor (none where the peak is None)."""
     if peak is None:
         return None
     priced = [(n, p or peak) for n, p in sequential if n]
     sequential_macs = sum(n for n, _ in priced)
     compute = ((macs - sequential_macs) / peak.macs_per_s + sum(n / p.macs_per_s for n, p in priced)) * 1e3
     bytes_floor = roofline_floor_ms(weight_bytes, read_gbps)
-    exceeds = llc_bytes is not None and weight_bytes > llc_bytes
-    binding, floor = ("bytes", bytes_floor) if exceeds and bytes_floor > compute else ("compute", compute)
+    candidates = [("compute", compute)]
+    if llc_bytes is not None and weight_bytes > llc_bytes:
+        candidates.append(("bytes", bytes_floor))
+    read_peak = read[1] if read else None
+    read_ms = read_floor_ms(read[0], read_peak) if read and read_peak else None
+    if read_ms is not None:
+        candidates.append(("read", read_ms))
+    binding, floor = max(candidates, key=lambda c: c[1])
     roles = list(dict.fromkeys(p.role for _, p in priced))
     return GraphFloor(macs=macs, compute_floor_ms=compute, peak=f"{peak.runtime} {peak.precision}",
                       bytes_floor_ms=bytes_floor, weight_bytes=weight_bytes, binding=binding, floor_ms=floor,
                       vs_floor=p50_ms / floor if floor > 0 else float("nan"), sequential_macs=sequential_macs,
                       sequential_peak=f"{priced[0][1].runtime} {priced[0][1].precision} {', '.join(roles)}"
-                      if priced else "")
+                      if priced else "", read_floor_ms=read_ms,
+                      read_peak=f"{read_peak.runtime} {read_peak.precision}" if read_peak else "")
+
+
+def _read_peak_for(floors: ComputeFloors, fmt: str, precision: str) -> ComputePeak | None:
+    """The ``weights`` peak a backend's weight-read floor uses: its runtime's, else numpy's, of its own
+    precision class only (numpy's fp32 rate would price int8 weights at 4 bytes each)."""
+    cls = precision_class(precision, fmt)
+    runtime = FORMAT_RUNTIME.get(fmt)
+    return (floors.peak(runtime, cls, READ_ROLE) if runtime else None) or floors.peak(NUMPY, cls, READ_ROLE)
 
 
 def encoder_sequential(floors: ComputeFloors, fmt: str, precision: str) -> list[tuple[int, ComputePeak | None]]:
@@ -323,19 +363,23 @@ def encoder_sequential(floors: ComputeFloors, fmt: str, precision: str) -> list[
 
 def backend_floors(
     floors: ComputeFloors, fmt: str, precision: str, encoder_p50_ms: float, step_p50_ms: float,
-    roofline: Roofline, read_gbps: float, llc_bytes: int | None, step_total_macs: int | None = None,
+    roofline: Roofline, read_gbps: float, llc_bytes: int | None, own_step: MacCount | None = None,
 ) -> BackendFloors | None:
     """A backend's encoder and step against their binding floors (None where no peak was measured).
 
-    ``step_total_macs``: the step's own MACs where they differ from the report's (a shortlist)."""
+    ``own_step``: the step's own MACs and weights where they differ from the report's (a shortlist)."""
     if floors.peaks == [] or fmt not in FORMAT_RUNTIME:
         return None
     bpw = BYTES_PER_WEIGHT.get(precision, 4)
+    read_peak = _read_peak_for(floors, fmt, precision)
     encoder = graph_floor(floors.encoder_total_macs, _peak_for(floors, fmt, precision, "encoder"),
                           floors.encoder_weights * bpw, read_gbps, llc_bytes, encoder_p50_ms,
-                          encoder_sequential(floors, fmt, precision))
-    step = graph_floor(step_total_macs or floors.step_total_macs, _peak_for(floors, fmt, precision, "step"),
-                       roofline.weight_bytes, read_gbps, llc_bytes, step_p50_ms)
+                          encoder_sequential(floors, fmt, precision), read=(floors.encoder_weights, read_peak))
+    step_total, step_weights = (own_step.total, own_step.total_weights) if own_step else \
+        (floors.step_total_macs, floors.step_weights)
+    step = graph_floor(step_total, _peak_for(floors, fmt, precision, "step"),
+                       roofline.weight_bytes, read_gbps, llc_bytes, step_p50_ms,
+                       read=(step_weights, read_peak) if step_weights else None)
     if encoder is None or step is None:
         return None
     return BackendFloors(encoder=encoder, step=step)

@@ -33,7 +33,7 @@ def peak_probes(plan: Any, echo: Callable[[str], Any] = print) -> PeakProbes:
     s = plan.settings
     runtimes = available_runtimes({spec.format for spec in plan.specs})
     echo(f"preparing MAC peak probes ({', '.join(runtimes)}; fp32, int8; {s.threads} threads) ...")
-    return PeakProbes(plan.export.config, s.batch, s.threads, runtimes, echo)
+    return PeakProbes(plan.export.config, s.batch, plan.export.vocab_size, s.threads, runtimes, echo)
 
 
 def floor_stage(plan: Any, results: list[BackendResult], bandwidth: MemoryBandwidth, floors: StepFloors,
@@ -50,7 +50,7 @@ def floor_stage(plan: Any, results: list[BackendResult], bandwidth: MemoryBandwi
         width = next((w for name, w in widths.items() if r.name.startswith(name)), None)
         own = None
         if width is not None:
-            own = step_macs(cfg, width, s.batch).total
+            own = step_macs(cfg, width, s.batch)
             r.roofline = shortlist_roofline(floors, r, cfg.model.decoder_hidden_dim,
                                             plan.export.vocab_size - width, bandwidth)
         r.floors = backend_floors(compute, r.format, r.precision, r.latency.encoder.p50_ms, r.latency.step.p50_ms,

@@ -4,16 +4,18 @@ shortlist's parity (rendered into the terminal text and ``report.md`` by :mod:`.
 from __future__ import annotations
 
 from storyedge.bench.report import _fmt, _table
-from storyedge.bench.results import BenchReport, GraphProfile
+from storyedge.bench.results import BenchReport, ComputePeak, GraphProfile
 
 #: op rows of a profile shown in the terminal (report.md / report.json list every kept row)
 TERMINAL_OPS = 3
 
 
 def floor_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
-    """Per backend: encoder and step p50, their compute and bytes floors, which binds, the multiple."""
-    headers = ["backend", "enc p50", "enc compute floor", "enc bytes floor", "enc binds", "enc x floor",
-               "step p50", "step compute floor", "step bytes floor", "step binds", "step x floor", "peak"]
+    """Per backend: encoder and step p50, their compute, bytes and weight-read floors, which binds,
+    the multiple."""
+    headers = ["backend", "enc p50", "enc compute floor", "enc bytes floor", "enc read floor", "enc binds",
+               "enc x floor", "step p50", "step compute floor", "step bytes floor", "step read floor", "step binds",
+               "step x floor", "peak"]
     rows = []
     for b in report.backends:
         f = b.floors
@@ -21,16 +23,23 @@ def floor_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
             continue
         e, s = f.encoder, f.step
         rows.append([b.name, _fmt(b.latency.encoder.p50_ms, 3), _fmt(e.compute_floor_ms, 4), _fmt(e.bytes_floor_ms, 4),
-                     e.binding, _fmt(e.vs_floor, 2), _fmt(b.latency.step.p50_ms, 4), _fmt(s.compute_floor_ms, 4),
-                     _fmt(s.bytes_floor_ms, 4), s.binding, _fmt(s.vs_floor, 2), s.peak])
+                     _fmt(e.read_floor_ms, 4), e.binding, _fmt(e.vs_floor, 2), _fmt(b.latency.step.p50_ms, 4),
+                     _fmt(s.compute_floor_ms, 4), _fmt(s.bytes_floor_ms, 4), _fmt(s.read_floor_ms, 4), s.binding,
+                     _fmt(s.vs_floor, 2), s.peak])
     return headers, rows
 
 
+def _read_gbps(p: ComputePeak) -> float:
+    """The rate a probe read its weights at (GB/s; int8 weights 1 byte, fp32 4)."""
+    return p.macs_per_s / p.shape[0] * (1 if p.precision == "int8" else 4) / 1e9
+
+
 def peak_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
-    """The MAC peaks measured in the run."""
-    headers = ["runtime", "precision", "role", "M x K x N", "ms/call", "call overhead ms", "GMAC/s"]
+    """The MAC peaks measured in the run, and the rate each probe read its weights at."""
+    headers = ["runtime", "precision", "role", "M x K x N", "ms/call", "call overhead ms", "GMAC/s", "weights GB/s"]
+    peaks = report.compute.peaks if report.compute else []
     rows = [[p.runtime, p.precision, p.role, "x".join(str(d) for d in p.shape), _fmt(p.ms, 4), _fmt(p.overhead_ms, 4),
-             _fmt(p.macs_per_s / 1e9, 2)] for p in (report.compute.peaks if report.compute else [])]
+             _fmt(p.macs_per_s / 1e9, 2), _fmt(_read_gbps(p), 1)] for p in peaks]
     return headers, rows
 
 

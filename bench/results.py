@@ -34,8 +34,10 @@ from storyedge.schema import check_schema, known_fields
 #: ``recurrent``), where the wall time went (``wall``); 1.6: story mode's ``one_call``; 1.7: the
 #: reason and temporal LSTMs' recurrent MACs priced at B rows (peak role ``recurrent_row``,
 #: ``compute.encoder_sequential_rows``), the memory bandwidth the fastest of several rounds
-#: (``memory_bandwidth.rounds``). Older reports are read as they are.
-SCHEMA_VERSION = "1.7"
+#: (``memory_bandwidth.rounds``); 1.8: the weight-read floor (peak role ``weights``,
+#: ``GraphFloor.read_floor_ms`` / ``read_peak``, binding ``read``, ``compute.step_weights``). Older
+#: reports are read as they are.
+SCHEMA_VERSION = "1.8"
 REPORT_KIND = "bench report"
 
 
@@ -187,6 +189,8 @@ class ComputeFloors:
     step_total_macs: int
     peaks: list[ComputePeak]
     note: str
+    #: matrix weights one step reads (the weight-read floor's count; report 1.8)
+    step_weights: int = 0
     #: of ``encoder_macs``, the LSTMs' recurrent products per component, priced at the recurrent role
     #: of their rows (``encoder_sequential_rows``; the ``recurrent`` peak where a report has no rows)
     encoder_sequential_macs: dict[str, int] = field(default_factory=dict)
@@ -220,7 +224,8 @@ class GraphFloor:
     #: weight bytes read ÷ DRAM read bandwidth (the bytes floor; binds only when they exceed the LLC)
     bytes_floor_ms: float
     weight_bytes: int
-    #: ``compute`` or ``bytes``: the floor that binds (bytes where the weights exceed the LLC: the larger)
+    #: ``compute``, ``bytes`` or ``read``: the largest of the compute floor, the bytes floor (where the
+    #: weights exceed the LLC) and the weight-read floor (where measured)
     binding: str
     floor_ms: float
     #: p50 / floor_ms
@@ -228,6 +233,12 @@ class GraphFloor:
     #: of ``macs``, the recurrent products, priced at ``sequential_peak`` (runtime / precision / roles) in the compute floor
     sequential_macs: int = 0
     sequential_peak: str = ""
+    #: the graph's weights ÷ the rate its runtime's one product over as many weights as a step reads
+    #: them at (the ``weights`` peak role: whatever memory level holds them, read by the runtime's own
+    #: kernel); None where no such peak was measured (report 1.8)
+    read_floor_ms: float | None = None
+    #: the runtime / precision of that peak
+    read_peak: str = ""
 
 
 @dataclass

@@ -80,7 +80,7 @@ def test_report_files_written(full_report: FullReport) -> None:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "step_latency.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Parity vs `tf-reference`" in md and "## Latency" in md and "Roofline" in md and "## Summary" in md
-    assert json.loads((out / "report.json").read_text())["schema_version"] == "1.7"
+    assert json.loads((out / "report.json").read_text())["schema_version"] == "1.8"
     assert report.failed_gates == [] and report.plots == ["step_latency.png", "ppl_ratio.png", "pareto.png"]
     assert report.parity is not None and report.parity.windows >= 1 and report.parity.tokens > 0
     assert report.samples and set(report.samples[0].greedy) == {b.name for b in report.backends}

@@ -57,7 +57,9 @@ def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
     report, out = profiled
     assert report.compute is not None and report.compute.encoder_total_macs > report.compute.step_total_macs > 0
     assert {(p.runtime, p.precision) for p in report.compute.peaks} >= {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
-    assert {p.role for p in report.compute.peaks} == {"encoder", "recurrent", "recurrent_row", "step"}
+    assert {p.role for p in report.compute.peaks} == {"encoder", "recurrent", "recurrent_row", "step", "weights"}
+    weights = report.compute.peak("onnxruntime", "int8", "weights")
+    assert weights.shape[1] * weights.shape[2] >= report.compute.step_weights > 0  # the step's weights in one product
     recurrent = sum(report.compute.encoder_sequential_macs.values())
     assert 0 < recurrent < report.compute.encoder_total_macs
     for b in report.backends:
@@ -65,9 +67,10 @@ def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
         assert b.floors.encoder.sequential_macs == recurrent and b.floors.step.sequential_macs == 0
         assert b.floors.encoder.sequential_peak.endswith((" recurrent", " recurrent, recurrent_row"))
         for g in (b.floors.encoder, b.floors.step):
-            assert g.binding in ("compute", "bytes") and g.floor_ms > 0 and g.vs_floor > 0
-            assert g.floor_ms == max(g.compute_floor_ms, g.bytes_floor_ms) if g.binding == "bytes" else \
-                g.floor_ms == g.compute_floor_ms
+            assert g.read_floor_ms is not None and g.read_peak == g.peak  # the runtime's own weights probe
+            candidates = {"compute": g.compute_floor_ms, "bytes": g.bytes_floor_ms, "read": g.read_floor_ms}
+            assert g.floor_ms == candidates[g.binding] and g.vs_floor > 0
+            assert g.floor_ms >= max(g.compute_floor_ms, g.read_floor_ms)  # bytes only beyond the cache
     md = (out / "report.md").read_text()
     assert "Per-op profile" in md and "Compute floor" in md
     assert 0 < report.compute.caption_tokens <= report.compute.caption_slots  # the Bi-LSTMs' real tokens

@@ -136,7 +136,7 @@ def test_report_json_round_trip() -> None:
     report.compare = compare_reports(report, report, "old/report.json")
     text = report.to_json()
     data = json.loads(text)
-    assert data["schema_version"] == SCHEMA_VERSION == "1.7"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.8"
     back = BenchReport.from_json(text, "report.json")
     assert back == report
     assert back.backends[1].latency.step.p50_ms == 0.25 and back.backends[1].parity.gates["ppl_ratio"].passed
@@ -162,7 +162,7 @@ def test_the_data_floor_is_shown_beside_the_parity_ppl() -> None:
 
 def test_a_newer_minor_with_unknown_fields_is_read() -> None:
     data = json.loads(hand_report(_fleet()).to_json())
-    data["schema_version"] = "1.7"
+    data["schema_version"] = "1.9"
     data["energy"] = {"joules": 3.0}
     data["backends"][1]["latency"]["step"]["p999_ms"] = 9.0
     data["summary"]["greenest"] = None

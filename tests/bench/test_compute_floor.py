@@ -117,6 +117,44 @@ def test_binding_floor_is_bytes_only_beyond_the_cache() -> None:
     assert graph_floor(1, None, 1, 1.0, None, 1.0) is None
 
 
+def test_the_weight_read_floor_binds_where_reading_the_weights_takes_longer() -> None:
+    peak = ComputePeak("litert", "int8", "step", [1, 10, 40], 0.001, 1e9)  # 1 GMAC/s
+    # a 2-row product reads each of its weights once per 2 MACs: 0.5 GMAC/s is 0.25 G weights/s
+    weights = ComputePeak("litert", "int8", "weights", [2, 10, 400], 0.001, 0.5e9)
+    # 2M MACs: compute 2 ms; 1M weights at 0.25 G weights/s: 4 ms, though they fit the cache
+    f = graph_floor(2_000_000, peak, 1_000_000, read_gbps=1.0, llc_bytes=16 << 20, p50_ms=6.0,
+                    read=(1_000_000, weights))
+    assert f.read_floor_ms == pytest.approx(4.0) and (f.binding, f.floor_ms, f.vs_floor) == ("read", 4.0, 1.5)
+    assert f.read_peak == "litert int8"
+    # beyond the cache, the slower of the DRAM bytes floor and the read floor binds
+    beyond = graph_floor(2_000_000, peak, 8_000_000, read_gbps=1.0, llc_bytes=1 << 20, p50_ms=6.0,
+                         read=(1_000_000, weights))
+    assert (beyond.binding, beyond.floor_ms) == ("bytes", pytest.approx(8.0))
+    fast = ComputePeak("litert", "int8", "weights", [1, 10, 400], 0.001, 1e10)
+    quick = graph_floor(2_000_000, peak, 1_000_000, 1.0, 16 << 20, 6.0, read=(1_000_000, fast))
+    assert quick.binding == "compute" and quick.read_floor_ms == pytest.approx(0.1)
+    unmeasured = graph_floor(2_000_000, peak, 1_000_000, 1.0, 16 << 20, 6.0, read=(1_000_000, None))
+    assert unmeasured.read_floor_ms is None and unmeasured.read_peak == "" and unmeasured.binding == "compute"
+
+
+def test_int8_weights_are_never_read_at_numpy_s_fp32_rate() -> None:
+    from storyedge.bench.compute import backend_floors, compute_floors
+    from storyedge.bench.results import Roofline
+
+    cfg = hand_config()
+    peaks = [ComputePeak("numpy", "fp32", role, [1, 10, 10], 0.001, 1e9) for role in ("encoder", "step", "weights")]
+    floors = compute_floors(cfg, vocab=50, batch=1, peaks=peaks)
+    assert floors.step_weights == step_macs(cfg, 50).total_weights
+    roofline = Roofline(weight_bytes=1000, bytes_per_weight=1, floor_ms=1.0, step_vs_floor=1.0, step_vs_fp32_floor=1.0,
+                        fits_in_llc=None)
+    int8 = backend_floors(floors, "tflite", "int8-dynamic", 1.0, 1.0, roofline, 1.0, None)
+    assert int8.step.read_floor_ms is None and int8.encoder.read_floor_ms is None
+    fp32 = backend_floors(floors, "tflite", "fp32", 1.0, 1.0, roofline, 1.0, None)
+    assert fp32.step.read_floor_ms == pytest.approx(floors.step_weights / 1e9 * 1e3)
+    assert fp32.encoder.read_floor_ms == pytest.approx(floors.encoder_weights / 1e9 * 1e3)
+    assert fp32.step.read_peak == "numpy fp32"
+
+
 def test_recurrent_macs_are_priced_at_their_own_peak() -> None:
     gemm = ComputePeak("onnxruntime", "fp32", "encoder", [96, 300, 2048], 0.001, 4e9)  # 4 GMAC/s
     recurrent = ComputePeak("onnxruntime", "fp32", "recurrent", [3, 512, 2048], 0.001, 1e9)  # 1 GMAC/s
@@ -139,8 +177,10 @@ def test_each_lstm_s_recurrent_macs_take_the_peak_of_its_rows() -> None:
     from storyedge.bench.compute import compute_floors, encoder_sequential, peak_shapes
 
     cfg = hand_config()
-    shapes = peak_shapes(cfg, batch=1)
+    shapes = peak_shapes(cfg, batch=1, vocab=50)
     assert shapes["recurrent"] == (2, 4, 16) and shapes["recurrent_row"] == (1, 4, 16)  # B·k = 2 rows, B = 1
+    # the step's weights in one product: H = 10 rows of ceil(weights / 10) columns
+    assert shapes["weights"] == (1, 10, -(-step_macs(cfg, 50).total_weights // 10))
     peaks = [ComputePeak("onnxruntime", "int8", role, list(shapes[role]), 0.001, rate)
              for role, rate in (("encoder", 4e9), ("recurrent", 2e9), ("recurrent_row", 1e9))]
     floors = compute_floors(cfg, vocab=50, batch=1, peaks=peaks)
@@ -164,7 +204,7 @@ def test_int8_onnx_probe_keeps_the_quantizer_s_advice_off_the_screen(tmp_path, c
 def test_peak_probes_measure_round_by_round() -> None:
     from storyedge.bench.compute import ROLES, PeakProbes
 
-    probes = PeakProbes(hand_config(), batch=1, threads=1, runtimes=["numpy"])
+    probes = PeakProbes(hand_config(), batch=1, vocab=50, threads=1, runtimes=["numpy"])
     assert probes.peaks() == [] and probes.rounds == 0  # nothing timed yet
     probes.round()
     first = {p.role: p.ms for p in probes.peaks()}
