@@ -348,7 +348,9 @@ def markdown_text(report: BenchReport) -> str:
     if budget:
         lines += ["## Budgets", "", *budget, ""]
     if report.compare is not None:
-        lines += [f"## Compared with {report.compare.old}", "", _table(compare_rows(report.compare), markdown=True), ""]
+        machine = other_machine_line(report.compare)
+        lines += [f"## Compared with {report.compare.old}", "", _table(compare_rows(report.compare), markdown=True), "",
+                  *([machine, ""] if machine else [])]
     if report.plots:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in report.plots] + [""]
     lines += [f"Peak RSS of the bench process: {report.peak_rss_mb:.0f} MB; a process holding no backend yet: "
@@ -362,7 +364,7 @@ def _markdown_head(report: BenchReport) -> list[str]:
     return [
         "# storyedge bench report", "",
         f"- export: `{report.export_dir}` (source: {_source_text(report.source)})",
-        f"- created: {report.created}; host: {host.platform}, {host.cpu_count} CPUs; "
+        f"- created: {report.created}; host: {host.platform}, {host.describe()}; "
         f"storyedge {report.storyedge_version}",
         f"- runtimes: {', '.join(f'{k} {v}' for k, v in host.versions.items())}",
         f"- batch {s.batch}, threads {s.threads}, warm-up {s.warmup}, timed runs {s.runs}, "
@@ -511,7 +513,16 @@ def compare_reports(old: BenchReport, new: BenchReport, old_path: str | Path) ->
             bleu4=Delta.of(_greedy_bleu4(o), _greedy_bleu4(b)),
         ))
     new_names = {b.name for b in new.backends}
-    return Comparison(str(old_path), rows, sorted(set(old_by) - new_names), sorted(new_names - set(old_by)))
+    return Comparison(str(old_path), rows, sorted(set(old_by) - new_names), sorted(new_names - set(old_by)),
+                      other_machine="" if old.host.same_machine(new.host) else old.host.describe())
+
+
+def other_machine_line(compare: Comparison) -> str | None:
+    """The warning that the compared report ran on another machine (None where it did not)."""
+    if not compare.other_machine:
+        return None
+    return (f"note: the old report ran on another machine ({compare.other_machine}): its deltas mix the "
+            "machines' speeds with what changed")
 
 
 def _greedy_bleu4(result: Any) -> float | None:
@@ -541,6 +552,9 @@ def compare_rows(compare: Comparison) -> Table:
 def compare_text(compare: Comparison) -> str:
     """The ``--compare`` block of the terminal output."""
     parts = [f"Compared with {compare.old}", _table(compare_rows(compare))]
+    machine = other_machine_line(compare)
+    if machine:
+        parts.append(machine)
     if compare.only_old:
         parts.append("only in the old report: " + ", ".join(compare.only_old))
     if compare.only_new:

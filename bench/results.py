@@ -35,7 +35,8 @@ from storyedge.schema import check_schema, known_fields
 #: reason and temporal LSTMs' recurrent MACs priced at B rows (peak role ``recurrent_row``,
 #: ``compute.encoder_sequential_rows``), the memory bandwidth the fastest of several rounds
 #: (``memory_bandwidth.rounds``); 1.8: the weight-read floor (peak role ``weights``,
-#: ``GraphFloor.read_floor_ms`` / ``read_peak``, binding ``read``, ``compute.step_weights``). Older
+#: ``GraphFloor.read_floor_ms`` / ``read_peak``, binding ``read``, ``compute.step_weights``), the CPU
+#: model in ``host.processor`` on Linux too, ``compare.other_machine``. Older
 #: reports are read as they are.
 SCHEMA_VERSION = "1.8"
 REPORT_KIND = "bench report"
@@ -730,6 +731,8 @@ class Comparison:
     rows: list[CompareRow]
     only_old: list[str]
     only_new: list[str]
+    #: the old report's machine where it is not the new one's (``Host.describe``), else "" (report 1.8)
+    other_machine: str = ""
 
 
 # --------------------------------------------------------------------------------- report
@@ -741,9 +744,20 @@ class Host:
 
     platform: str
     machine: str
+    #: the CPU's model name (report 1.8; '' in older reports on Linux, where ``platform.processor()`` is empty)
     processor: str
     cpu_count: int | None
     versions: dict[str, str]
+
+    def describe(self) -> str:
+        """``Intel(R) Xeon(R) Processor, 2 CPUs`` (the architecture where no model is known)."""
+        return f"{self.processor or self.machine}, {self.cpu_count} CPUs"
+
+    def same_machine(self, other: "Host") -> bool:
+        """Whether two reports' hosts look like one machine: same CPU model (where both name one),
+        architecture and CPU count."""
+        models_differ = bool(self.processor and other.processor and self.processor != other.processor)
+        return not models_differ and self.machine == other.machine and self.cpu_count == other.cpu_count
 
 
 @dataclass

@@ -24,18 +24,16 @@ import dataclasses
 import datetime
 import gc
 import logging
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
 from storyedge import __version__
 from storyedge.bench.compute import PeakProbes
 from storyedge.bench.floors import floor_stage, peak_probes, profile_stage
+from storyedge.bench.host import host_info
 from storyedge.bench.inputs import real_tokens, synthetic_inputs, window_dict
 from storyedge.bench.latency import (
     REWARM_RUNS,
@@ -87,8 +85,6 @@ from storyedge.runtime.export_dir import REFERENCE_NEEDS_TF
 
 log = logging.getLogger(__name__)
 
-#: runtime modules whose versions the report records, when the run imported them
-VERSIONED_MODULES = ("numpy", "ai_edge_litert", "onnxruntime", "tensorflow", "keras")
 NOTES = (
     "Latency inputs are random with the export's static shapes (timing does not depend on the values).",
     f"Timing: the backends in turn, each one's runs in {TIMING_BLOCKS} blocks (after its warm-up, {REWARM_RUNS} "
@@ -440,21 +436,6 @@ class CaptionTimer:
             return latency, self.seconds[0], None, 0.0
         return (latency, self.seconds[0], self.story.latency(self.kept[1], s.warmup, s.runs, latency),
                 self.story_setup_s + self.seconds[1])
-
-
-def host_info() -> Host:
-    """The machine and the versions of the runtimes this run imported."""
-    versions: dict[str, str] = {"python": platform.python_version()}
-    for module in VERSIONED_MODULES:
-        mod = sys.modules.get(module)
-        if mod is not None:
-            versions[module] = getattr(mod, "__version__", "?")
-    if versions.get("ai_edge_litert") == "?":
-        try:
-            versions["ai_edge_litert"] = version("ai-edge-litert")
-        except PackageNotFoundError:
-            pass
-    return Host(platform.platform(), platform.machine(), platform.processor(), os.cpu_count(), versions)
 
 
 def assemble(
