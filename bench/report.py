@@ -184,7 +184,7 @@ def budget_rows(report: BenchReport) -> Table:
 def _pick_cells(pick: Pick) -> list[str]:
     value = f"{_fmt(pick.value, 4 if pick.unit == 'ms' and pick.value < 1 else 3)} {pick.unit}"
     speedup = "-" if pick.speedup is None else f"{pick.speedup:.1f}x ({pick.speedup_of} p50)"
-    floor = "-" if pick.floor_multiple is None else f"{pick.floor_multiple:.2f}x"
+    floor = "-" if pick.floor_multiple is None else f"{pick.floor_multiple:.2f}x {pick.floor_binding}".rstrip()
     return [pick.backend, value, speedup, floor]
 
 
@@ -220,8 +220,9 @@ def summary_lines(report: BenchReport, markdown: bool = False) -> list[str]:
         lines.append(f"no eligible backend is within every budget ({limits})")
     if s.reference is None:
         lines.append("speed-up: no TF reference was timed (--latency-only)")
-    lines.append("step x floor: step p50 / roofline floor at its precision; '-' where the step's weights "
-                 "fit in the last-level cache (the floor does not bind there)")
+    lines.append("step x floor: step p50 / its binding floor (compute, bytes or read; see the compute floor); "
+                 "where none was measured, / the roofline floor at its precision, '-' where the step's weights "
+                 "fit in the last-level cache (that floor does not bind there)")
     return lines
 
 

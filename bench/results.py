@@ -664,8 +664,11 @@ class Pick:
     #: reference p50 / this backend's p50 of ``speedup_of`` (None without a timed reference)
     speedup: float | None
     speedup_of: str
-    #: step p50 / floor at its precision, where the floor binds (None where the weights fit in cache)
+    #: step p50 / its binding floor (``BackendResult.floors.step``); without one, / the DRAM roofline
+    #: floor at its precision where that binds (None where the weights fit in cache)
     floor_multiple: float | None
+    #: which floor ``floor_multiple`` is against: ``compute``, ``bytes`` or ``read`` (report 1.8; "" before)
+    floor_binding: str = ""
 
 
 @dataclass

@@ -67,8 +67,12 @@ def _pick(result: BackendResult, reference: BackendResult | None, value: float, 
         own = result.latency.caption if speedup_of == "caption" else result.latency.step
         ref = reference.latency.caption if speedup_of == "caption" else reference.latency.step
         speedup = ref.p50_ms / own.p50_ms
-    floor = result.roofline.step_vs_floor if result.roofline.floor_binds else None
-    return Pick(result.name, value, unit, speedup, speedup_of, floor)
+    if result.floors is not None:
+        floor, binding = result.floors.step.vs_floor, result.floors.step.binding
+    else:
+        binds = result.roofline.floor_binds
+        floor, binding = (result.roofline.step_vs_floor, "bytes") if binds else (None, "")
+    return Pick(result.name, value, unit, speedup, speedup_of, floor, binding)
 
 
 def summarize(results: list[BackendResult], parity_checked: bool, budgets: Budgets) -> Summary:

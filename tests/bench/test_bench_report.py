@@ -51,6 +51,23 @@ def test_summary_picks_the_best_backend_that_passes_the_gates() -> None:
     assert s.within_budgets is None and not s.budgets_set and not s.budgets_failed
 
 
+def test_summary_puts_the_step_against_its_binding_floor_where_measured() -> None:
+    from storyedge.bench.results import BackendFloors, GraphFloor
+
+    fleet = _fleet()
+    step = next(b for b in fleet if b.name == "onnx-fp32")  # its weights fit in the cache: no roofline multiple
+    graph = GraphFloor(macs=1000, compute_floor_ms=0.05, peak="onnxruntime fp32", bytes_floor_ms=0.3, weight_bytes=4000,
+                       binding="read", floor_ms=0.16, vs_floor=1.25, read_floor_ms=0.16, read_peak="onnxruntime fp32")
+    step.floors = BackendFloors(encoder=graph, step=graph)
+    report = hand_report(fleet)
+    pick = report.summary.fastest_step
+    assert (pick.backend, pick.floor_multiple, pick.floor_binding) == ("onnx-fp32", 1.25, "read")
+    assert report.summary.fastest_caption.floor_binding == "bytes"  # the roofline's, where no floor was measured
+    assert "1.25x read" in terminal_text(report) and "1.20x bytes" in terminal_text(report)
+    back = BenchReport.from_json(report.to_json())
+    assert back.summary.fastest_step.floor_binding == "read"
+
+
 def test_summary_when_every_export_fails_its_gate() -> None:
     fleet = [hand_result("tf-reference"), hand_result("tflite-fp32", passed=False)]
     report = hand_report(fleet)
