@@ -89,7 +89,8 @@ COMPUTE_NOTE = (
     "matrix weights one step reads (the step's weights in one product, wherever they live). Read floor: "
     "the graph's matrix weights at the weights role's rate (weights per second, same precision class). "
     "Binding floor: the largest of the compute floor, the bytes floor (where the graph's weights exceed the "
-    "last-level cache) and the read floor. Multiples use p50."
+    "last-level cache) and the read floor. Caption floor: the encoder's binding floor + the caption's steps x "
+    "the step's. Multiples use p50."
 )
 
 
@@ -364,10 +365,12 @@ def encoder_sequential(floors: ComputeFloors, fmt: str, precision: str) -> list[
 def backend_floors(
     floors: ComputeFloors, fmt: str, precision: str, encoder_p50_ms: float, step_p50_ms: float,
     roofline: Roofline, read_gbps: float, llc_bytes: int | None, own_step: MacCount | None = None,
+    caption: tuple[int, float] | None = None,
 ) -> BackendFloors | None:
     """A backend's encoder and step against their binding floors (None where no peak was measured).
 
-    ``own_step``: the step's own MACs and weights where they differ from the report's (a shortlist)."""
+    ``own_step``: the step's own MACs and weights where they differ from the report's (a shortlist);
+    ``caption``: (its steps, its p50) for the caption's floor, the encoder's and its steps'."""
     if floors.peaks == [] or fmt not in FORMAT_RUNTIME:
         return None
     bpw = BYTES_PER_WEIGHT.get(precision, 4)
@@ -382,4 +385,9 @@ def backend_floors(
                        read=(step_weights, read_peak) if step_weights else None)
     if encoder is None or step is None:
         return None
-    return BackendFloors(encoder=encoder, step=step)
+    out = BackendFloors(encoder=encoder, step=step)
+    if caption is not None:
+        tokens, p50_ms = caption
+        out.caption_floor_ms = encoder.floor_ms + tokens * step.floor_ms
+        out.caption_vs_floor = p50_ms / out.caption_floor_ms if out.caption_floor_ms > 0 else None
+    return out

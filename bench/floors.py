@@ -54,7 +54,8 @@ def floor_stage(plan: Any, results: list[BackendResult], bandwidth: MemoryBandwi
             r.roofline = shortlist_roofline(floors, r, cfg.model.decoder_hidden_dim,
                                             plan.export.vocab_size - width, bandwidth)
         r.floors = backend_floors(compute, r.format, r.precision, r.latency.encoder.p50_ms, r.latency.step.p50_ms,
-                                  r.roofline, bandwidth.read_gbps, bandwidth.last_level_cache_bytes, own)
+                                  r.roofline, bandwidth.read_gbps, bandwidth.last_level_cache_bytes, own,
+                                  caption=(r.latency.caption_tokens, r.latency.caption.p50_ms))
     return compute
 
 

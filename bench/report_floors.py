@@ -12,10 +12,10 @@ TERMINAL_OPS = 3
 
 def floor_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     """Per backend: encoder and step p50, their compute, bytes and weight-read floors, which binds,
-    the multiple."""
+    the multiple; the caption's floor (the encoder's + its steps') and multiple."""
     headers = ["backend", "enc p50", "enc compute floor", "enc bytes floor", "enc read floor", "enc binds",
                "enc x floor", "step p50", "step compute floor", "step bytes floor", "step read floor", "step binds",
-               "step x floor", "peak"]
+               "step x floor", "caption floor", "caption x floor", "peak"]
     rows = []
     for b in report.backends:
         f = b.floors
@@ -25,7 +25,7 @@ def floor_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
         rows.append([b.name, _fmt(b.latency.encoder.p50_ms, 3), _fmt(e.compute_floor_ms, 4), _fmt(e.bytes_floor_ms, 4),
                      _fmt(e.read_floor_ms, 4), e.binding, _fmt(e.vs_floor, 2), _fmt(b.latency.step.p50_ms, 4),
                      _fmt(s.compute_floor_ms, 4), _fmt(s.bytes_floor_ms, 4), _fmt(s.read_floor_ms, 4), s.binding,
-                     _fmt(s.vs_floor, 2), s.peak])
+                     _fmt(s.vs_floor, 2), _fmt(f.caption_floor_ms, 3), _fmt(f.caption_vs_floor, 2), s.peak])
     return headers, rows
 
 

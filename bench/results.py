@@ -35,7 +35,7 @@ from storyedge.schema import check_schema, known_fields
 #: reason and temporal LSTMs' recurrent MACs priced at B rows (peak role ``recurrent_row``,
 #: ``compute.encoder_sequential_rows``), the memory bandwidth the fastest of several rounds
 #: (``memory_bandwidth.rounds``); 1.8: the weight-read floor (peak role ``weights``,
-#: ``GraphFloor.read_floor_ms`` / ``read_peak``, binding ``read``, ``compute.step_weights``), the CPU
+#: ``GraphFloor.read_floor_ms`` / ``read_peak``, binding ``read``, ``compute.step_weights``, ``BackendFloors.caption_*``), the CPU
 #: model in ``host.processor`` on Linux too, ``compare.other_machine``. Older
 #: reports are read as they are.
 SCHEMA_VERSION = "1.8"
@@ -248,6 +248,10 @@ class BackendFloors:
 
     encoder: GraphFloor
     step: GraphFloor
+    #: a greedy caption's floor: the encoder's binding floor + the caption's steps × the step's (report 1.8)
+    caption_floor_ms: float | None = None
+    #: caption p50 / ``caption_floor_ms``
+    caption_vs_floor: float | None = None
 
 
 @dataclass

@@ -71,6 +71,9 @@ def test_floors_and_report_sections(profiled: tuple[BenchReport, Path]) -> None:
             candidates = {"compute": g.compute_floor_ms, "bytes": g.bytes_floor_ms, "read": g.read_floor_ms}
             assert g.floor_ms == candidates[g.binding] and g.vs_floor > 0
             assert g.floor_ms >= max(g.compute_floor_ms, g.read_floor_ms)  # bytes only beyond the cache
+        steps = b.latency.caption_tokens
+        assert b.floors.caption_floor_ms == pytest.approx(b.floors.encoder.floor_ms + steps * b.floors.step.floor_ms)
+        assert b.floors.caption_vs_floor == pytest.approx(b.latency.caption.p50_ms / b.floors.caption_floor_ms)
     md = (out / "report.md").read_text()
     assert "Per-op profile" in md and "Compute floor" in md
     assert 0 < report.compute.caption_tokens <= report.compute.caption_slots  # the Bi-LSTMs' real tokens

@@ -149,10 +149,14 @@ def test_int8_weights_are_never_read_at_numpy_s_fp32_rate() -> None:
                         fits_in_llc=None)
     int8 = backend_floors(floors, "tflite", "int8-dynamic", 1.0, 1.0, roofline, 1.0, None)
     assert int8.step.read_floor_ms is None and int8.encoder.read_floor_ms is None
-    fp32 = backend_floors(floors, "tflite", "fp32", 1.0, 1.0, roofline, 1.0, None)
+    fp32 = backend_floors(floors, "tflite", "fp32", 1.0, 1.0, roofline, 1.0, None, caption=(12, 30.0))
     assert fp32.step.read_floor_ms == pytest.approx(floors.step_weights / 1e9 * 1e3)
     assert fp32.encoder.read_floor_ms == pytest.approx(floors.encoder_weights / 1e9 * 1e3)
     assert fp32.step.read_peak == "numpy fp32"
+    # the caption's floor: the encoder's binding floor and 12 steps at the step's
+    assert fp32.caption_floor_ms == pytest.approx(fp32.encoder.floor_ms + 12 * fp32.step.floor_ms)
+    assert fp32.caption_vs_floor == pytest.approx(30.0 / fp32.caption_floor_ms)
+    assert int8.caption_floor_ms is None and int8.caption_vs_floor is None  # no caption given
 
 
 def test_recurrent_macs_are_priced_at_their_own_peak() -> None:
