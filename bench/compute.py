@@ -42,6 +42,7 @@ so the peak is the kernel's; the graph's own per-op overheads stay in its multip
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
@@ -169,23 +170,66 @@ def ort_probe(shape: tuple[int, int, int], precision: str, threads: int, workdir
     return lambda: session.run(None, feeds)
 
 
-def litert_probe(shape: tuple[int, int, int], precision: str, threads: int, workdir: Path) -> Callable[[], Any]:
-    """One matmul converted by the TFLite converter (int8: dynamic range) in LiteRT (XNNPACK)."""
-    # lazy: TensorFlow converts the probe; LiteRT runs it
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
+#: (K, N) of the product the TFLite converter converts once per precision; every LiteRT probe is
+#: that file with its shapes and weights replaced (:func:`widened_product`): converting a probe of the
+#: step's weights (69 MB fp32) took the converter 5 s per precision. Dynamic-range quantization
+#: leaves weights under 1024 elements float, so the template's are over.
+TEMPLATE_KN = (64, 32)
 
-    m, k, n = shape
+
+@functools.lru_cache(maxsize=None)
+def litert_template(precision: str) -> bytes:
+    """A one-matmul ``[1, K] x [K, N]`` model (:data:`TEMPLATE_KN`) converted by the TFLite
+    converter (int8: dynamic range, per-channel int8 weights)."""
+    import tensorflow as tf  # lazy: TensorFlow converts the template; LiteRT runs the probes
+
+    k, n = TEMPLATE_KN
     w = tf.constant(_weights(k, n))
 
-    @tf.function(input_signature=[tf.TensorSpec([m, k], tf.float32, name="x")])
+    @tf.function(input_signature=[tf.TensorSpec([1, k], tf.float32, name="x")])
     def matmul(x: Any) -> Any:
         return tf.matmul(x, w)
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([matmul.get_concrete_function()], matmul)
     if precision == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    interpreter = Interpreter(model_content=converter.convert(), num_threads=threads)
+    return converter.convert()
+
+
+def widened_product(template: bytes, m: int, weights: np.ndarray) -> bytes:
+    """``template``'s one ``FULLY_CONNECTED`` as ``[m, K] x weights`` (``weights``: ``[K, N]``
+    float32), stored as the template stores its weight: float32, or int8 per output channel
+    (symmetric, the dynamic-range converter's scheme)."""
+    from storyedge.tflite_schema import pack_model, schema  # lazy: flatbuffers, for LiteRT only
+
+    tfl = schema()
+    model = tfl.ModelT.InitFromObj(tfl.Model.GetRootAsModel(template, 0))
+    graph = model.subgraphs[0]
+    (op,) = graph.operators
+    x, w, y = (graph.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if w.type not in (tfl.TensorType.FLOAT32, tfl.TensorType.INT8):
+        raise ValueError(f"the converter's template holds {w.type} weights, not float32 or int8")
+    k, n = weights.shape
+    x.shape, w.shape, y.shape = np.array([m, k], np.int32), np.array([n, k], np.int32), np.array([m, n], np.int32)
+    kernel = np.ascontiguousarray(weights.T)
+    if w.type == tfl.TensorType.INT8:
+        scale = np.maximum(np.abs(kernel).max(axis=1), 1e-12) / 127.0
+        kernel = np.clip(np.rint(kernel / scale[:, None]), -127, 127).astype(np.int8)
+        w.quantization.scale = scale.astype(np.float32)
+        w.quantization.zeroPoint = np.zeros(n, np.int64)
+        w.quantization.quantizedDimension = 0
+    model.buffers[w.buffer].data = np.frombuffer(kernel.tobytes(), np.uint8)
+    return pack_model(model, kernel.nbytes + 4096)
+
+
+def litert_probe(shape: tuple[int, int, int], precision: str, threads: int, workdir: Path) -> Callable[[], Any]:
+    """One matmul (int8: dynamic range, per-channel int8 weights) in LiteRT (XNNPACK): the TFLite
+    converter's one-matmul file (:func:`litert_template`) at this shape (:func:`widened_product`)."""
+    from ai_edge_litert.interpreter import Interpreter  # lazy: optional runtime
+
+    m, k, n = shape
+    content = widened_product(litert_template(precision), m, _weights(k, n))
+    interpreter = Interpreter(model_content=content, num_threads=threads)
     interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]
     interpreter.set_tensor(index, np.ones((m, k), np.float32))

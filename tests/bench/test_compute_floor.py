@@ -242,3 +242,28 @@ def test_peak_probes_measure_round_by_round() -> None:
     assert probes.rounds == 3
     probes.top_up(2)  # never fewer than already run
     assert probes.rounds == 3
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("int8", 0.03)])
+def test_litert_probes_are_the_converter_s_product_at_any_shape(precision: str, tolerance: float) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from storyedge.bench.compute import _weights, litert_template, widened_product
+    from storyedge.tflite_schema import schema
+
+    m, k, n = 3, 96, 1500
+    content = widened_product(litert_template(precision), m, _weights(k, n))
+    tfl = schema()
+    graph = tfl.ModelT.InitFromObj(tfl.Model.GetRootAsModel(content, 0)).subgraphs[0]
+    weight = graph.tensors[graph.operators[0].inputs[1]]
+    assert list(weight.shape) == [n, k]
+    expected = tfl.TensorType.INT8 if precision == "int8" else tfl.TensorType.FLOAT32
+    assert weight.type == expected and (precision == "fp32" or len(weight.quantization.scale) == n)
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    x = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    reference = x @ _weights(k, n)
+    assert y.shape == (m, n) and np.abs(y - reference).max() <= tolerance * np.abs(reference).max()
