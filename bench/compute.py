@@ -378,7 +378,8 @@ def graph_floor(macs: int, peak: ComputePeak | None, weight_bytes: int, read_gbp
     read_ms = read_floor_ms(read[0], read_peak) if read and read_peak else None
     if read_ms is not None:
         candidates.append(("read", read_ms))
-    binding, floor = max(candidates, key=lambda c: c[1])
+    # on a tie the later floor names it: a step priced at the weights probe's rate is bound by reading them
+    binding, floor = max(reversed(candidates), key=lambda c: c[1])
     roles = list(dict.fromkeys(p.role for _, p in priced))
     return GraphFloor(macs=macs, compute_floor_ms=compute, peak=f"{peak.runtime} {peak.precision}",
                       bytes_floor_ms=bytes_floor, weight_bytes=weight_bytes, binding=binding, floor_ms=floor,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from storyedge.bench.compute import graph_floor
-from storyedge.bench.results import ComputePeak
+from storyedge.bench.results import ComputePeak, GraphFloor
 from storyedge.config import Config
 from storyedge.macs import encoder_macs, step_macs
 
@@ -145,17 +145,20 @@ def test_the_step_s_macs_take_the_faster_of_the_step_and_weights_probes() -> Non
     roofline = Roofline(weight_bytes=1000, bytes_per_weight=4, floor_ms=1.0, step_vs_floor=1.0, step_vs_fp32_floor=1.0,
                         fits_in_llc=None)
 
-    def step_floor(step_rate: float, weights_rate: float) -> float:
+    def step_floor(step_rate: float, weights_rate: float) -> GraphFloor:
         peaks = [ComputePeak("litert", "fp32", "encoder", [1, 10, 10], 0.001, 1e9),
                  ComputePeak("litert", "fp32", "step", [1, 10, 40], 0.001, step_rate),
                  ComputePeak("litert", "fp32", "weights", [1, 10, 400], 0.001, weights_rate)]
         floors = compute_floors(cfg, vocab=50, batch=1, peaks=peaks)
-        return backend_floors(floors, "tflite", "fp32", 1.0, 1.0, roofline, 1.0, None).step.compute_floor_ms
+        return backend_floors(floors, "tflite", "fp32", 1.0, 1.0, roofline, 1.0, None).step
 
     macs = step_macs(cfg, 50).total
-    # a step probe whose weights left the cache (slower than the big product): the big product's rate
-    assert step_floor(0.5e9, 1e9) == pytest.approx(macs / 1e9 * 1e3)
-    assert step_floor(2e9, 1e9) == pytest.approx(macs / 2e9 * 1e3)  # in cache: its own
+    # a step probe whose weights left the cache (slower than the big product): the big product's rate,
+    # and then the compute floor is the read floor, named so
+    slow = step_floor(0.5e9, 1e9)
+    assert slow.compute_floor_ms == pytest.approx(macs / 1e9 * 1e3) == pytest.approx(slow.read_floor_ms)
+    assert slow.binding == "read"
+    assert step_floor(2e9, 1e9).compute_floor_ms == pytest.approx(macs / 2e9 * 1e3)  # in cache: its own
 
 
 def test_int8_weights_are_never_read_at_numpy_s_fp32_rate() -> None:
