@@ -55,6 +55,7 @@ from storyedge.bench.latency import BYTES_PER_WEIGHT, roofline_floor_ms
 from storyedge.bench.results import BackendFloors, ComputeFloors, ComputePeak, GraphFloor, Roofline
 from storyedge.macs import MacCount, RealTokens, encoder_macs, step_macs
 from storyedge.quiet import quiet_root_logger
+from storyedge.tflite_schema import pack_model, schema
 
 #: timed repeats per probe and round, and the wall time each repeat aims for
 PEAK_REPEATS = 2
@@ -200,8 +201,6 @@ def widened_product(template: bytes, m: int, weights: np.ndarray) -> bytes:
     """``template``'s one ``FULLY_CONNECTED`` as ``[m, K] x weights`` (``weights``: ``[K, N]``
     float32), stored as the template stores its weight: float32, or int8 per output channel
     (symmetric, the dynamic-range converter's scheme)."""
-    from storyedge.tflite_schema import pack_model, schema  # lazy: flatbuffers, for LiteRT only
-
     tfl = schema()
     model = tfl.ModelT.InitFromObj(tfl.Model.GetRootAsModel(template, 0))
     graph = model.subgraphs[0]
