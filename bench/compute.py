@@ -24,20 +24,20 @@ is in it too):
   step (their weights ÷ that rate). A last-level cache that holds the weights is not free: on a
   2-core slice of an Intel Xeon whose 480 MiB L3 holds every step's weights, one product over the
   seed-size step's 17.3M int8 weights ran at 41 GB/s in LiteRT (0.42 ms), where the ``step`` role's
-  cache-resident probe ran at 150 GB/s; the int8 step (0.41-0.47 ms) read as 4.3x its compute floor
-  and 1.0-1.1x this one.
+  cache-resident probe ran at 150 GB/s; the int8 step (0.50 ms) read as 4.6x its compute floor and
+  1.16x this one.
 
 Runtimes: ONNX Runtime (a one-``MatMul`` graph built with ``onnx.helper``; int8 through
 ``onnxruntime.quantization.quantize_dynamic``, the exporter's int8-dynamic path) and LiteRT (a
-one-matmul ``tf.function`` converted by the TFLite converter, int8 with dynamic-range
-quantisation) where TensorFlow is importable (a ``--latency-only`` run never imports it: its
-TFLite backends then use numpy's rate, said so in the report). Each graph is judged against its
-*binding* floor, the largest of: the compute floor; the bytes floor (weight bytes ÷ DRAM read
-bandwidth) where its weights exceed the last-level cache; the weight-read floor where its runtime
-measured one (a ``weights`` peak of the graph's precision class: numpy's fp32 rate never prices
-int8 weights). A probe's MAC rate
-leaves out the runtime's fixed cost per call (the time of a 1x1 product in the same runtime),
-so the peak is the kernel's; the graph's own per-op overheads stay in its multiple.
+one-matmul ``tf.function`` converted once per precision by the TFLite converter, int8 with
+dynamic-range quantisation, then given each probe's shape and weights) where TensorFlow is
+importable (a ``--latency-only`` run never imports it: its TFLite backends then use numpy's rate,
+said so in the report). Each graph is judged against its *binding* floor, the largest of: the
+compute floor; the bytes floor (weight bytes ÷ DRAM read bandwidth) where its weights exceed the
+last-level cache; the weight-read floor where its runtime measured one (a ``weights`` peak of the
+graph's precision class: numpy's fp32 rate never prices int8 weights). A probe's MAC rate leaves
+out the runtime's fixed cost per call (the time of a 1x1 product in the same runtime), so the peak
+is the kernel's; the graph's own per-op overheads stay in its multiple.
 """
 
 from __future__ import annotations
@@ -88,8 +88,9 @@ COMPUTE_NOTE = (
     "int8 -> int8 dynamic-range), same threads; encoder role [B*k*L, E]x[E, 4h], recurrent role "
     "[B*k, h]x[h, 4h] and recurrent_row role [B, h]x[h, 4h] (the encoder LSTMs' recurrent products, which "
     "run one time step at a time, are priced at the role of their rows: the caption Bi-LSTM's B*k, the "
-    "reason and temporal LSTMs' B), step role [B, H]x[H, 4H] (the step's MACs at the faster of it and the weights role), weights role [B, H]x[H, N] with H*N the "
-    "matrix weights one step reads (the step's weights in one product, wherever they live). Read floor: "
+    "reason and temporal LSTMs' B), step role [B, H]x[H, 4H] (the step's MACs at the faster of it and the "
+    "weights role), weights role [B, H]x[H, N] with H*N the matrix weights one step reads (the step's "
+    "weights in one product, wherever they live). Read floor: "
     "the graph's matrix weights at the weights role's rate (weights per second, same precision class). "
     "Binding floor: the largest of the compute floor, the bytes floor (where the graph's weights exceed the "
     "last-level cache) and the read floor. Caption floor: the encoder's binding floor + the caption's steps x "
@@ -350,9 +351,8 @@ def _peak_for(floors: ComputeFloors, fmt: str, precision: str, role: str) -> Com
 
 
 def read_floor_ms(weights: int, peak: ComputePeak) -> float:
-    """The time ``weights`` matrix weights take at the rate of ``peak`` (a product of M rows reads
-    each of its weights once per call, so it reads MACs / M weights)."""
-    return weights / (peak.macs_per_s / peak.shape[0]) * 1e3
+    """The time ``weights`` matrix weights take at the rate ``peak`` read its own."""
+    return weights / peak.weights_per_s * 1e3
 
 
 def graph_floor(macs: int, peak: ComputePeak | None, weight_bytes: int, read_gbps: float,

@@ -3,6 +3,7 @@ shortlist's parity (rendered into the terminal text and ``report.md`` by :mod:`.
 
 from __future__ import annotations
 
+from storyedge.bench.latency import BYTES_PER_WEIGHT
 from storyedge.bench.report import _fmt, _table
 from storyedge.bench.results import BenchReport, ComputePeak, GraphProfile
 
@@ -30,8 +31,8 @@ def floor_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:
 
 
 def _read_gbps(p: ComputePeak) -> float:
-    """The rate a probe read its weights at (GB/s; int8 weights 1 byte, fp32 4)."""
-    return p.macs_per_s / p.shape[0] * (1 if p.precision == "int8" else 4) / 1e9
+    """The rate a probe read its weights at (GB/s, at its precision's bytes per weight)."""
+    return p.weights_per_s * BYTES_PER_WEIGHT[p.precision] / 1e9
 
 
 def peak_table(report: BenchReport) -> tuple[list[str], list[list[str]]]:

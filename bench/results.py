@@ -35,8 +35,9 @@ from storyedge.schema import check_schema, known_fields
 #: reason and temporal LSTMs' recurrent MACs priced at B rows (peak role ``recurrent_row``,
 #: ``compute.encoder_sequential_rows``), the memory bandwidth the fastest of several rounds
 #: (``memory_bandwidth.rounds``); 1.8: the weight-read floor (peak role ``weights``,
-#: ``GraphFloor.read_floor_ms`` / ``read_peak``, binding ``read``, ``compute.step_weights``, ``BackendFloors.caption_*``), the CPU
-#: model in ``host.processor`` on Linux too, ``compare.other_machine``. Older
+#: ``GraphFloor.read_floor_ms`` / ``read_peak``, binding ``read``, ``compute.step_weights``,
+#: ``BackendFloors.caption_*``), the CPU model in ``host.processor`` on Linux too,
+#: ``compare.other_machine``, ``Pick.floor_binding``. Older
 #: reports are read as they are.
 SCHEMA_VERSION = "1.8"
 REPORT_KIND = "bench report"
@@ -176,6 +177,11 @@ class ComputePeak:
     macs_per_s: float
     #: the runtime's fixed cost per call (a 1x1 product), left out of the rate
     overhead_ms: float = 0.0
+
+    @property
+    def weights_per_s(self) -> float:
+        """The weights the product read per second: a product of M rows reads each once per M MACs."""
+        return self.macs_per_s / self.shape[0]
 
 
 @dataclass
