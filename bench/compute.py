@@ -203,7 +203,7 @@ def widened_product(template: bytes, m: int, weights: np.ndarray) -> bytes:
     float32), stored as the template stores its weight: float32, or int8 per output channel
     (symmetric, the dynamic-range converter's scheme)."""
     tfl = schema()
-    model = tfl.ModelT.InitFromObj(tfl.Model.GetRootAsModel(template, 0))
+    model = tfl.ModelT.InitFromPackedBuf(template, 0)
     graph = model.subgraphs[0]
     (op,) = graph.operators
     x, w, y = (graph.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
@@ -343,11 +343,14 @@ def precision_class(precision: str, fmt: str = "") -> str:
     return "fp32"
 
 
-def _peak_for(floors: ComputeFloors, fmt: str, precision: str, role: str) -> ComputePeak | None:
+def _peak_for(floors: ComputeFloors, fmt: str, precision: str, role: str,
+              any_class: bool = True) -> ComputePeak | None:
+    """A backend's peak of ``role``: its runtime's of its precision class, else numpy's, else (with
+    ``any_class``) numpy's fp32."""
     cls = precision_class(precision, fmt)
     runtime = FORMAT_RUNTIME.get(fmt)
-    return (floors.peak(runtime, cls, role) if runtime else None) or floors.peak(NUMPY, cls, role) \
-        or floors.peak(NUMPY, "fp32", role)
+    own = (floors.peak(runtime, cls, role) if runtime else None) or floors.peak(NUMPY, cls, role)
+    return own or (floors.peak(NUMPY, "fp32", role) if any_class else None)
 
 
 def read_floor_ms(weights: int, peak: ComputePeak) -> float:
@@ -404,9 +407,7 @@ def _step_peak_for(floors: ComputeFloors, fmt: str, precision: str) -> ComputePe
 def _read_peak_for(floors: ComputeFloors, fmt: str, precision: str) -> ComputePeak | None:
     """The ``weights`` peak a backend's weight-read floor uses: its runtime's, else numpy's, of its own
     precision class only (numpy's fp32 rate would price int8 weights at 4 bytes each)."""
-    cls = precision_class(precision, fmt)
-    runtime = FORMAT_RUNTIME.get(fmt)
-    return (floors.peak(runtime, cls, READ_ROLE) if runtime else None) or floors.peak(NUMPY, cls, READ_ROLE)
+    return _peak_for(floors, fmt, precision, READ_ROLE, any_class=False)
 
 
 def encoder_sequential(floors: ComputeFloors, fmt: str, precision: str) -> list[tuple[int, ComputePeak | None]]:

@@ -257,7 +257,7 @@ def test_litert_probes_are_the_converter_s_product_at_any_shape(precision: str, 
     m, k, n = 3, 96, 1500
     content = widened_product(litert_template(precision), m, _weights(k, n))
     tfl = schema()
-    graph = tfl.ModelT.InitFromObj(tfl.Model.GetRootAsModel(content, 0)).subgraphs[0]
+    graph = tfl.ModelT.InitFromPackedBuf(content, 0).subgraphs[0]
     weight = graph.tensors[graph.operators[0].inputs[1]]
     assert list(weight.shape) == [n, k]
     expected = tfl.TensorType.INT8 if precision == "int8" else tfl.TensorType.FLOAT32
