@@ -3,8 +3,9 @@
 The SavedModel comes from :func:`storyedge.model.signatures.make_export_archive` (endpoints
 ``encoder`` / ``decoder_step``), its LSTMs traced in its precision's layout
 (:func:`storyedge.export.plan.rnn_layout`, :mod:`.graphs`). Each file
-is converted from it with ``signature_keys``: one key for the separate files, both for the
-multi-signature file, whose signatures share one copy of the weights.
+is converted from it with ``signature_keys``: one key for the separate files, every story-mode
+key for the story file, whose signatures share one copy of the weights (the multi-signature file
+is merged from the separate ones: :mod:`.tflite_merge`).
 
 Precisions (``--quantize`` name → label): ``none`` → fp32; ``fp16`` → float16 weights
 (dequantized at load, float math); ``int8-dynamic`` → int8 weights, activations quantized on the

@@ -1,10 +1,12 @@
 """The TFLite files of an export: one SavedModel per LSTM layout in use, then per precision the
-encoder, decoder-step and multi-signature files converted from it, each checked (builtins only,
-documented IO) and listed in the context.
+encoder, decoder-step and story files converted from it and the multi-signature file merged from
+the first two, each checked (builtins only, documented IO) and listed in the context.
 
 LSTMs are WHILE loops except for full int8, which needs them unrolled (see :mod:`.graphs`).
 The conversions run side by side in worker processes (:mod:`.tflite_pool`), started by
-:func:`start_tflite` and collected, in order, by :func:`finish_tflite`.
+:func:`start_tflite` and collected, in order, by :func:`finish_tflite`. The multi-signature file
+is not converted: it is assembled from the encoder and decoder-step files of its precision
+(:mod:`.tflite_merge`), each signature computing exactly what its own file does.
 int4 is quantized from the fp32 flatbuffer of the same graph (:mod:`.tflite_int4`). Every file's
 coverage (:mod:`.coverage`) goes into its manifest entry.
 """
@@ -24,6 +26,7 @@ from storyedge.export.coverage import tflite_coverage
 from storyedge.export.context import WORK_DIR, ExportContext, check_io, file_name
 from storyedge.export.native import release_memory
 from storyedge.export.tflite_int4 import quantize_int4
+from storyedge.export.tflite_merge import merge_signatures
 from storyedge.export.tflite_pool import Conversions, auto_workers, convert_to_file
 from storyedge.export.plan import TFLITE_GRAPHS, TFLITE_STORY_FILE, rnn_layout
 from storyedge.quiet import quiet_native_output
@@ -39,12 +42,14 @@ SLOWEST_PRECISION = "int8"
 
 @dataclass
 class PendingFile:
-    """A TFLite file whose conversion has started (:class:`~.tflite_pool.Conversions`)."""
+    """A TFLite file whose conversion has started (:class:`~.tflite_pool.Conversions`), or one
+    to merge from the single-signature files ``parts`` once they are in."""
 
     graph: str
     keys: tuple[str, ...]
     precision: str
-    converted: "Future[float]"
+    converted: "Future[float] | None"
+    parts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -72,6 +77,15 @@ def tflite_files(ctx: ExportContext) -> list[tuple[str, tuple[str, ...]]]:
     return files
 
 
+def merged_from(keys: tuple[str, ...], files: list[tuple[str, tuple[str, ...]]]) -> tuple[str, ...]:
+    """The single-signature graphs of ``files`` a file of several signatures ``keys`` is merged
+    from, one per key; empty when it must be converted (a key no single file holds)."""
+    single = {graph_keys[0]: graph for graph, graph_keys in files if len(graph_keys) == 1}
+    if len(keys) < 2 or any(key not in single for key in keys):
+        return ()
+    return tuple(single[key] for key in keys)
+
+
 def start_tflite(ctx: ExportContext) -> TFLiteBuild:
     """Trace the SavedModels and start every conversion of the plan (none without a TFLite precision).
 
@@ -79,7 +93,8 @@ def start_tflite(ctx: ExportContext) -> TFLiteBuild:
     with the next SavedModel and, after this returns, the ONNX graphs. Use the result as a
     context manager (its workers stop on exit) and collect it with :func:`finish_tflite`."""
     converted = [p for p in ctx.plan.tflite_precisions if p != "int4"]
-    jobs = len(converted) * len(tflite_files(ctx))
+    files = tflite_files(ctx)
+    jobs = len(converted) * sum(not merged_from(keys, files) for _, keys in files)
     build = TFLiteBuild(Conversions(auto_workers(ctx.config.export.workers, jobs)))
     if not ctx.plan.tflite_precisions:
         return build
@@ -91,9 +106,13 @@ def start_tflite(ctx: ExportContext) -> TFLiteBuild:
             saved = write_saved_model(ctx, layout)
             for precision in precisions:
                 samples = calibration_samples(ctx) if precision == "int8" else None
-                for graph, keys in tflite_files(ctx):
+                for graph, keys in files:
                     if precision == "int4":
                         build.int4.append((saved, graph, keys))
+                        continue
+                    parts = merged_from(keys, files)
+                    if parts:
+                        build.pending.append(PendingFile(graph, keys, precision, None, parts))
                         continue
                     mine = [(k, v) for k, v in samples if k in keys] if samples is not None else None
                     path = ctx.stage / _rel(graph, precision)
@@ -109,10 +128,13 @@ def start_tflite(ctx: ExportContext) -> TFLiteBuild:
 def finish_tflite(ctx: ExportContext, build: TFLiteBuild) -> None:
     """Wait for each started conversion in turn and check and list its file, then the int4 files."""
     if build.pending:
-        ctx.progress.stage(f"tflite: converting {len(build.pending)} files, {build.conversions.workers} at a time")
+        merged = sum(item.converted is None for item in build.pending)
+        ctx.progress.stage(f"tflite: converting {len(build.pending) - merged} files, {build.conversions.workers} "
+                           f"at a time" + (f"; merging {merged} multi-signature files" if merged else ""))
     order = ctx.plan.tflite_precisions
     for item in sorted(build.pending, key=lambda i: order.index(i.precision)):  # listed in the plan's order
-        list_tflite_file(ctx, item.graph, item.keys, item.precision, _converted(item))
+        seconds = _merged(ctx, item) if item.parts else _converted(item)  # the parts are listed before
+        list_tflite_file(ctx, item.graph, item.keys, item.precision, seconds)
     build.conversions.close()
     for saved, graph, keys in build.int4:
         ctx.progress.stage(f"tflite {graph} int4: quantize")
@@ -147,10 +169,21 @@ def _conversion_failed(graph: str, precision: str, exc: BaseException) -> CheckF
 
 def _converted(item: PendingFile) -> float:
     """A started conversion's seconds; its failure as :class:`CheckFailed` quoting its last line."""
+    assert item.converted is not None
     try:
         return item.converted.result()
     except Exception as exc:  # noqa: BLE001 - the converter's message, from whichever process ran it
         raise _conversion_failed(item.graph, item.precision, exc) from exc
+
+
+def _merged(ctx: ExportContext, item: PendingFile) -> float:
+    """Write a file merged from its single-signature parts (already written); its seconds."""
+    t0 = time.perf_counter()
+    contents = [(ctx.stage / _rel(part, item.precision)).read_bytes() for part in item.parts]
+    (ctx.stage / _rel(item.graph, item.precision)).write_bytes(merge_signatures(contents))
+    del contents
+    release_memory()
+    return time.perf_counter() - t0
 
 
 def _rel(graph: str, precision: str) -> str:
