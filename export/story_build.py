@@ -68,15 +68,12 @@ def story_lstm_counts(model: "StoryModel") -> dict[str, int]:
     return {g: sum(count(layer) for layer in story_graph_layers(model, g)) for g in story_graph_names(model)}
 
 
-def story_samples(reference: "Backend", vset: val.ValidationSet) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """Full-int8 calibration samples of every story graph: the inputs each meets when the
-    reference encodes the windows frame by frame."""
-    samples: list[tuple[str, dict[str, np.ndarray]]] = []
-    recorder = _Recorder(reference, samples)
-    for inputs in vset.batches:  # the frame + story graph's samples, then the frame / story graphs'
-        story_window_outputs(recorder, inputs)  # type: ignore[arg-type]
-        story_window_outputs(recorder, inputs, one_call=False)  # type: ignore[arg-type]
-    return samples
+def story_calls(reference: "Backend", inputs: dict[str, np.ndarray], one_call: bool) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Every story graph call (graph, feeds) the reference makes encoding the windows of
+    ``inputs`` frame by frame (``one_call``: the newest frame through the frame + story graph)."""
+    calls: list[tuple[str, dict[str, np.ndarray]]] = []
+    story_window_outputs(_Recorder(reference, calls), inputs, one_call=one_call)  # type: ignore[arg-type]
+    return calls
 
 
 class _Recorder:

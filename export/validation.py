@@ -194,23 +194,6 @@ def reference_states(reference: Backend, trace: Trace) -> list[dict[str, np.ndar
     return [reference.decoder.initial_state(e) for e in trace.encoder]
 
 
-def representative_samples(reference: Backend, vset: ValidationSet, pad_id: int) -> list[tuple[str, dict]]:
-    """Calibration samples for full-integer TFLite: the encoder's inputs (real windows) and the
-    decoder step's inputs (token and state) as the reference meets them teacher-forced along the
-    target (steps whose input token is padding in every row are left out)."""
-    samples: list[tuple[str, dict]] = []
-    for inputs, target in zip(vset.batches, vset.targets):
-        samples.append(("encoder", {k: np.ascontiguousarray(v) for k, v in inputs.items()}))
-        state = reference.encode(inputs)
-        for t in range(target.shape[1] - 1):
-            token = np.ascontiguousarray(target[:, t]).astype(np.int32)
-            if np.all(token == pad_id):
-                break
-            samples.append(("decoder_step", {reference.decoder.token: token, **state}))
-            _, state = reference.step(token, state)
-    return samples
-
-
 # ------------------------------------------------------------------------------ comparison
 
 

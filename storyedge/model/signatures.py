@@ -249,14 +249,26 @@ def encoder_fn(model: StoryModel, batch: int = 1) -> tf.types.experimental.Gener
 
     Positional arguments: frames, captions[, reason] (see :func:`encoder_input_specs`).
     """
-    return tf.function(_encoder_callable(model), input_signature=encoder_input_specs(model, batch))
+    return static_function(_encoder_callable(model), encoder_input_specs(model, batch))
+
+
+def static_function(python_function: Callable[..., dict[str, tf.Tensor]],
+                    specs: list[tf.TensorSpec]) -> tf.types.experimental.GenericFunction:
+    """``tf.function`` of ``python_function`` with the static input signature ``specs``.
+
+    Each traces once. TensorFlow's warning about frequent retracing counts the traces of every
+    function made from the same code (every model's, every batch's encoder or story graph alike),
+    so an export, whose reference and calibration reference each trace their own, set it off
+    though nothing traces twice: it is turned off for these functions.
+    """
+    fn = tf.function(python_function, input_signature=specs)
+    fn._omit_frequent_tracing_warning = True  # noqa: SLF001 - the switch tf.function reads, no public one
+    return fn
 
 
 def decoder_step_fn(model: StoryModel, batch: int = 1) -> tf.types.experimental.GenericFunction:
     """``tf.function`` (static input signature) running ``model.decode_step`` -> its documented outputs."""
-    return tf.function(
-        _decoder_step_callable(model), input_signature=decoder_input_specs(model, batch)
-    )
+    return static_function(_decoder_step_callable(model), decoder_input_specs(model, batch))
 
 
 # ------------------------------------------------------------------------- story mode graphs
@@ -398,7 +410,7 @@ def story_graph_layers(model: StoryModel, graph: str) -> list[keras.layers.Layer
 
 def story_fn(model: StoryModel, graph: str, batch: int = 1) -> tf.types.experimental.GenericFunction:
     """``tf.function`` (static input signature) of one story-mode graph."""
-    return tf.function(_story_callable(model, graph), input_signature=story_input_specs(model, graph, batch))
+    return static_function(_story_callable(model, graph), story_input_specs(model, graph, batch))
 
 
 def make_export_archive(model: StoryModel, batch: int = 1) -> keras.export.ExportArchive:

@@ -192,3 +192,22 @@ def test_tflite_matches_keras(
             out = decoder(token=inputs["target"][:, t], h=h, c=c, context_gates=gates)
             assert np.abs(out["logits"] - teacher[:, t]).max() < 1e-4
             h, c = out["h_out"], out["c_out"]
+
+
+def test_static_functions_of_many_batches_trace_without_the_retracing_warning(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An export traces the encoder and the story graphs once per reference (its own batch and the
+    calibration's): TensorFlow would count those as retracing one function."""
+    from storyedge.model.signatures import story_fn, story_input_specs, story_spec
+
+    cfg = make_config(**{"model.use_reason": True})
+    model = build_model(cfg, VOCAB, PAD)
+    graph = story_spec(model).frame_graph
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for batch in range(1, 8):
+            specs = story_input_specs(model, graph, batch)
+            fn = story_fn(model, graph, batch)
+            fn(*(tf.zeros(s.shape, s.dtype) for s in specs))
+            assert fn.experimental_get_tracing_count() == 1
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
