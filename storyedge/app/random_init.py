@@ -40,6 +40,7 @@ from storyedge.devices import import_tensorflow, set_tf_threads
 from storyedge.errors import CheckFailed, UserError
 from storyedge.export import export_model
 from storyedge.export.progress import STAGE, STAGE_TEXT_WIDTH, STEP, Listener, ProgressEvent
+from storyedge.quiet import quiet_tensorflow_import
 from storyedge.tokenizer import PRETRAINED_NAME, StoryTokenizer, load_pretrained, pad_vocabulary, train_wordpiece
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,8 @@ def random_init_export_isolated(
     messages = ctx.Queue()
     # not a daemon: the exporter starts worker processes of its own (daemons may not); the
     # finally below ends it whatever happens here
-    child = ctx.Process(target=_child, args=(messages, config, Path(out_dir), threads, kwargs))
+    quiet = not logging.getLogger().isEnabledFor(logging.DEBUG)  # -v shows TensorFlow's import lines
+    child = ctx.Process(target=_child, args=(messages, config, Path(out_dir), threads, quiet, kwargs))
     child.start()
     view = ExportProgressView(echo)
     try:
@@ -276,7 +278,9 @@ def random_init_export_isolated(
             child.terminate()
 
 
-def _child(messages: Any, config: Config, out_dir: Path, threads: int, kwargs: dict[str, Any]) -> None:
+def _child(messages: Any, config: Config, out_dir: Path, threads: int, quiet: bool, kwargs: dict[str, Any]) -> None:
+    if quiet:  # a spawned process imports TensorFlow afresh: its INFO lines would reach the user's terminal
+        quiet_tensorflow_import()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -25,7 +25,7 @@ def _alarm(signum: int, frame: object) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="needs SIGALRM to bound the child")
-def test_random_init_child_reports_per_file_progress(tmp_path: Path, make_tiny_config) -> None:
+def test_random_init_child_reports_per_file_progress(tmp_path: Path, make_tiny_config, capfd) -> None:
     from storyedge.app.random_init import random_init_export_isolated
     from storyedge.manifest import read_manifest
 
@@ -49,3 +49,6 @@ def test_random_init_child_reports_per_file_progress(tmp_path: Path, make_tiny_c
     assert [m.group(1) for m in exported] == [f.path for f in manifest.files], lines
     assert [int(m.group(3)) for m in exported] == [2, 3] and {m.group(4) for m in exported} == {"4"}
     assert any(line.startswith("random init: tokenizer") for line in lines)  # the child's own echo
+    stderr = capfd.readouterr().err  # the child writes to this process's stderr
+    assert "absl::InitializeLog" not in stderr and not [
+        line for line in stderr.splitlines() if line.startswith("I0000")], stderr  # TensorFlow's import lines
