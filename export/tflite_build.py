@@ -130,7 +130,7 @@ def finish_tflite(ctx: ExportContext, build: TFLiteBuild) -> None:
     if build.pending:
         merged = sum(item.converted is None for item in build.pending)
         ctx.progress.stage(f"tflite: converting {len(build.pending) - merged} files, {build.conversions.workers} "
-                           f"at a time" + (f"; merging {merged} multi-signature files" if merged else ""))
+                           f"at a time" + (f", {merged} merged" if merged else ""))
     order = ctx.plan.tflite_precisions
     for item in sorted(build.pending, key=lambda i: order.index(i.precision)):  # listed in the plan's order
         seconds = _merged(ctx, item) if item.parts else _converted(item)  # the parts are listed before
