@@ -41,10 +41,11 @@ PNG-encoded losslessly, so the same seed gives byte-identical frames.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -431,12 +432,26 @@ def write_synthetic_dataset(
     if out.exists() and not overwrite:
         raise _exists_error(out)
     ds = generate_synthetic_dataset(num_stories, seed, frame_size, progress=progress)
-    with atomic_directory(out, replace=overwrite, exists_error=_exists_error) as tmp:
+    with atomic_directory(out, replace=overwrite, exists_error=_exists_error) as tmp, without_datasets_bars():
         ds.save_to_disk(str(tmp))
         (tmp / META_FILE).write_text(
             json.dumps(synthetic_meta(num_stories, seed, frame_size), indent=2) + "\n"
         )
     return out
+
+
+@contextlib.contextmanager
+def without_datasets_bars() -> Iterator[None]:
+    """``datasets``' own progress bars off ("Saving the dataset (1/1 shards)", one per split):
+    the command that writes the stories has already said so in one line, and a split of a few
+    hundred stories saves in milliseconds. Restored on exit."""
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
 
 
 def _exists_error(out: Path) -> DataError:

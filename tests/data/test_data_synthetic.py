@@ -148,6 +148,14 @@ def test_same_seed_writes_identical_content(tmp_path: Path) -> None:
     )
 
 
+def test_writing_prints_no_datasets_bars(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    datasets.enable_progress_bars()
+    write_synthetic_dataset(tmp_path / "syn", 6, seed=0, frame_size=32)
+    out, err = capfd.readouterr()
+    assert "Saving the dataset" not in out + err
+    assert datasets.is_progress_bar_enabled()  # restored for the user's own datasets calls
+
+
 def test_existing_dir_needs_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "syn"
     write_synthetic_dataset(out, 5, seed=0, frame_size=32)
