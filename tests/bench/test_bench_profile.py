@@ -160,3 +160,61 @@ def test_litert_ops_alone_add_up_to_the_graph(tmp_path: Path) -> None:
         runner(x=x)
     whole = (time.perf_counter() - start) / 50 * 1e3
     assert 0.2 * whole < sum(t.ms for t in times) < 5 * whole + 0.05
+
+
+def test_litert_loops_are_timed_through_the_weight_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WHILE loop whose body reads one weight in two steps is timed through the CompiledModel with
+    the weight cache (as the backend runs an encoder), every other op through the Interpreter;
+    without it, every op through the Interpreter; the loop's time is of the order of the graph's."""
+    tf = pytest.importorskip("tensorflow")
+    import time
+
+    import numpy as np
+
+    from storyedge.bench import litert_ops
+    from storyedge.runtime.litert_compiled import CompiledSignature, compiled_model_available, load_compiled_model
+
+    if not compiled_model_available():
+        pytest.skip("this ai-edge-litert has no CompiledModel API")
+
+    class Net(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.constant(np.random.default_rng(0).standard_normal((128, 128)).astype(np.float32) * 0.1)
+
+        @tf.function(input_signature=[tf.TensorSpec([4, 128], tf.float32, name="x")])
+        def encoder(self, x):
+            def body(i, h):  # two time steps an iteration, both reading self.w
+                h = tf.tanh(tf.matmul(h, self.w) + x)
+                return i + 1, tf.tanh(tf.matmul(h, self.w) + x)
+
+            _, h = tf.while_loop(lambda i, h: i < 6, body, (tf.constant(0), tf.nn.relu(x)))
+            return {"y": h + 1.0}
+
+    net = Net()
+    tf.saved_model.save(net, str(tmp_path / "saved"), signatures={"encoder": net.encoder})
+    path = tmp_path / "net.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved"), signature_keys=["encoder"]).convert())
+    x = np.random.default_rng(1).standard_normal((4, 128)).astype(np.float32)
+
+    compiled_runs: list[int] = []
+    time_compiled = litert_ops._time_compiled
+
+    def counted(content: bytes, feeds: dict, threads: int, rounds: int) -> float | None:
+        compiled_runs.append(len(feeds))
+        return time_compiled(content, feeds, threads, rounds)
+
+    monkeypatch.setattr(litert_ops, "_time_compiled", counted)
+    cached = litert_ops.op_times(path, "encoder", {"x": x}, threads=1, compiled=True)
+    assert len(compiled_runs) == [t.op for t in cached].count("WHILE") == 1
+    assert all(t.ms > 0 for t in cached) and {"RELU", "ADD"} <= {t.op for t in cached}
+    plain = litert_ops.op_times(path, "encoder", {"x": x}, threads=1, compiled=False)
+    assert len(compiled_runs) == 1 and [t.op for t in plain] == [t.op for t in cached]
+
+    run = CompiledSignature(load_compiled_model(path, 1), "encoder")
+    run({"x": x})
+    start = time.perf_counter()
+    for _ in range(50):
+        run({"x": x})
+    whole = (time.perf_counter() - start) / 50 * 1e3
+    loop = next(t.ms for t in cached if t.op == "WHILE")
+    assert 0.2 * whole < loop < 5 * whole + 0.05
