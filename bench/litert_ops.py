@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,14 +165,9 @@ def _time_compiled(content: bytes, feeds: dict[str, np.ndarray], threads: int, r
             key = next(iter(model.get_signature_list()))  # a model without signatures has one placeholder
             run = CompiledSignature(model, key)
             run(feeds)
-            samples = []
-            for _ in range(rounds):
-                start = time.perf_counter()
-                run(feeds)
-                samples.append(time.perf_counter() - start)
+            return _median_ms(lambda: run(feeds), rounds)
         except (UserError, RuntimeError, ValueError):
             return None
-    return float(np.median(samples)) * 1e3
 
 
 def _time_alone(interpreter_type: Any, content: bytes, inputs: list[np.ndarray], threads: int,
@@ -186,11 +182,16 @@ def _time_alone(interpreter_type: Any, content: bytes, inputs: list[np.ndarray],
         for detail, value in zip(details, inputs):
             interpreter.set_tensor(detail["index"], value)
         interpreter.invoke()
-        samples = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            interpreter.invoke()
-            samples.append(time.perf_counter() - start)
+        return _median_ms(interpreter.invoke, rounds)
     except (RuntimeError, ValueError):
         return None
+
+
+def _median_ms(call: Callable[[], Any], rounds: int) -> float:
+    """Median ms of ``rounds`` calls of ``call``."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
     return float(np.median(samples)) * 1e3
