@@ -43,8 +43,8 @@ LITERT_NOTE = (
     "TFLite's benchmark_model with op profiling. Encoder: each op timed alone, as a model of its own fed the "
     "inputs the whole encoder gave it (XNNPACK, same threads; ops of constants, which LiteRT computes once, "
     "left out; WHILE loops through the CompiledModel with XNNPACK's weight cache where the installed "
-    "ai-edge-litert has it, as the backend runs the encoder); covered = the ops' sum / the encoder's p50 (below 1: the time between ops; above: ops that "
-    "overlap or lose their neighbours' packing when alone). Step: the logits projection timed alone as a "
+    "ai-edge-litert has it, as the backend runs the encoder); covered = the ops' sum / the encoder's p50 "
+    "(below 1: the time between ops; above: ops that overlap or lose their neighbours' packing when alone). Step: the logits projection timed alone as a "
     "one-matmul LiteRT model of the same shape and precision class (int8 kinds: dynamic-range int8; fp16: "
     "fp32, as XNNPACK runs it); 'rest of the step' = step p50 - that."
 )

@@ -193,7 +193,8 @@ def test_litert_loops_are_timed_through_the_weight_cache(tmp_path: Path, monkeyp
     net = Net()
     tf.saved_model.save(net, str(tmp_path / "saved"), signatures={"encoder": net.encoder})
     path = tmp_path / "net.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved"), signature_keys=["encoder"]).convert())
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved"), signature_keys=["encoder"])
+    path.write_bytes(converter.convert())
     x = np.random.default_rng(1).standard_normal((4, 128)).astype(np.float32)
 
     compiled_runs: list[int] = []
