@@ -106,7 +106,11 @@ RNN_LAYOUTS = (*LOOP_STEPS, UNROLLED_LAYOUT)
 #: iteration. Only int8-dynamic: its [u·N, E] x [E, 4H] weights (600 KB at the seed size) stay in
 #: the core's cache, the fp32 ones (2.4 MB) do not, and a one-row fp32 loop got slower (seed-size
 #: direction, LiteRT, 2 threads, 24 real tokens: int8-dynamic 1.00 -> 0.89 ms at 3 rows, 0.60 ->
-#: 0.58 at 1; fp32 3.26 -> 2.99 at 3 rows but 1.11 -> 1.42 at 1).
+#: 0.58 at 1; fp32 3.26 -> 2.99 at 3 rows but 1.11 -> 1.42 at 1). Those were ``Interpreter`` runs;
+#: through the ``CompiledModel`` (interleaved, int8-dynamic, in-loop -> hoisted, whole Bi-LSTMs)
+#: 3 rows ran 2.30 -> 2.33 ms, 1 row 1.06 -> 1.01 ms and the reason's pooled one (1 row, 64 tokens)
+#: 1.93 -> 1.78 ms: hoisting one-row loops would take 1-2 % off an encoder, not worth a layout
+#: that depends on the row count.
 IN_LOOP_PROJECTION_LAYOUTS = (CHUNKED_LAYOUT,)
 #: the layout of each TFLite precision: the float files ``loop``, int8-dynamic and full int8
 #: ``chunked`` (full int8 is calibrated inside the loops by :mod:`~storyedge.export.tflite_loops`)
