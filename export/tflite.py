@@ -27,6 +27,7 @@ import numpy as np
 
 from storyedge.errors import CheckFailed
 from storyedge.export.tflite_loops import LoopReplay
+from storyedge.export.tflite_partitions import one_partition_loop_bodies
 from storyedge.export.tflite_ranges import separate_disagreeing_weights, shared_weight_ranges, table_ranges
 from storyedge.tflite_schema import builtin_names as _builtin_names
 from storyedge.tflite_schema import pack_model
@@ -197,8 +198,9 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
        forward pass has neither problem. Then :mod:`.tflite_ranges`' rules: a table lookup gets
        the table's range, and the products over one weight one input and one output range.
     3. ``mlir_quantize`` (the quantizer ``convert()`` uses) with ``float_ops`` kept float,
-       float32 inputs / outputs, then read-only buffer de-duplication and a buffer of its own for
-       each quantization of a shared weight that still differs (:mod:`.tflite_ranges`).
+       float32 inputs / outputs, then read-only buffer de-duplication, a buffer of its own for
+       each quantization of a shared weight that still differs (:mod:`.tflite_ranges`), and the
+       loop bodies laid out for one XNNPACK partition each (:mod:`.tflite_partitions`).
     """
     # lazy: tensorflow
     import tensorflow as tf
@@ -221,9 +223,9 @@ def _convert_full_int8(converter: Any, signature_keys: list[str], representative
     except Exception:  # noqa: BLE001 - an optimisation only
         pass
     model = _schema().ModelT.InitFromPackedBuf(bytes(quantized), 0)
-    if separate_disagreeing_weights(model):
-        return pack_model(model, len(quantized))
-    return bytes(quantized)
+    changed = separate_disagreeing_weights(model)
+    changed += one_partition_loop_bodies(model)
+    return pack_model(model, len(quantized)) if changed else bytes(quantized)
 
 
 def float_state_nodes(content: bytes, signature_keys: list[str]) -> list[str]:
