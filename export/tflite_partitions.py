@@ -19,9 +19,9 @@ one partition:
   partitioner meets them before any XNNPACK op and puts the rest of the body in one partition.
 
 Seed size, LiteRT ``CompiledModel`` with the weight cache, 2 threads, outputs bit-identical
-(interleaved A/Bs of the same files): the full-int8 encoder 5.34 -> 5.07 and 5.59 -> 5.20 ms back
-to back, 6.88 -> 6.41 and 7.21 -> 6.68 ms inside captions; the story-mode graphs, whose loops
-run one row (a product XNNPACK does not split over threads), no faster.
+(interleaved A/Bs of the same files): the full-int8 encoders 3-7 % faster back to back (two
+runs) and 4-13 % inside captions (three runs; figures in the README's *How the graphs are
+converted*); the story-mode graphs, whose loops run one row, no faster.
 """
 
 from __future__ import annotations
