@@ -79,7 +79,7 @@ def _movable_quantize(model: Any, graph: Any, quantize: Any, gather: Any, module
         return False
     source, quantized = graph.tensors[int(quantize.inputs[0])], graph.tensors[out]
     gathered = graph.tensors[int(gather.outputs[0])]
-    return source.type == module.TensorType.FLOAT32 and _one_scale(quantized) and _same_scale(quantized, gathered)
+    return source.type == module.TensorType.FLOAT32 and _same_scale(quantized, gathered)
 
 
 def _one_scale(tensor: Any) -> bool:
