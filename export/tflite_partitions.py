@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from storyedge.tflite_schema import builtin_names, builtin_op_name, schema
+from storyedge.tflite_schema import builtin_names, builtin_op_name, quantization_key, schema
 
 
 def one_partition_loop_bodies(model: Any) -> int:
@@ -82,14 +82,10 @@ def _movable_quantize(model: Any, graph: Any, quantize: Any, gather: Any, module
     return source.type == module.TensorType.FLOAT32 and _same_scale(quantized, gathered)
 
 
-def _one_scale(tensor: Any) -> bool:
-    q = tensor.quantization
-    return q is not None and q.scale is not None and len(q.scale) == 1
-
-
 def _same_scale(a: Any, b: Any) -> bool:
-    return (_one_scale(a) and _one_scale(b) and float(a.quantization.scale[0]) == float(b.quantization.scale[0])
-            and int(a.quantization.zeroPoint[0]) == int(b.quantization.zeroPoint[0]) and a.type == b.type)
+    """Whether ``a`` has one scale and zero point, and ``b`` the same ones and the same type."""
+    key = quantization_key(a)
+    return bool(key) and len(key[0]) == 1 and key == quantization_key(b) and a.type == b.type
 
 
 def gathers_first(model: Any) -> int:
